@@ -1,0 +1,83 @@
+/**
+ * The one asynchronous interface every credential-store backend implements (file,
+ * token file, Node-RED context). Values are JSON objects; metadata is kept apart so
+ * that listing never needs to read, decrypt or reveal a value.
+ */
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+export interface EntryMeta {
+  /** ISO 8601: when the value was obtained from its service. */
+  obtainedAt: string;
+  /** ISO 8601: when this entry was last written. */
+  updatedAt: string;
+  protocol?: string;
+  endpoint?: string;
+  /** ISO 8601, where known. */
+  expiresAt?: string;
+  /** A short free label, never secret. */
+  kind?: string;
+}
+
+export interface EntryMetaInput {
+  obtainedAt?: string;
+  protocol?: string;
+  endpoint?: string;
+  expiresAt?: string;
+  kind?: string;
+}
+
+export interface StoredEntry {
+  key: string;
+  value: JsonValue;
+  meta: EntryMeta;
+  /** True when meta.expiresAt is in the past. */
+  expired: boolean;
+}
+
+export interface EntrySummary {
+  key: string;
+  meta: EntryMeta;
+  expired: boolean;
+}
+
+export interface StoreBackend {
+  /** "file", "token-file", "context". */
+  readonly kind: string;
+  /** A human description without secrets, for status and errors ("file /data/creds"). */
+  describe(): string;
+  get(key: string): Promise<StoredEntry | undefined>;
+  set(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<StoredEntry>;
+  /** Resolves true when something was deleted. */
+  delete(key: string): Promise<boolean>;
+  list(): Promise<EntrySummary[]>;
+  /**
+   * Read-modify-write of one key, serialised with every other write to that key through
+   * this backend instance. `fn` returns the new value and meta, or undefined to leave the
+   * entry as it is. Used by registries: "create unless present" without a race.
+   */
+  update(
+    key: string,
+    fn: (current: StoredEntry | undefined) => { value: JsonValue; meta?: EntryMetaInput } | undefined,
+  ): Promise<StoredEntry | undefined>;
+  close(): Promise<void>;
+}
+
+/** Thrown by backends; `code` is stable for flows and tests, `message` holds no secret. */
+export class StoreError extends Error {
+  constructor(
+    readonly code:
+      | "NOT_FOUND"
+      | "INVALID_KEY"
+      | "INVALID_VALUE"
+      | "WRONG_KEY"
+      | "CORRUPT"
+      | "IO"
+      | "READ_ONLY"
+      | "UNSUPPORTED",
+    message: string,
+  ) {
+    super(message);
+    this.name = "StoreError";
+  }
+}

@@ -1,0 +1,25 @@
+import type { StoreBackend } from "../../lib/stores/backend";
+
+/** The shape every store config node instance has at run time (credential-store-config). */
+export interface StoreConfigNode {
+  /** Undefined when the config node could not open its backend; `error` says why. */
+  backend?: StoreBackend;
+  error?: string;
+}
+
+interface NodeLookup {
+  nodes: { getNode(id: string): unknown };
+}
+
+/**
+ * Resolves a store config node id to its backend. Returns undefined when no store is
+ * configured; throws an Error with a clear, secret-free reason when one is configured
+ * but unusable.
+ */
+export function storeFromConfig(RED: NodeLookup, id: string | undefined): StoreBackend | undefined {
+  if (!id) return undefined;
+  const node = RED.nodes.getNode(id) as StoreConfigNode | null;
+  if (!node) throw new Error("the credential store configuration node is missing or disabled");
+  if (!node.backend) throw new Error(node.error ?? "the credential store is not available");
+  return node.backend;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the real peers the test suite talks to, when missing: Debian's mosquitto,
+# libcoap3-bin (coap-client/-server with OpenSSL), paho-mqtt and cryptography for
+# /usr/bin/python3, and openssl. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+/usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
+/usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing test peers: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "missing ${need[*]}: run as root, or install them: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
