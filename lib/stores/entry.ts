@@ -1,0 +1,49 @@
+import { StoreError, type EntryMeta, type EntryMetaInput, type JsonValue, type StoredEntry } from "./backend";
+
+/** Keys are short printable names: flows type them, and file backends map them to file names. */
+export function checkKey(key: unknown): string {
+  if (typeof key !== "string" || key.length === 0) throw new StoreError("INVALID_KEY", "a key is required");
+  if (key.length > 200) throw new StoreError("INVALID_KEY", "a key may be at most 200 characters long");
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(key))
+    throw new StoreError("INVALID_KEY", "a key may not hold control characters");
+  return key;
+}
+
+/** Values must survive JSON: objects (or strings), no functions, cycles, Buffers or NaN. */
+export function checkValue(value: unknown): JsonValue {
+  if (value === undefined) throw new StoreError("INVALID_VALUE", "no value to store");
+  let text: string;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    throw new StoreError("INVALID_VALUE", "the value cannot be stored (it has a cycle or a BigInt)");
+  }
+  if (text === undefined)
+    throw new StoreError("INVALID_VALUE", "the value cannot be stored (a function or symbol)");
+  return JSON.parse(text) as JsonValue;
+}
+
+export function makeMeta(input: EntryMetaInput | undefined, now = new Date()): EntryMeta {
+  const meta: EntryMeta = {
+    obtainedAt: input?.obtainedAt ?? now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  if (input?.protocol !== undefined) meta.protocol = String(input.protocol);
+  if (input?.endpoint !== undefined) meta.endpoint = String(input.endpoint);
+  if (input?.kind !== undefined) meta.kind = String(input.kind);
+  if (input?.expiresAt !== undefined) {
+    if (Number.isNaN(Date.parse(input.expiresAt)))
+      throw new StoreError("INVALID_VALUE", "expiresAt is not a date");
+    meta.expiresAt = new Date(input.expiresAt).toISOString();
+  }
+  return meta;
+}
+
+export function isExpired(meta: EntryMeta, now = Date.now()): boolean {
+  return meta.expiresAt !== undefined && Date.parse(meta.expiresAt) <= now;
+}
+
+export function toEntry(key: string, value: JsonValue, meta: EntryMeta): StoredEntry {
+  return { key, value, meta, expired: isExpired(meta) };
+}

@@ -1,0 +1,56 @@
+import type { EntryMeta, EntrySummary, JsonValue, StoreBackend, StoredEntry } from "./backend";
+import { checkKey, checkValue, makeMeta, toEntry } from "./entry";
+import { KeyLock } from "./key-lock";
+
+/** Keeps entries in this process only: for tests, and for stores that must not persist. */
+export class MemoryBackend implements StoreBackend {
+  readonly kind = "memory";
+  private readonly entries = new Map<string, { value: JsonValue; meta: EntryMeta }>();
+  private readonly lock = new KeyLock();
+
+  describe(): string {
+    return "memory";
+  }
+
+  async get(key: string): Promise<StoredEntry | undefined> {
+    const e = this.entries.get(checkKey(key));
+    return e && toEntry(key, structuredClone(e.value), { ...e.meta });
+  }
+
+  set(key: string, value: JsonValue, meta?: Parameters<StoreBackend["set"]>[2]): Promise<StoredEntry> {
+    checkKey(key);
+    const v = checkValue(value);
+    const m = makeMeta(meta);
+    return this.lock.run(key, async () => {
+      this.entries.set(key, { value: v, meta: m });
+      return toEntry(key, structuredClone(v), { ...m });
+    });
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return this.lock.run(key, async () => this.entries.delete(key));
+  }
+
+  async list(): Promise<EntrySummary[]> {
+    return [...this.entries].map(([key, e]) => {
+      const { value: _value, ...rest } = toEntry(key, null, { ...e.meta });
+      return rest;
+    });
+  }
+
+  update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
+    checkKey(key);
+    return this.lock.run(key, async () => {
+      const cur = this.entries.get(key);
+      const next = fn(cur && toEntry(key, structuredClone(cur.value), { ...cur.meta }));
+      if (!next) return undefined;
+      const v = checkValue(next.value);
+      const m = makeMeta(next.meta);
+      this.entries.set(key, { value: v, meta: m });
+      return toEntry(key, structuredClone(v), { ...m });
+    });
+  }
+
+  async close(): Promise<void> {}
+}
