@@ -1,0 +1,75 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { deploy, PROJECT_ROOT, runtimes, startNodeRed, type RunningNodeRed } from "../support/node-red";
+import { asFlow, loadExamples, withEphemeralPorts } from "./examples";
+
+const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as {
+  name: string;
+  "node-red": { nodes: Record<string, string> };
+};
+const declaredSets = Object.keys(pkg["node-red"].nodes);
+
+interface NodeSet {
+  id: string;
+  name: string;
+  types: string[];
+  enabled: boolean;
+  loaded: boolean;
+  err?: string;
+  module: string;
+}
+
+for (const rt of runtimes()) {
+  describe(`${rt.label}: the package loads and its examples deploy cleanly`, () => {
+    let nr: RunningNodeRed;
+    before(async () => {
+      nr = await startNodeRed(rt);
+    });
+    after(async () => {
+      await nr?.stop();
+    });
+
+    test("every node set of package.json is loaded without error", async () => {
+      const res = await fetch(`${nr.url}/nodes`, { headers: { accept: "application/json" } });
+      assert.equal(res.status, 200);
+      const sets = ((await res.json()) as NodeSet[]).filter((s) => s.module === pkg.name);
+      assert.deepEqual(sets.map((s) => s.name).sort(), [...declaredSets].sort());
+      for (const s of sets) {
+        assert.equal(s.err, undefined, `${s.name}: ${s.err}`);
+        assert.ok(s.enabled && s.loaded, `${s.name} is not loaded`);
+        assert.ok(s.types.length > 0, `${s.name} registers no type`);
+      }
+      assert.deepEqual(nr.problems(), []);
+    });
+
+    test("the editor gets every type's template, help and icon", async () => {
+      const html = await (await fetch(`${nr.url}/nodes`, { headers: { accept: "text/html" } })).text();
+      const res = await fetch(`${nr.url}/nodes`, { headers: { accept: "application/json" } });
+      const sets = ((await res.json()) as NodeSet[]).filter((s) => s.module === pkg.name);
+      for (const type of sets.flatMap((s) => s.types)) {
+        assert.ok(html.includes(`data-template-name="${type}"`), `${type}: no edit template`);
+        assert.ok(html.includes(`data-help-name="${type}"`), `${type}: no help`);
+        assert.match(
+          html,
+          new RegExp(`registerType\\(\\s*["']${type}["']`),
+          `${type}: not registered in the editor`,
+        );
+      }
+      for (const icon of html.matchAll(/icon:\s*"([\w.-]+\.svg)"/g)) {
+        const r = await fetch(`${nr.url}/icons/${pkg.name}/${icon[1]}`);
+        assert.equal(r.status, 200, `icon ${icon[1]} is not served`);
+      }
+    });
+
+    for (const ex of loadExamples()) {
+      test(`example ${ex.file} deploys with no error and no missing type`, async () => {
+        const flows = asFlow(await withEphemeralPorts(ex, nr.port), `smoke-${ex.file}`);
+        const mark = nr.problems().length;
+        await deploy(nr, flows);
+        assert.deepEqual(nr.problems().slice(mark), [], `problems while deploying ${ex.file}`);
+      });
+    }
+  });
+}
