@@ -1,0 +1,72 @@
+import { isIPv6 } from "node:net";
+import { Agent, type IncomingMessage } from "coap";
+import { AbortedError } from "../../retry/run";
+import { COAP_PATH } from "./wire";
+import {
+  classifyNetworkError,
+  describeUri,
+  TbFinalError,
+  TbTransientError,
+  type TbExchange,
+  type TbExchangeOptions,
+} from "./client-common";
+
+/**
+ * One provisioning exchange over CoAP/UDP: a confirmable POST to /api/v1/provision. Each
+ * exchange gets its own agent (its own socket), closed afterwards, so nothing (socket,
+ * message-id or token tables) outlives the attempt or is shared with other flows through
+ * node-coap's global agent.
+ */
+export const coapExchange: TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const where = describeUri(uri);
+    if (opts.signal?.aborted) return reject(new AbortedError());
+    const host = uri.hostname.replace(/^\[|\]$/g, "");
+    const agent = new Agent({ type: isIPv6(host) ? "udp6" : "udp4" });
+    let settled = false;
+    const finish = (err: Error | undefined, answer?: Buffer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      try {
+        agent.close();
+      } catch {
+        // node-coap closes an agent by itself once its last request is answered.
+      }
+      if (err) reject(err);
+      else resolve(answer as Buffer);
+    };
+    const onAbort = () => finish(new AbortedError());
+    const timer = setTimeout(
+      () => finish(new TbTransientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    agent.on("error", (err: Error) => finish(classifyNetworkError(err, where)));
+    const req = agent.request({
+      hostname: host,
+      port: Number(uri.port || 5683),
+      method: "POST",
+      pathname: `/${COAP_PATH}`,
+      confirmable: true,
+      contentFormat: "application/json",
+      accept: "application/json",
+    });
+    req.on("response", (res: IncomingMessage) => {
+      // ThingsBoard: SUCCESS is 2.01, NOT_FOUND and FAILURE are 4.00; both carry the JSON.
+      if (res.code === "2.01" || res.code === "2.04" || res.code === "2.05" || res.code === "4.00") {
+        return finish(undefined, res.payload);
+      }
+      const msg = `${where} answered CoAP ${res.code}`;
+      finish(
+        res.code.startsWith("5.") ? new TbTransientError("STATUS", msg) : new TbFinalError("STATUS", msg),
+      );
+    });
+    req.on("timeout", () =>
+      finish(new TbTransientError("TIMEOUT", `no answer from ${where} after CoAP retransmissions`)),
+    );
+    req.on("error", (err: Error) => finish(classifyNetworkError(err, where)));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    opts.onRequesting?.();
+    req.end(Buffer.from(body));
+  });

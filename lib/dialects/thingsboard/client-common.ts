@@ -1,0 +1,100 @@
+/**
+ * What the ThingsBoard device-side transports share: the options of one exchange and the
+ * errors it can end in. Every error carries a stable `code`; final ones are FinalErrors so
+ * the retry policy stops, transient ones are plain Errors and get retried.
+ */
+import { FinalError } from "../../retry/run";
+
+export type TbErrorCode =
+  | "NOT_FOUND" // the server does not know the key/secret pair
+  | "FAILURE" // the server refused (device exists, name blank, ...)
+  | "TIMEOUT" // no answer within the attempt's time
+  | "CONNECT" // could not reach or lost the server
+  | "TLS" // the server's certificate did not verify, or a TLS setting is unusable
+  | "REFUSED" // the server refused the session or the subscription
+  | "STATUS" // an HTTP or CoAP status that is not ThingsBoard's answer
+  | "INVALID_ANSWER" // an answer that is not ThingsBoard's JSON
+  | "CONFIG"; // this side's configuration cannot work
+
+export interface TbError extends Error {
+  code: TbErrorCode;
+}
+
+export class TbFinalError extends FinalError implements TbError {
+  constructor(
+    readonly code: TbErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TbFinalError";
+  }
+}
+
+export class TbTransientError extends Error implements TbError {
+  constructor(
+    readonly code: TbErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TbTransientError";
+  }
+}
+
+export interface TbTlsOptions {
+  ca?: string | Buffer | Array<string | Buffer>;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  passphrase?: string;
+  servername?: string;
+  /** Verify the server's certificate. Only an explicit false turns it off. */
+  rejectUnauthorized?: boolean;
+}
+
+export interface TbExchangeOptions {
+  /** Time for the whole attempt: connect, request, answer. */
+  timeoutMs: number;
+  tls?: TbTlsOptions;
+  signal?: AbortSignal;
+  /** Told when the transport is connected and the request goes out. */
+  onRequesting?: () => void;
+}
+
+/** Sends one request body to `uri` and resolves with the raw answer body. */
+export type TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) => Promise<Buffer>;
+
+const TLS_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_OSSL_PEM_NO_START_LINE",
+  "ERR_OSSL_X509_KEY_VALUES_MISMATCH",
+]);
+
+/**
+ * Maps a socket or TLS error to a TbError. A certificate that does not verify is final:
+ * retrying cannot fix it, and a retry loop would hide the reason.
+ */
+export function classifyNetworkError(err: unknown, where: string): TbError {
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown };
+  const code = typeof e?.code === "string" ? e.code : undefined;
+  if (code && (TLS_CODES.has(code) || code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS"))) {
+    return new TbFinalError("TLS", `TLS with ${where} failed: ${code}`);
+  }
+  if (e?.cause && e.cause !== err) return classifyNetworkError(e.cause, where);
+  const detail = code ?? (typeof e?.message === "string" ? e.message : "error");
+  return new TbTransientError("CONNECT", `cannot reach ${where}: ${detail}`);
+}
+
+/** Host and port of a URI as a person reads it (no credentials: the URIs here carry none). */
+export function describeUri(uri: URL): string {
+  return `${uri.protocol}//${uri.host}`;
+}

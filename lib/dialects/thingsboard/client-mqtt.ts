@@ -1,0 +1,106 @@
+import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import { randomAlphanumeric } from "../../util/secrets";
+import { AbortedError } from "../../retry/run";
+import { PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
+import {
+  classifyNetworkError,
+  describeUri,
+  TbFinalError,
+  TbTransientError,
+  type TbExchange,
+  type TbExchangeOptions,
+} from "./client-common";
+
+/** CONNACK codes that mean "you may not": retrying with the same settings cannot help. */
+const REFUSING_CONNACK = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
+
+/**
+ * One provisioning exchange over MQTT, on its own connection: ThingsBoard answers on the
+ * session that asked, so concurrent devices never share one. Subscribes first and
+ * publishes only after the SUBACK (seed 000 slept 100 ms instead and could miss the answer).
+ */
+export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const where = describeUri(uri);
+    const secure = uri.protocol === "mqtts:";
+    if (opts.signal?.aborted) return reject(new AbortedError());
+    const options: IClientOptions = {
+      protocol: secure ? "mqtts" : "mqtt",
+      host: uri.hostname.replace(/^\[|\]$/g, ""),
+      port: Number(uri.port || (secure ? 8883 : 1883)),
+      protocolVersion: 4,
+      username: PROVISION_USERNAME,
+      clientId: `provision-${randomAlphanumeric(12)}`,
+      clean: true,
+      keepalive: 60,
+      reconnectPeriod: 0,
+      connectTimeout: opts.timeoutMs,
+      queueQoSZero: false,
+      resubscribe: false,
+    };
+    if (secure) {
+      const tls = opts.tls ?? {};
+      Object.assign(options, {
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        passphrase: tls.passphrase,
+        servername: tls.servername,
+        rejectUnauthorized: tls.rejectUnauthorized !== false,
+      });
+    }
+    let settled = false;
+    let client: MqttClient | undefined;
+    const finish = (err: Error | undefined, answer?: Buffer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      client?.removeAllListeners("message");
+      client?.end(true);
+      if (err) reject(err);
+      else resolve(answer as Buffer);
+    };
+    const onAbort = () => finish(new AbortedError());
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(
+      () => finish(new TbTransientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    try {
+      client = connect(options);
+    } catch (err) {
+      return finish(new TbFinalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
+    }
+    client.on("error", (err: Error & { code?: unknown }) => {
+      if (typeof err.code === "number") {
+        const refused = REFUSING_CONNACK.has(err.code);
+        const msg = `${where} refused the connection (CONNACK ${err.code})`;
+        return finish(refused ? new TbFinalError("REFUSED", msg) : new TbTransientError("CONNECT", msg));
+      }
+      finish(classifyNetworkError(err, where));
+    });
+    client.on("close", () =>
+      finish(new TbTransientError("CONNECT", `${where} closed the connection before answering`)),
+    );
+    client.on("message", (topic, payload) => {
+      if (topic === TOPIC_RESPONSE) finish(undefined, payload);
+    });
+    client.once("connect", () => {
+      client?.subscribe(TOPIC_RESPONSE, { qos: 1 }, (err, granted) => {
+        if (settled) return;
+        if (err) return finish(classifyNetworkError(err, where));
+        if (!granted || granted.length === 0 || granted[0].qos === 128) {
+          return finish(
+            new TbFinalError("REFUSED", `${where} refused the subscription to ${TOPIC_RESPONSE}`),
+          );
+        }
+        opts.onRequesting?.();
+        client?.publish(TOPIC_REQUEST, body, { qos: 1 }, (pubErr) => {
+          if (pubErr && !settled) {
+            finish(new TbFinalError("REFUSED", `${where} refused the request: ${pubErr.message}`));
+          }
+        });
+      });
+    });
+  });

@@ -1,0 +1,257 @@
+/**
+ * provision-request: the device side of ThingsBoard provisioning. Reads its settings and
+ * the message's overrides, reuses stored credentials when it may, otherwise asks the
+ * server through the client core, and sends the ProvisioningResult on.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from "node-red";
+import {
+  DEFAULT_TIMEOUT_MS,
+  endpointUri,
+  isPlainScheme,
+  isTbScheme,
+  provision,
+  TbFinalError,
+  type TbCredentialsRequest,
+  type TbTlsOptions,
+} from "../lib/dialects/thingsboard/client";
+import { AbortedError } from "../lib/retry/run";
+import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
+import { resolveDeviceName } from "../lib/client/identity";
+import { credentialValue } from "../lib/client/env-ref";
+import { findReusable, saveResult, storeKeyFor } from "../lib/client/reuse";
+import { storeFromConfig } from "./shared/store-ref";
+import type { ProvisioningResult } from "../lib/model/result";
+
+interface ProvisionRequestDef extends NodeDef {
+  scheme?: string;
+  host?: string;
+  port?: string | number;
+  tls?: string;
+  deviceName?: string;
+  credentialsType?: string;
+  mqttClientId?: string;
+  mqttUsername?: string;
+  x509Mode?: string;
+  gateway?: boolean;
+  timeout?: string | number;
+  retryIntervals?: string;
+  retryJitter?: string | number;
+  retryMax?: string | number;
+  retryRefusals?: boolean;
+  store?: string;
+  storeKey?: string;
+  onDeploy?: boolean;
+}
+
+interface ProvisionRequestCreds {
+  provisionKey?: string;
+  provisionSecret?: string;
+  token?: string;
+  mqttPassword?: string;
+  x509Certificate?: string;
+  x509PrivateKey?: string;
+}
+
+interface TlsConfigNode {
+  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+
+const STATUS = "provision-request.status.";
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+function num(v: unknown, fallback: number): number {
+  if (v === undefined || v === null || v === "") return fallback;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : fallback;
+}
+
+export = function (RED: NodeAPI) {
+  function ProvisionRequestNode(this: Node<ProvisionRequestCreds>, config: ProvisionRequestDef) {
+    RED.nodes.createNode(this, config);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const node = this;
+    const running = new Set<{ ac: AbortController; settled: Promise<void> }>();
+    const env = (name: string): string | undefined => {
+      const v: unknown = RED.util.getSetting(node, name);
+      return typeof v === "string" ? v : undefined;
+    };
+    const scheme = isTbScheme(config.scheme) ? config.scheme : "mqtts";
+    const policy: Partial<RetryPolicy> = {
+      intervals: parseIntervals(str(config.retryIntervals) ?? "10, 20, 40, 80, 120"),
+      jitter: num(config.retryJitter, 0.5),
+      maxAttempts: num(config.retryMax, -1),
+    };
+    const timeoutMs = Math.round(num(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000);
+
+    let endpoint: string | undefined;
+    let configError: Error | undefined;
+    try {
+      endpoint = endpointUri(scheme, config.host ?? "", config.port);
+    } catch (err) {
+      configError = err as Error;
+    }
+    if (isPlainScheme(scheme)) node.warn(RED._("provision-request.warn.plain", { scheme }));
+
+    function tlsOptions(): TbTlsOptions | undefined {
+      if (scheme !== "mqtts" && scheme !== "https") return undefined;
+      if (!config.tls) return { rejectUnauthorized: true };
+      const tlsNode = RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null;
+      if (!tlsNode || typeof tlsNode.addTLSOptions !== "function") {
+        throw new TbFinalError("CONFIG", RED._("provision-request.errors.tls-missing"));
+      }
+      return tlsNode.addTLSOptions({}) as TbTlsOptions;
+    }
+
+    function credentialsFor(msg: Msg): TbCredentialsRequest {
+      const type = str(msg.credentialsType) ?? config.credentialsType ?? "ACCESS_TOKEN";
+      const c = node.credentials ?? {};
+      switch (type) {
+        case "MQTT_BASIC":
+          return {
+            type,
+            clientId: str(msg.clientId) ?? config.mqttClientId,
+            username: str(msg.username) ?? config.mqttUsername,
+            password: str(msg.password) ?? credentialValue(c.mqttPassword, env),
+          };
+        case "X509_CERTIFICATE": {
+          const given = str(msg.certificate) ?? (config.x509Mode === "given" ? c.x509Certificate : undefined);
+          const key =
+            str(msg.privateKey) ??
+            (config.x509Mode === "given" ? credentialValue(c.x509PrivateKey, env) : undefined);
+          return { type, certificate: given, privateKey: key };
+        }
+        case "ACCESS_TOKEN":
+          return { type, token: str(msg.token) ?? credentialValue(c.token, env) };
+        default:
+          // prepareRequest refuses it with a clear CONFIG error.
+          return { type: type as "ACCESS_TOKEN" };
+      }
+    }
+
+    async function handle(msg: Msg, ac: AbortController): Promise<ProvisioningResult> {
+      if (configError) throw configError;
+      const ep = endpoint as string;
+      const { name: deviceName } = resolveDeviceName({
+        message: msg.deviceName,
+        setting: config.deviceName,
+        env,
+      });
+      let store;
+      try {
+        store = storeFromConfig(RED, config.store);
+      } catch (err) {
+        throw new TbFinalError("CONFIG", (err as Error).message);
+      }
+      const key = str(msg.storeKey) ?? storeKeyFor("thingsboard", deviceName, config.storeKey);
+      const force = msg.reprovision === true || msg.force === true;
+      if (store && !force) {
+        const stored = await findReusable(store, key, { dialect: "thingsboard", endpoint: ep, deviceName });
+        if (stored) {
+          node.status({ fill: "green", shape: "dot", text: STATUS + "reused" });
+          return stored;
+        }
+      }
+      const c = node.credentials ?? {};
+      const result = await provision(
+        {
+          endpoint: ep,
+          provisionDeviceKey: credentialValue(c.provisionKey, env, "THINGSBOARD_PROVISION_DEVICE_KEY"),
+          provisionDeviceSecret: credentialValue(
+            c.provisionSecret,
+            env,
+            "THINGSBOARD_PROVISION_DEVICE_SECRET",
+          ),
+          deviceName,
+          credentials: credentialsFor(msg),
+          gateway: typeof msg.gateway === "boolean" ? msg.gateway : config.gateway ? true : undefined,
+        },
+        {
+          timeoutMs,
+          tls: tlsOptions(),
+          signal: ac.signal,
+          policy,
+          retryRefusals: config.retryRefusals === true,
+          onAttempt: () => node.status({ fill: "blue", shape: "ring", text: STATUS + "connecting" }),
+          onRequesting: () => node.status({ fill: "blue", shape: "ring", text: STATUS + "requesting" }),
+          onRetry: ({ delayMs }) =>
+            node.status({
+              fill: "yellow",
+              shape: "ring",
+              text: RED._(STATUS + "retrying", { seconds: Math.ceil(delayMs / 1000) }),
+            }),
+        },
+      );
+      if (store) {
+        try {
+          await saveResult(store, key, result);
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? "IO";
+          node.warn(RED._("provision-request.warn.save-failed", { code }));
+          msg.storeError = { code, message: (err as Error).message };
+        }
+      }
+      node.status({ fill: "green", shape: "dot", text: STATUS + "provisioned" });
+      return result;
+    }
+
+    node.on("input", (msg: NodeMessageInFlow, send, done) => {
+      const m = msg as Msg;
+      const ac = new AbortController();
+      const entry = { ac, settled: Promise.resolve() };
+      entry.settled = handle(m, ac)
+        .then(
+          (result) => {
+            m.payload = result;
+            send(m as NodeMessage);
+            done();
+          },
+          (err: unknown) => {
+            if (err instanceof AbortedError || ac.signal.aborted) return done();
+            const e = err instanceof Error ? err : new Error(String(err));
+            const code = (e as { code?: string }).code ?? "ERROR";
+            if ((e as { code?: string }).code === undefined) (e as { code?: string }).code = code;
+            node.status({ fill: "red", shape: "ring", text: RED._(STATUS + "failed", { reason: code }) });
+            done(e);
+          },
+        )
+        .finally(() => running.delete(entry));
+      running.add(entry);
+    });
+
+    let deployTimer: NodeJS.Timeout | undefined;
+    if (config.onDeploy) {
+      // Like inject's "once": give the flow a moment to start its other nodes.
+      deployTimer = setTimeout(() => node.receive({}), 100);
+    }
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      if (deployTimer) clearTimeout(deployTimer);
+      const pending = [...running];
+      for (const r of pending) r.ac.abort();
+      Promise.allSettled(pending.map((r) => r.settled)).then(() => {
+        node.status({});
+        done();
+      });
+    });
+  }
+
+  RED.nodes.registerType<Node<ProvisionRequestCreds>, ProvisionRequestDef, unknown, ProvisionRequestCreds>(
+    "provision-request",
+    ProvisionRequestNode,
+    {
+      credentials: {
+        provisionKey: { type: "password" },
+        provisionSecret: { type: "password" },
+        token: { type: "password" },
+        mqttPassword: { type: "password" },
+        x509Certificate: { type: "text" },
+        x509PrivateKey: { type: "password" },
+      },
+    },
+  );
+};
