@@ -1,6 +1,7 @@
 // The demo flow of `npm start`, built from the bundled examples, and the environment it
 // reads its secrets from (each with a demo default that the README prints).
 "use strict";
+const crypto = require("node:crypto");
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -11,6 +12,12 @@ const DEMO_EXAMPLES = ["credential-store-operations.json"];
 
 /** Demo defaults; the real value wins whenever the variable is set. */
 const DEFAULTS = {};
+
+/**
+ * Credentials of demo nodes, by node id. They hold `${NAME}` references, resolved by the
+ * nodes at deploy from the environment, so no secret is written to the user directory.
+ */
+const DEMO_CREDENTIALS = {};
 
 function environment() {
   const env = {};
@@ -36,6 +43,20 @@ function flows() {
   return out;
 }
 
+/**
+ * Node-RED reads credentials only from flows_cred.json (inline ones in flows.json are
+ * ignored at load), encrypted with aes-256-ctr under SHA-256 of the credential secret.
+ */
+function writeCredentials(userDir, credentialSecret) {
+  const key = crypto.createHash("sha256").update(credentialSecret).digest();
+  const iv = crypto.randomBytes(16);
+  const cipher = crypto.createCipheriv("aes-256-ctr", key, iv);
+  const body = cipher.update(JSON.stringify(DEMO_CREDENTIALS), "utf8", "base64") + cipher.final("base64");
+  const file = path.join(userDir, "flows_cred.json");
+  fs.writeFileSync(file + ".tmp", JSON.stringify({ $: iv.toString("hex") + body }), { mode: 0o600 });
+  fs.renameSync(file + ".tmp", file);
+}
+
 function printBanner(port, env, userDir) {
   const lines = [
     "",
@@ -49,4 +70,4 @@ function printBanner(port, env, userDir) {
   process.stdout.write(lines.join("\n") + "\n\n");
 }
 
-module.exports = { environment, prepare, flows, printBanner, DEMO_EXAMPLES };
+module.exports = { environment, prepare, flows, writeCredentials, printBanner, DEMO_EXAMPLES };

@@ -64,7 +64,7 @@ module.exports = {
 const flowsFile = path.join(userDir, "flows.json");
 if (reset || !fs.existsSync(flowsFile)) {
   fs.writeFileSync(flowsFile, JSON.stringify(demo.flows(), null, 2));
-  fs.rmSync(path.join(userDir, "flows_cred.json"), { force: true });
+  demo.writeCredentials(userDir, secret);
 }
 
 demo.printBanner(port, env, userDir);

@@ -2,9 +2,12 @@ import type { StoreBackend } from "../../lib/stores/backend";
 
 /** The shape every store config node instance has at run time (credential-store-config). */
 export interface StoreConfigNode {
-  /** Undefined when the config node could not open its backend; `error` says why. */
+  /** Undefined when the config node could not build its backend; `failure` says why. */
   backend?: StoreBackend;
-  error?: string;
+  /** Why the store is unusable; not named `error`, which would hide Node's error(). */
+  failure?: string;
+  /** The StoreError code of that failure, for msg.error.code. */
+  failureCode?: string;
 }
 
 interface NodeLookup {
@@ -20,6 +23,6 @@ export function storeFromConfig(RED: NodeLookup, id: string | undefined): StoreB
   if (!id) return undefined;
   const node = RED.nodes.getNode(id) as StoreConfigNode | null;
   if (!node) throw new Error("the credential store configuration node is missing or disabled");
-  if (!node.backend) throw new Error(node.error ?? "the credential store is not available");
+  if (!node.backend) throw new Error(node.failure ?? "the credential store is not available");
   return node.backend;
 }

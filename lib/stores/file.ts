@@ -1,0 +1,325 @@
+/**
+ * The file backend: one directory, one file per key. Each file holds the key and its
+ * metadata in plain JSON beside the value, which is sealed with AES-256-GCM when the
+ * store has an encryption key, so listing never decrypts. Every write is atomic.
+ */
+import { chmod, mkdir, readFile, readdir, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  StoreError,
+  type EntryMeta,
+  type EntryMetaInput,
+  type EntrySummary,
+  type JsonValue,
+  type StoreBackend,
+  type StoredEntry,
+} from "./backend";
+import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { KeyLock } from "./key-lock";
+import { atomicCreate, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
+import { HEADER_FILE, fileNameFor, isEntryFileName } from "./file-names";
+import {
+  deriveKey,
+  isKdfParams,
+  isSealedBox,
+  newKdfParams,
+  seal,
+  unseal,
+  type KdfParams,
+  type SealedBox,
+} from "./crypto-box";
+
+export interface FileBackendOptions {
+  directory: string;
+  /** When given, values are encrypted at rest with a key derived from it. */
+  passphrase?: string;
+  /** scrypt cost N for a NEW store directory (a power of two); tests lower it. */
+  scryptN?: number;
+}
+
+const HEADER_FORMAT = "node-red-contrib-provisioning/credential-store";
+const KEY_CHECK = "credential-store key check v1";
+const HEADER_AAD = "header";
+
+interface DiskRecord {
+  format: 1;
+  key: string;
+  meta: EntryMeta;
+  value?: JsonValue;
+  sealed?: SealedBox;
+}
+
+interface Header {
+  format: string;
+  version: 1;
+  kdf: KdfParams;
+  check: SealedBox;
+}
+
+const META_FIELDS = ["protocol", "endpoint", "expiresAt", "kind"] as const;
+
+function isMeta(m: unknown): m is EntryMeta {
+  const o = m as Record<string, unknown> | null;
+  if (typeof o !== "object" || o === null) return false;
+  if (typeof o.obtainedAt !== "string" || typeof o.updatedAt !== "string") return false;
+  return META_FIELDS.every((f) => o[f] === undefined || typeof o[f] === "string");
+}
+
+function parseRecord(text: string): DiskRecord | undefined {
+  try {
+    const r = JSON.parse(text) as Partial<DiskRecord> | null;
+    if (typeof r !== "object" || r === null || r.format !== 1 || typeof r.key !== "string" || !isMeta(r.meta))
+      return undefined;
+    if (r.sealed !== undefined ? !isSealedBox(r.sealed) : r.value === undefined) return undefined;
+    return r as DiskRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Binds a sealed value to its key, so a file copied over another key's file fails to open. */
+const aadFor = (key: string) => `entry:${key}`;
+
+export class FileBackend implements StoreBackend {
+  readonly kind = "file";
+  private readonly dir: string;
+  private readonly lock = new KeyLock();
+  /** Metadata of every readable entry, for list(); kept current by this instance's writes. */
+  private readonly index = new Map<string, EntryMeta>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private cryptoKey?: Buffer;
+  private opening?: Promise<void>;
+  private closed = false;
+
+  constructor(private readonly opts: FileBackendOptions) {
+    if (!opts.directory) throw new StoreError("IO", "the file store needs a directory");
+    if (opts.passphrase !== undefined && opts.passphrase.length === 0)
+      throw new StoreError("WRONG_KEY", "encryption is on but the encryption key is empty");
+    this.dir = resolve(opts.directory);
+  }
+
+  describe(): string {
+    return `file ${this.dir}${this.opts.passphrase !== undefined ? " (encrypted)" : ""}`;
+  }
+
+  /**
+   * Creates the directory, removes temp files of crashed writers, checks the encryption
+   * key and reads the metadata of every entry. Every operation waits for it; calling it
+   * early reports problems at deploy. IO and READ_ONLY failures are retried by the next
+   * call (a mount may come back); a wrong key is final.
+   */
+  open(): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
+    if (!this.opening) {
+      const p = this.doOpen();
+      this.opening = p;
+      p.catch((err: unknown) => {
+        const code = (err as StoreError).code;
+        if (this.opening === p && (code === "IO" || code === "READ_ONLY")) this.opening = undefined;
+      });
+    }
+    return this.opening;
+  }
+
+  async get(key: string): Promise<StoredEntry | undefined> {
+    checkKey(key);
+    await this.open();
+    const rec = await this.readRecord(key);
+    // Keep list() honest if the file changed behind our back.
+    if (rec) this.index.set(key, rec.meta);
+    else this.index.delete(key);
+    return rec && toEntry(key, rec.value, { ...rec.meta });
+  }
+
+  async set(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<StoredEntry> {
+    checkKey(key);
+    const v = checkValue(value);
+    const m = makeMeta(meta);
+    return this.track(
+      this.lock.run(key, async () => {
+        await this.open();
+        // Reading first refuses to replace an entry we cannot read (corrupt, or sealed
+        // under a key we do not have): nothing is overwritten that way.
+        await this.readRecord(key);
+        await this.write(key, v, m);
+        return toEntry(key, v, { ...m });
+      }),
+    );
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return this.track(
+      this.lock.run(key, async () => {
+        await this.open();
+        try {
+          await unlink(this.pathFor(key));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(err, `cannot delete "${key}"`);
+          this.index.delete(key);
+          return false;
+        }
+        this.index.delete(key);
+        await fsyncDir(this.dir).catch((err: unknown) => {
+          throw ioError(err, `cannot flush ${this.dir}`);
+        });
+        return true;
+      }),
+    );
+  }
+
+  async list(): Promise<EntrySummary[]> {
+    await this.open();
+    return [...this.index]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, meta]) => ({ key, meta: { ...meta }, expired: isExpired(meta) }));
+  }
+
+  async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
+    checkKey(key);
+    return this.track(
+      this.lock.run(key, async () => {
+        await this.open();
+        const cur = await this.readRecord(key);
+        const next = fn(cur && toEntry(key, cur.value, { ...cur.meta }));
+        if (!next) return undefined;
+        const v = checkValue(next.value);
+        const m = makeMeta(next.meta);
+        await this.write(key, v, m);
+        return toEntry(key, v, { ...m });
+      }),
+    );
+  }
+
+  /** Waits for writes under way; later calls are refused. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    if (this.closed) {
+      p.catch(() => undefined);
+      return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
+    }
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private pathFor(key: string): string {
+    return join(this.dir, fileNameFor(key));
+  }
+
+  private async doOpen(): Promise<void> {
+    try {
+      const created = await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      // The umask could have widened nothing but could have narrowed: set it exactly.
+      if (created !== undefined) await chmod(this.dir, 0o700);
+    } catch (err) {
+      throw ioError(err, `cannot create the store directory ${this.dir}`);
+    }
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      throw ioError(err, `cannot read the store directory ${this.dir}`);
+    }
+    await removeStaleTemps(this.dir, names);
+    if (this.opts.passphrase !== undefined) this.cryptoKey = await this.openKey(this.opts.passphrase);
+    this.index.clear();
+    for (const name of names.filter(isEntryFileName)) {
+      // A corrupt file stays out of the list; get() of its key reports CORRUPT.
+      const rec = await this.readDisk(join(this.dir, name)).catch(() => undefined);
+      if (rec && fileNameFor(rec.key) === name) this.index.set(rec.key, rec.meta);
+    }
+  }
+
+  /** The key from the header, made at first open; the key check tells WRONG_KEY from CORRUPT. */
+  private async openKey(passphrase: string): Promise<Buffer> {
+    const path = join(this.dir, HEADER_FILE);
+    for (;;) {
+      let text: string | undefined;
+      try {
+        text = await readFile(path, "utf8");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(err, `cannot read ${path}`);
+      }
+      if (text === undefined) {
+        const kdf = newKdfParams(this.opts.scryptN);
+        const key = await deriveKey(passphrase, kdf);
+        const header: Header = {
+          format: HEADER_FORMAT,
+          version: 1,
+          kdf,
+          check: seal(key, Buffer.from(KEY_CHECK), HEADER_AAD),
+        };
+        const created = await atomicCreate(path, JSON.stringify(header, null, 2) + "\n").catch(
+          (err: unknown) => {
+            throw ioError(err, `cannot create ${path}`);
+          },
+        );
+        if (created) return key;
+        continue; // another instance created it at the same moment: use theirs
+      }
+      let header: Partial<Header>;
+      try {
+        header = JSON.parse(text) as Partial<Header>;
+      } catch {
+        throw new StoreError("CORRUPT", `the store header ${path} is not valid JSON`);
+      }
+      if (header.format !== HEADER_FORMAT || !isKdfParams(header.kdf) || !isSealedBox(header.check))
+        throw new StoreError("CORRUPT", `the store header ${path} is damaged`);
+      const key = await deriveKey(passphrase, header.kdf);
+      const check = unseal(key, header.check, HEADER_AAD);
+      if (!check || check.toString() !== KEY_CHECK)
+        throw new StoreError("WRONG_KEY", `the encryption key does not open the store in ${this.dir}`);
+      return key;
+    }
+  }
+
+  private async readDisk(path: string): Promise<DiskRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw ioError(err, `cannot read ${path}`);
+    }
+    const rec = parseRecord(text);
+    if (!rec) throw new StoreError("CORRUPT", `the entry file ${path} is damaged`);
+    return rec;
+  }
+
+  private async readRecord(key: string): Promise<{ value: JsonValue; meta: EntryMeta } | undefined> {
+    const rec = await this.readDisk(this.pathFor(key));
+    if (!rec) return undefined;
+    if (rec.key !== key) throw new StoreError("CORRUPT", `the entry file for "${key}" names another key`);
+    if (!rec.sealed) return { value: rec.value as JsonValue, meta: rec.meta };
+    if (!this.cryptoKey)
+      throw new StoreError(
+        "WRONG_KEY",
+        `the entry "${key}" is encrypted and this store has no encryption key`,
+      );
+    const plain = unseal(this.cryptoKey, rec.sealed, aadFor(key));
+    if (!plain) throw new StoreError("CORRUPT", `the entry "${key}" fails its integrity check`);
+    try {
+      return { value: JSON.parse(plain.toString("utf8")) as JsonValue, meta: rec.meta };
+    } catch {
+      throw new StoreError("CORRUPT", `the entry "${key}" does not decode`);
+    }
+  }
+
+  private async write(key: string, value: JsonValue, meta: EntryMeta): Promise<void> {
+    const rec: DiskRecord = { format: 1, key, meta };
+    if (this.cryptoKey) rec.sealed = seal(this.cryptoKey, Buffer.from(JSON.stringify(value)), aadFor(key));
+    else rec.value = value;
+    try {
+      await atomicWrite(this.pathFor(key), JSON.stringify(rec) + "\n");
+    } catch (err) {
+      throw ioError(err, `cannot write "${key}" in ${this.dir}`);
+    }
+    this.index.set(key, meta);
+  }
+}
