@@ -56,20 +56,30 @@ const PROBLEM =
  */
 export async function startNodeRed(
   rt: Runtime,
-  opts: { flows?: unknown[]; env?: NodeJS.ProcessEnv; settings?: string } = {},
+  opts: {
+    flows?: unknown[];
+    env?: NodeJS.ProcessEnv;
+    /** More settings.js properties, as source text ("contextStorage: {...}"). */
+    settings?: string;
+    userDir?: string;
+  } = {},
 ): Promise<RunningNodeRed> {
-  const userDir = mkdtempSync(join(tmpdir(), "nr-user-"));
-  mkdirSync(join(userDir, "node_modules"));
-  symlinkSync(PROJECT_ROOT, join(userDir, "node_modules", "node-red-contrib-provisioning"), "dir");
-  writeFileSync(join(userDir, "package.json"), JSON.stringify({ name: "nr-user", private: true }));
-  writeFileSync(join(userDir, "flows.json"), JSON.stringify(opts.flows ?? []));
+  // A user directory given again is started as it was left: flows, credentials, context.
+  const userDir = opts.userDir ?? mkdtempSync(join(tmpdir(), "nr-user-"));
+  if (!existsSync(join(userDir, "node_modules"))) {
+    mkdirSync(join(userDir, "node_modules"));
+    symlinkSync(PROJECT_ROOT, join(userDir, "node_modules", "node-red-contrib-provisioning"), "dir");
+    writeFileSync(join(userDir, "package.json"), JSON.stringify({ name: "nr-user", private: true }));
+  }
+  if (opts.flows || !existsSync(join(userDir, "flows.json"))) {
+    writeFileSync(join(userDir, "flows.json"), JSON.stringify(opts.flows ?? []));
+  }
   const port = await freeTcpPort();
   writeFileSync(
     join(userDir, "settings.js"),
-    opts.settings ??
-      `module.exports = { uiHost: "127.0.0.1", uiPort: ${port}, flowFile: "flows.json",
+    `module.exports = { uiHost: "127.0.0.1", uiPort: ${port}, flowFile: "flows.json",
         credentialSecret: "smoke-test-secret", logging: { console: { level: "info" } },
-        editorTheme: { tours: false }, telemetry: { enabled: false } };`,
+        editorTheme: { tours: false }, telemetry: { enabled: false }, ${opts.settings ?? ""} };`,
   );
   const started = await startProcess(
     rt.node,
