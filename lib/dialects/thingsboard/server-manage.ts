@@ -1,0 +1,81 @@
+/**
+ * Registry management by message: add pre-provisioned devices, revoke, list. Answers
+ * never carry credentials, whatever was stored.
+ */
+
+import type { Credentials } from "../../model/result";
+import type { DeviceSummary } from "../../service/registry";
+import type { JsonValue } from "../../stores/backend";
+import type { TbProvisioningService } from "./server";
+import { completeCredentials } from "./server-credentials";
+
+export type ManageOperation = "add" | "revoke" | "list";
+
+export type ManageResult =
+  | { operation: "add"; profile: string; name: string; added: boolean }
+  | { operation: "revoke"; profile: string; name: string; revoked: boolean }
+  | { operation: "list"; profile?: string; devices: DeviceSummary[] };
+
+export class ManageError extends Error {
+  constructor(
+    readonly code: "UNKNOWN_OPERATION" | "INVALID" | "UNKNOWN_PROFILE",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ManageError";
+  }
+}
+
+export function isManageOperation(op: unknown): op is ManageOperation {
+  return op === "add" || op === "revoke" || op === "list";
+}
+
+function record(v: unknown): Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function profileOf(service: TbProvisioningService, given: unknown): string {
+  const names = service.profileNames();
+  if (given === undefined || given === null || given === "") return names[0];
+  if (typeof given !== "string" || !names.includes(given))
+    throw new ManageError("UNKNOWN_PROFILE", "no profile has that name");
+  return given;
+}
+
+function nameOf(v: unknown): string {
+  if (typeof v !== "string" || v.trim() === "")
+    throw new ManageError("INVALID", "payload.name must be a device name");
+  return v.trim();
+}
+
+/** Runs one management operation; throws ManageError (or RegistryError) with a secret-free message. */
+export async function manage(
+  service: TbProvisioningService,
+  operation: unknown,
+  payload: unknown,
+): Promise<ManageResult> {
+  if (!isManageOperation(operation))
+    throw new ManageError("UNKNOWN_OPERATION", "operation must be add, revoke or list");
+  const p = record(payload);
+  if (operation === "list") {
+    const profile = p.profile === undefined ? undefined : profileOf(service, p.profile);
+    return { operation, profile, devices: await service.registry.list(profile) };
+  }
+  const profile = profileOf(service, p.profile);
+  const name = nameOf(p.name);
+  if (operation === "revoke")
+    return { operation, profile, name, revoked: await service.registry.revoke(profile, name) };
+
+  let credentials: Credentials | undefined;
+  if (p.credentials !== undefined) {
+    const done = completeCredentials(record(p.credentials) as Partial<Credentials>);
+    if (!done.ok) throw new ManageError("INVALID", `payload.credentials: ${done.detail}`);
+    credentials = done.credentials;
+  }
+  let attributes: Record<string, JsonValue> | undefined;
+  if (p.attributes !== undefined) {
+    attributes = JSON.parse(JSON.stringify(record(p.attributes))) as Record<string, JsonValue>;
+  }
+  const added = await service.registry.add(profile, { name, credentials, attributes });
+  return { operation, profile, name, added };
+}

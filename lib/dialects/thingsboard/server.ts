@@ -1,0 +1,312 @@
+/**
+ * The ThingsBoard provisioning service core: turns a request body into ThingsBoard's
+ * answer (byte-compatible: fields, statuses, error texts) and an audit event, following
+ * PROTOCOLS.md section 1. Transports (MQTT, HTTP, CoAP) only carry bytes to `handle`.
+ */
+
+import type { Credentials } from "../../model/result";
+import type { ProvisioningRequest, RefusalReason } from "../../model/service";
+import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import type { FlowAnswer } from "../../service/pending";
+import type { RateLimiter } from "../../service/rate-limit";
+import { DeviceRegistry, RegistryError, type RegisteredDevice } from "../../service/registry";
+import type { JsonValue, StoreBackend } from "../../stores/backend";
+import { randomAlphanumeric, secretsEqual } from "../../util/secrets";
+import { credentialsFromFlow, credentialsFromRequest, successResponse } from "./server-credentials";
+import {
+  FAILURE_RESPONSE,
+  NOT_FOUND_RESPONSE,
+  parseRequest,
+  type TbCredentialsType,
+  type TbProvisionRequest,
+  type TbProvisionResponse,
+} from "./wire";
+
+/** "allow to create new devices" / "check for pre-provisioned devices". */
+export type TbStrategy = "allow-create" | "check-pre-provisioned";
+
+export interface TbProfile {
+  /** Unique among the service's profiles; names the registry namespace. Not secret. */
+  name: string;
+  provisionDeviceKey: string;
+  provisionDeviceSecret: string;
+  strategy: TbStrategy;
+  /** Type issued when the device does not ask for one. */
+  credentialsType: TbCredentialsType;
+  /** Opt-in: an existing (already provisioned) device gets new credentials instead of FAILURE. */
+  allowReprovision: boolean;
+}
+
+export interface TbServiceOptions {
+  profiles: TbProfile[];
+  registry: DeviceRegistry;
+  /** When set, every valid request waits for this answer (the flow's decision). */
+  decide?: (request: ProvisioningRequest) => Promise<FlowAnswer>;
+  /** Every outcome, provisioned or not. */
+  onAudit?: (event: ServiceAuditEvent) => void;
+  /** Per-remote flood protection, shared by every transport. */
+  limiter?: RateLimiter;
+}
+
+export interface RequestContext {
+  /** "mqtt", "http", "coap". */
+  transport: string;
+  /** Peer address, for the rate limit and the audit. */
+  remote?: string;
+}
+
+export interface TbOutcome {
+  response: TbProvisionResponse;
+  audit: ServiceAuditEvent;
+}
+
+/** Registry keys of ThingsBoard devices start with this segment. */
+export const TB_REGISTRY_PREFIX = "tb";
+
+/** Registry for ThingsBoard profiles: keys `tb/<profile>/<device name>`. */
+export function tbRegistry(backend: StoreBackend): DeviceRegistry {
+  return new DeviceRegistry(backend, TB_REGISTRY_PREFIX, "thingsboard");
+}
+
+/** Checks profiles once, at start: unique names, valid strategy and type. */
+export function checkProfiles(profiles: TbProfile[]): string | undefined {
+  const names = new Set<string>();
+  for (const p of profiles) {
+    if (!p.name) return "every profile needs a name";
+    if (names.has(p.name)) return `two profiles are named "${p.name}"`;
+    names.add(p.name);
+    if (p.strategy !== "allow-create" && p.strategy !== "check-pre-provisioned")
+      return `profile "${p.name}" has an unknown strategy`;
+    if (!["ACCESS_TOKEN", "MQTT_BASIC", "X509_CERTIFICATE"].includes(p.credentialsType))
+      return `profile "${p.name}" has an unknown credentials type`;
+  }
+  return undefined;
+}
+
+type Refusal = { status: "NOT_FOUND" | "FAILURE"; reason: RefusalReason | "error"; detail: string };
+
+export class TbProvisioningService {
+  private readonly profiles: TbProfile[];
+  readonly registry: DeviceRegistry;
+  readonly counts = { provisioned: 0, refused: 0 };
+
+  constructor(private readonly opts: TbServiceOptions) {
+    const problem = checkProfiles(opts.profiles);
+    if (problem) throw new Error(problem);
+    this.profiles = [...opts.profiles];
+    this.registry = opts.registry;
+  }
+
+  profileNames(): string[] {
+    return this.profiles.map((p) => p.name);
+  }
+
+  /** Answers one request body. Never rejects: store errors become FAILURE with outcome "error". */
+  async handle(body: Buffer | string, ctx: RequestContext): Promise<TbOutcome> {
+    const base = { dialect: "thingsboard" as const, transport: ctx.transport, remote: ctx.remote };
+    if (this.opts.limiter && !this.opts.limiter.take(ctx.remote)) {
+      return this.refuse(base, {
+        status: "FAILURE",
+        reason: "throttled",
+        detail: "too many requests from this remote",
+      });
+    }
+    const parsed = parseRequest(body);
+    if (!parsed.ok) return this.refuse(base, { status: "FAILURE", reason: "invalid", detail: parsed.error });
+    try {
+      return await this.handleParsed(parsed.request, ctx);
+    } catch (err) {
+      const detail = err instanceof RegistryError ? `registry: ${err.message}` : "internal error";
+      return this.refuse(base, { status: "FAILURE", reason: "error", detail });
+    }
+  }
+
+  private findProfile(key: string, secret: string): TbProfile | undefined {
+    if (key.length === 0 || secret.length === 0) return undefined;
+    // Compare against every profile so the time taken does not tell which keys exist.
+    let found: TbProfile | undefined;
+    for (const p of this.profiles) {
+      if (secretsEqual(p.provisionDeviceKey, key) && p.provisionDeviceKey.length > 0 && !found) found = p;
+    }
+    if (!found) return undefined;
+    return secretsEqual(found.provisionDeviceSecret, secret) && found.provisionDeviceSecret.length > 0
+      ? found
+      : undefined;
+  }
+
+  private async handleParsed(req: TbProvisionRequest, ctx: RequestContext): Promise<TbOutcome> {
+    const base = { dialect: "thingsboard" as const, transport: ctx.transport, remote: ctx.remote };
+    const named = req.deviceName === undefined ? undefined : req.deviceName.trim();
+    const audit = { ...base, deviceName: named?.slice(0, 256) };
+    const profile = this.findProfile(req.provisionDeviceKey, req.provisionDeviceSecret);
+    if (!profile) {
+      return this.refuse(audit, {
+        status: "NOT_FOUND",
+        reason: "not-found",
+        detail: "unknown key or wrong secret",
+      });
+    }
+    const withProfile = { ...audit, profile: profile.name };
+    if (named === "")
+      return this.refuse(withProfile, { status: "FAILURE", reason: "invalid", detail: "blank device name" });
+    const deviceName = named ?? randomAlphanumeric(20);
+    const inProfile = { ...withProfile, deviceName };
+    try {
+      this.registry.key(profile.name, deviceName);
+    } catch (err) {
+      return this.refuse(inProfile, { status: "FAILURE", reason: "invalid", detail: (err as Error).message });
+    }
+
+    const requested = credentialsFromRequest(req, profile.credentialsType);
+    if (!requested.ok)
+      return this.refuse(inProfile, { status: "FAILURE", reason: "invalid", detail: requested.detail });
+
+    // A cheap look first, so the flow is not asked about a request that must fail anyway.
+    const before = await this.registry.get(profile.name, deviceName);
+    const early = this.stateRefusal(profile, before);
+    if (early) return this.refuse(inProfile, early);
+
+    let credentials = requested.credentials;
+    let attributes: Record<string, JsonValue> | undefined;
+    if (this.opts.decide) {
+      const answer = await this.opts.decide(
+        this.describe(req, ctx, profile, deviceName, requested.credentials),
+      );
+      if (!answer.approve) {
+        const detail = answer.timedOut ? "no decision in time" : (answer.reason ?? "refused by the flow");
+        return this.refuse(inProfile, { status: "FAILURE", reason: "denied", detail: detail.slice(0, 200) });
+      }
+      if (answer.credentials) {
+        const fromFlow = credentialsFromFlow(answer.credentials, requested.credentials);
+        if (!fromFlow.ok) {
+          return this.refuse(inProfile, {
+            status: "FAILURE",
+            reason: "error",
+            detail: `flow credentials: ${fromFlow.detail}`,
+          });
+        }
+        credentials = fromFlow.credentials;
+      }
+      if (answer.attributes)
+        attributes = JSON.parse(JSON.stringify(answer.attributes)) as Record<string, JsonValue>;
+    }
+
+    const now = new Date().toISOString();
+    type Done = { refusal: Refusal } | { issued: Credentials; reprovisioned: boolean };
+    const outcome = await this.registry.transact<Done>(profile.name, deviceName, (cur) => {
+      const refusal = this.stateRefusal(profile, cur);
+      if (refusal) return { result: { refusal } };
+      const reprovisioned = cur?.state === "provisioned";
+      // A pre-provisioned device's own credentials, unless the flow chose others or this
+      // is a re-provisioning (which always issues fresh ones).
+      const keep =
+        cur &&
+        cur.state === "pre-provisioned" &&
+        cur.credentials &&
+        !this.flowChoseCredentials(credentials, requested);
+      const issued: Credentials = keep && cur.credentials ? cur.credentials : credentials;
+      const next: RegisteredDevice = {
+        name: deviceName,
+        profile: profile.name,
+        state: "provisioned",
+        credentials: issued,
+        createdAt: cur?.createdAt ?? now,
+        provisionedAt: now,
+        provisionings: (cur?.provisionings ?? 0) + 1,
+      };
+      const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
+      if (req.gateway !== undefined) attrs.gateway = req.gateway;
+      if (Object.keys(attrs).length > 0) next.attributes = attrs;
+      return { next, result: { issued, reprovisioned } };
+    });
+    if ("refusal" in outcome) return this.refuse(inProfile, outcome.refusal);
+
+    this.counts.provisioned++;
+    const event = auditEvent({
+      ...inProfile,
+      outcome: "provisioned",
+      credentialsType: outcome.issued.type,
+      reprovisioned: outcome.reprovisioned || undefined,
+    });
+    this.emit(event);
+    return { response: successResponse(outcome.issued), audit: event };
+  }
+
+  private flowChoseCredentials(
+    final: Credentials,
+    requested: { ok: true; credentials: Credentials },
+  ): boolean {
+    return final !== requested.credentials;
+  }
+
+  /** ThingsBoard's strategy rules, plus the opt-in re-provision policy. */
+  private stateRefusal(profile: TbProfile, cur: RegisteredDevice | undefined): Refusal | undefined {
+    if (profile.strategy === "check-pre-provisioned" && !cur) {
+      return { status: "FAILURE", reason: "not-found", detail: "device is not pre-provisioned" };
+    }
+    if (!cur) return undefined;
+    const exists = profile.strategy === "allow-create" || cur.state === "provisioned";
+    if (exists && !profile.allowReprovision) {
+      return {
+        status: "FAILURE",
+        reason: "already-provisioned",
+        detail: "The device is present and could not be provisioned once more!",
+      };
+    }
+    return undefined;
+  }
+
+  /** What the flow sees: the request without the provision secret or any device secret. */
+  private describe(
+    req: TbProvisionRequest,
+    ctx: RequestContext,
+    profile: TbProfile,
+    deviceName: string,
+    requested: Credentials,
+  ): ProvisioningRequest {
+    const wanted: Partial<Credentials> = { type: requested.type };
+    if (req.clientId) wanted.clientId = req.clientId;
+    if (req.username) wanted.username = req.username;
+    if (req.hash) wanted.certificate = req.hash;
+    const out: ProvisioningRequest = {
+      dialect: "thingsboard",
+      transport: ctx.transport,
+      deviceName,
+      proof: "provision-key",
+      profile: profile.name,
+      requestedCredentials: wanted,
+    };
+    if (req.gateway !== undefined) out.attributes = { gateway: req.gateway };
+    if (ctx.remote !== undefined) out.remote = ctx.remote;
+    return out;
+  }
+
+  private refuse(
+    base: {
+      dialect: "thingsboard";
+      transport: string;
+      remote?: string;
+      deviceName?: string;
+      profile?: string;
+    },
+    r: Refusal,
+  ): TbOutcome {
+    this.counts.refused++;
+    const event = auditEvent({
+      ...base,
+      outcome: r.reason === "error" ? "error" : "refused",
+      reason: r.reason,
+      detail: r.detail,
+    });
+    this.emit(event);
+    return { response: r.status === "NOT_FOUND" ? NOT_FOUND_RESPONSE : FAILURE_RESPONSE, audit: event };
+  }
+
+  private emit(e: ServiceAuditEvent): void {
+    try {
+      this.opts.onAudit?.(e);
+    } catch {
+      // An audit consumer's bug must not change the device's answer.
+    }
+  }
+}

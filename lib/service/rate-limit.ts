@@ -1,0 +1,58 @@
+/**
+ * A token bucket per remote address: the serving side's flood protection. Memory is
+ * bounded (least recently seen remotes are forgotten first) so that a scan from many
+ * addresses cannot grow it without limit.
+ */
+
+export interface RateLimitOptions {
+  /** Tokens added per second; 0 or less turns the limiter off. */
+  perSecond: number;
+  /** Largest number of requests a remote may make at once. */
+  burst: number;
+  /** Most remotes remembered at once (default 10,000). */
+  maxRemotes?: number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly maxRemotes: number;
+
+  constructor(
+    private readonly opts: RateLimitOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.maxRemotes = opts.maxRemotes ?? 10000;
+  }
+
+  get enabled(): boolean {
+    return this.opts.perSecond > 0;
+  }
+
+  /** Takes one token for `remote`; false means the remote is over its rate. */
+  take(remote: string | undefined): boolean {
+    if (!this.enabled || remote === undefined) return true;
+    const t = this.now();
+    let b = this.buckets.get(remote);
+    if (b) {
+      b.tokens = Math.min(this.opts.burst, b.tokens + ((t - b.at) / 1000) * this.opts.perSecond);
+      b.at = t;
+      // Re-inserting keeps the Map in least-recently-seen order for eviction.
+      this.buckets.delete(remote);
+    } else {
+      if (this.buckets.size >= this.maxRemotes) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
+      b = { tokens: Math.max(1, this.opts.burst), at: t };
+    }
+    this.buckets.set(remote, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}

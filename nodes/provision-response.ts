@@ -1,0 +1,318 @@
+/**
+ * provision-response: the serving side of ThingsBoard device provisioning. Reads its
+ * settings, builds the service core over a registry in a credential store, starts the
+ * transports (embedded or attached MQTT, CoAP; HTTP on Node-RED's own server), and maps
+ * decisions, audit events and management messages to and from the flow.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { TlsOptions } from "node:tls";
+import { TbProvisioningService, tbRegistry, type TbProfile } from "../lib/dialects/thingsboard/server";
+import { startTbHost, type TbHost, type TbMqttConfig } from "../lib/dialects/thingsboard/server-host";
+import { tbHttpHandler } from "../lib/dialects/thingsboard/server-http";
+import { manage, ManageError } from "../lib/dialects/thingsboard/server-manage";
+import { HTTP_PATH } from "../lib/dialects/thingsboard/wire";
+import { PendingDecisions } from "../lib/service/pending";
+import { RateLimiter } from "../lib/service/rate-limit";
+import { RegistryError } from "../lib/service/registry";
+import type { StoreBackend } from "../lib/stores/backend";
+import { MemoryBackend } from "../lib/stores/memory";
+import { storeFromConfig } from "./shared/store-ref";
+
+interface ProvisionResponseDef extends NodeDef {
+  profile?: string;
+  profile2?: string;
+  profile3?: string;
+  mqtt?: string;
+  mqttHost?: string;
+  mqttPort?: string | number;
+  mqttTls?: string;
+  attachedUrl?: string;
+  attachedTls?: string;
+  http?: boolean;
+  httpPath?: string;
+  coap?: boolean;
+  coapHost?: string;
+  coapPort?: string | number;
+  store?: string;
+  decide?: boolean;
+  decideTimeout?: string | number;
+  closeAfter?: string | number;
+  rateLimit?: string | number;
+  rateBurst?: string | number;
+}
+
+interface ProvisionResponseCreds {
+  attachedUsername?: string;
+  attachedPassword?: string;
+}
+
+interface ProfileNodeShape {
+  tbProfile?: TbProfile;
+  problem?: string;
+}
+
+interface TlsConfigNode {
+  valid?: boolean;
+  key?: string | Buffer;
+  cert?: string | Buffer;
+  ca?: string | Buffer;
+  credentials?: { passphrase?: string };
+  addTLSOptions?(opts: Record<string, unknown>): Record<string, unknown>;
+}
+
+interface ExpressLayer {
+  route?: { path?: string; methods?: Record<string, boolean>; stack?: Array<{ handle?: unknown }> };
+}
+
+interface HttpApp {
+  post(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void;
+  _router?: { stack: ExpressLayer[] };
+  router?: { stack: ExpressLayer[] };
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+
+function num(v: unknown, fallback: number, min = 0): number {
+  const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+export = function (RED: NodeAPI) {
+  function tlsServerOptions(id: string | undefined): TlsOptions | undefined {
+    if (!id) return undefined;
+    const tls = RED.nodes.getNode(id) as TlsConfigNode | null;
+    if (!tls) throw new Error(RED._("provision-response.errors.tls-missing"));
+    if (tls.valid === false || !tls.key || !tls.cert)
+      throw new Error(RED._("provision-response.errors.tls-invalid"));
+    const opts: TlsOptions = { key: tls.key, cert: tls.cert };
+    if (tls.ca) opts.ca = tls.ca;
+    if (tls.credentials?.passphrase) opts.passphrase = tls.credentials.passphrase;
+    return opts;
+  }
+
+  function tlsClientOptions(id: string | undefined): Record<string, unknown> {
+    if (!id) return {};
+    const tls = RED.nodes.getNode(id) as TlsConfigNode | null;
+    if (!tls?.addTLSOptions) throw new Error(RED._("provision-response.errors.tls-missing"));
+    return tls.addTLSOptions({});
+  }
+
+  function removeRoute(app: HttpApp, path: string, handler: unknown): void {
+    const stack = (app._router ?? app.router)?.stack;
+    if (!stack) return;
+    for (let i = stack.length - 1; i >= 0; i--) {
+      const r = stack[i].route;
+      if (r && r.path === path && r.methods?.post && r.stack?.some((l) => l.handle === handler))
+        stack.splice(i, 1);
+    }
+  }
+
+  function ProvisionResponseNode(this: Node<ProvisionResponseCreds>, config: ProvisionResponseDef) {
+    RED.nodes.createNode(this, config);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const node = this;
+    let host: TbHost | undefined;
+    let service: TbProvisioningService | undefined;
+    let closed = false;
+    let labels: string[] = [];
+    let statusTimer: NodeJS.Timeout | undefined;
+    let lastViolationLog = 0;
+    const pending = new PendingDecisions(num(config.decideTimeout, 10, 0.1) * 1000);
+    const httpApp = RED.httpNode as unknown as HttpApp | undefined;
+    let httpHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+    const httpPath = (config.httpPath || HTTP_PATH).trim();
+
+    const showStatus = () => {
+      if (!service) return;
+      node.status({
+        fill: "green",
+        shape: "dot",
+        text: RED._("provision-response.status.serving", {
+          transports: labels.join(", ") || RED._("provision-response.status.nothing"),
+          provisioned: service.counts.provisioned,
+          refused: service.counts.refused,
+        }),
+      });
+    };
+    // Counts change per request; the editor needs them a few times a second at most.
+    const scheduleStatus = () => {
+      if (statusTimer || closed) return;
+      statusTimer = setTimeout(() => {
+        statusTimer = undefined;
+        showStatus();
+      }, 250);
+    };
+    const fail = (text: string) => {
+      node.status({ fill: "red", shape: "ring", text: RED._("provision-response.status.failed") });
+      node.error(text);
+    };
+
+    const setup = (): { service: TbProvisioningService } | undefined => {
+      const profiles: TbProfile[] = [];
+      for (const id of [config.profile, config.profile2, config.profile3]) {
+        if (!id) continue;
+        const p = RED.nodes.getNode(id) as (Node & ProfileNodeShape) | null;
+        if (!p) return void fail(RED._("provision-response.errors.profile-missing"));
+        if (!p.tbProfile) return void fail(p.problem ?? RED._("provision-response.errors.profile-missing"));
+        profiles.push(p.tbProfile);
+      }
+      if (profiles.length === 0) return void fail(RED._("provision-response.errors.no-profile"));
+      let backend: StoreBackend;
+      try {
+        backend = storeFromConfig(RED, config.store) ?? new MemoryBackend();
+      } catch (err) {
+        return void fail((err as Error).message);
+      }
+      const rate = num(config.rateLimit, 20);
+      const burst = num(config.rateBurst, 100, 1);
+      try {
+        const s = new TbProvisioningService({
+          profiles,
+          registry: tbRegistry(backend),
+          limiter: new RateLimiter({ perSecond: rate, burst }),
+          onAudit: (event) => {
+            node.send([null, { topic: "audit", payload: event }]);
+            scheduleStatus();
+          },
+          decide: config.decide
+            ? (request) => {
+                const { correlationId, answer } = pending.ask();
+                node.send([{ topic: "provision-request", correlationId, payload: request }, null]);
+                return answer;
+              }
+            : undefined,
+        });
+        return { service: s };
+      } catch (err) {
+        return void fail((err as Error).message);
+      }
+    };
+
+    const start = async () => {
+      const ready = setup();
+      if (!ready) return;
+      service = ready.service;
+      const mode = config.mqtt === "attached" || config.mqtt === "off" ? config.mqtt : "embedded";
+      let mqtt: TbMqttConfig;
+      let coap: { host: string; port: number } | undefined;
+      try {
+        if (mode === "embedded") {
+          mqtt = {
+            mode,
+            host: (config.mqttHost || "127.0.0.1").trim(),
+            port: num(config.mqttPort, 1883),
+            tls: tlsServerOptions(config.mqttTls),
+            closeAfterMs: num(config.closeAfter, 60) * 1000,
+          };
+        } else if (mode === "attached") {
+          const url = (config.attachedUrl || "").trim();
+          if (!/^mqtts?:\/\//.test(url)) throw new Error(RED._("provision-response.errors.attached-url"));
+          mqtt = {
+            mode,
+            url,
+            client: {
+              ...tlsClientOptions(config.attachedTls),
+              username: node.credentials?.attachedUsername || undefined,
+              password: node.credentials?.attachedPassword || undefined,
+            },
+          };
+        } else mqtt = { mode: "off" };
+        if (config.coap)
+          coap = { host: (config.coapHost || "127.0.0.1").trim(), port: num(config.coapPort, 5683) };
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+      node.status({ fill: "blue", shape: "ring", text: RED._("provision-response.status.starting") });
+      const rate = num(config.rateLimit, 20);
+      try {
+        const h = await startTbHost(service, {
+          mqtt,
+          coap,
+          connectRate: { perSecond: rate, burst: num(config.rateBurst, 100, 1) },
+          onViolation: (what, remote) => {
+            const now = Date.now();
+            if (now - lastViolationLog < 10000) return;
+            lastViolationLog = now;
+            node.warn(RED._("provision-response.errors.violation", { what, remote: remote ?? "?" }));
+          },
+          onAttachedState: (state, detail) => {
+            if (state === "connected") showStatus();
+            else if (state === "error")
+              node.warn(RED._("provision-response.errors.attached", { detail: detail ?? state }));
+            else
+              node.status({
+                fill: "yellow",
+                shape: "ring",
+                text: RED._(`provision-response.status.${state}`),
+              });
+          },
+        });
+        if (closed) return void (await h.close());
+        host = h;
+        labels = [...h.labels];
+      } catch (err) {
+        return fail(RED._("provision-response.errors.start", { detail: (err as Error).message }));
+      }
+      if (config.http) {
+        if (typeof httpApp?.post !== "function") {
+          node.warn(RED._("provision-response.errors.no-http"));
+        } else {
+          httpHandler = tbHttpHandler(service);
+          httpApp.post(httpPath, httpHandler);
+          labels.push("http");
+        }
+      }
+      showStatus();
+    };
+
+    const started = start().catch((err: Error) => fail(err.message));
+
+    node.on("input", (msg: Msg, send, done) => {
+      void (async () => {
+        await started;
+        if (!service) return done(new Error(RED._("provision-response.errors.not-running")));
+        if (msg.correlationId !== undefined) {
+          const r = pending.answer(msg.correlationId, msg.payload);
+          if (r === "answered") return done();
+          return done(new Error(RED._(`provision-response.errors.decision-${r}`)));
+        }
+        const operation = msg.operation ?? msg.topic;
+        try {
+          const result = await manage(service, operation, msg.payload);
+          send([null, { ...msg, topic: result.operation, payload: result }]);
+          done();
+        } catch (err) {
+          const code = err instanceof ManageError || err instanceof RegistryError ? err.code : "ERROR";
+          msg.error = { code, message: (err as Error).message };
+          done(err as Error);
+        }
+      })().catch((err: Error) => done(err));
+    });
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      pending.cancelAll("node closed");
+      if (httpHandler && httpApp) removeRoute(httpApp, httpPath, httpHandler);
+      void started
+        .then(() => host?.close())
+        .catch(() => undefined)
+        .then(() => {
+          node.status({});
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType<Node<ProvisionResponseCreds>, ProvisionResponseDef, unknown, ProvisionResponseCreds>(
+    "provision-response",
+    ProvisionResponseNode,
+    {
+      credentials: {
+        attachedUsername: { type: "text" },
+        attachedPassword: { type: "password" },
+      },
+    },
+  );
+};

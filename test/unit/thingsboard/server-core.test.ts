@@ -1,0 +1,348 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { TbProvisioningService, tbRegistry } from "../../../lib/dialects/thingsboard/server";
+import { PendingDecisions } from "../../../lib/service/pending";
+import { RateLimiter } from "../../../lib/service/rate-limit";
+import { StoreError, type StoreBackend } from "../../../lib/stores/backend";
+import { FileBackend } from "../../../lib/stores/file";
+import { MemoryBackend } from "../../../lib/stores/memory";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeTestPki } from "../../support/pki";
+import { KEY, makeService, profile, request, SECRET } from "../../support/tbserve-fixtures";
+
+const FAILURE = '{"status":"FAILURE","errorMsg":"Failed to provision device!"}';
+const NOT_FOUND = '{"status":"NOT_FOUND","errorMsg":"Provision data was not found!"}';
+
+async function answer(service: TbProvisioningService, body: string | Buffer): Promise<string> {
+  return JSON.stringify((await service.handle(body, { transport: "test", remote: "10.0.0.1" })).response);
+}
+
+describe("ThingsBoard provisioning service core", () => {
+  it("creates a device and issues a 20-character access token, exactly as ThingsBoard answers", async () => {
+    const { service, audits } = makeService();
+    const text = await answer(service, request({ deviceName: "dev-1" }));
+    assert.match(
+      text,
+      /^\{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":"[A-Za-z0-9]{20}"\}$/,
+    );
+    const stored = await service.registry.get("fleet", "dev-1");
+    assert.equal(stored?.state, "provisioned");
+    assert.equal(stored?.credentials?.token, JSON.parse(text).credentialsValue);
+    assert.equal(audits.at(-1)?.outcome, "provisioned");
+    assert.equal(audits.at(-1)?.deviceName, "dev-1");
+    assert.deepEqual(service.counts, { provisioned: 1, refused: 1 - 1 });
+  });
+
+  it("trims the name, keeps a token the device supplied, refuses the same name twice", async () => {
+    const { service, audits } = makeService();
+    const ok = await answer(
+      service,
+      request({ deviceName: "  dev-2 ", credentialsType: "ACCESS_TOKEN", token: "mytoken123" }),
+    );
+    assert.equal(ok, '{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":"mytoken123"}');
+    assert.ok(await service.registry.get("fleet", "dev-2"));
+    assert.equal(await answer(service, request({ deviceName: "dev-2" })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "already-provisioned");
+    assert.equal((await service.registry.get("fleet", "dev-2"))?.credentials?.token, "mytoken123");
+  });
+
+  it("answers NOT_FOUND for an unknown, empty or missing key and a wrong or missing secret", async () => {
+    const { service, audits } = makeService();
+    for (const body of [
+      request({ provisionDeviceKey: "other" }),
+      request({ provisionDeviceKey: "" }),
+      JSON.stringify({ provisionDeviceSecret: SECRET, deviceName: "x" }),
+      request({ provisionDeviceSecret: "wrong" }),
+      request({ provisionDeviceSecret: "" }),
+      JSON.stringify({ provisionDeviceKey: KEY }),
+    ]) {
+      assert.equal(await answer(service, body), NOT_FOUND, body);
+    }
+    assert.ok(audits.every((a) => a.reason === "not-found" && a.profile === undefined));
+    assert.equal((await service.registry.list()).length, 0);
+  });
+
+  it("picks a random 20-character name when none is given; a blank name is a FAILURE", async () => {
+    const { service, audits } = makeService();
+    const text = await answer(service, request());
+    assert.equal(JSON.parse(text).status, "SUCCESS");
+    assert.match(audits.at(-1)?.deviceName ?? "", /^[A-Za-z0-9]{20}$/);
+    const [entry] = await service.registry.list();
+    assert.equal(entry.name, audits.at(-1)?.deviceName);
+    assert.equal(await answer(service, request({ deviceName: "   " })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "invalid");
+  });
+
+  it("answers FAILURE to bodies that are not a request, without storing anything", async () => {
+    const { service, audits } = makeService();
+    for (const body of [
+      "not json",
+      "[1,2]",
+      "null",
+      '"text"',
+      JSON.stringify({ provisionDeviceKey: 5, provisionDeviceSecret: SECRET }),
+      request({ deviceName: 7 }),
+      request({ deviceName: "x", credentialsType: "PSK" }),
+      request({ deviceName: "x", gateway: "yes" }),
+      request({ deviceName: "x".repeat(70 * 1024) }),
+      request({ deviceName: "a\u0001b" }),
+      request({ deviceName: "n".repeat(300) }),
+      Buffer.from([0xff, 0xfe, 0x00]),
+    ]) {
+      assert.equal(await answer(service, body), FAILURE);
+    }
+    assert.ok(audits.every((a) => a.outcome === "refused" && a.reason === "invalid"));
+    assert.equal((await service.registry.list()).length, 0);
+  });
+
+  it("issues MQTT_BASIC as an object, generating what the device left out", async () => {
+    const { service } = makeService();
+    const gen = JSON.parse(
+      await answer(service, request({ deviceName: "m1", credentialsType: "MQTT_BASIC" })),
+    );
+    assert.deepEqual(Object.keys(gen), ["status", "credentialsType", "credentialsValue"]);
+    assert.deepEqual(Object.keys(gen.credentialsValue), ["clientId", "userName", "password"]);
+    for (const v of Object.values(gen.credentialsValue)) assert.match(String(v), /^[A-Za-z0-9]{20}$/);
+    const given = JSON.parse(
+      await answer(
+        service,
+        request({ deviceName: "m2", credentialsType: "MQTT_BASIC", username: "u2", password: "p2" }),
+      ),
+    );
+    assert.equal(given.credentialsValue.userName, "u2");
+    assert.equal(given.credentialsValue.password, "p2");
+    assert.match(given.credentialsValue.clientId, /^[A-Za-z0-9]{20}$/);
+  });
+
+  it("uses the profile's credentials type when the device asks for none", async () => {
+    const { service } = makeService({ profiles: [profile({ credentialsType: "MQTT_BASIC" })] });
+    const res = JSON.parse(await answer(service, request({ deviceName: "d" })));
+    assert.equal(res.credentialsType, "MQTT_BASIC");
+    const asked = JSON.parse(
+      await answer(service, request({ deviceName: "e", credentialsType: "ACCESS_TOKEN" })),
+    );
+    assert.equal(asked.credentialsType, "ACCESS_TOKEN");
+  });
+
+  it("answers X509_CERTIFICATE with the device's certificate, FAILURE when it does not parse", async () => {
+    const pki = makeTestPki("TbServe");
+    const dev = pki.issueClient("x509-dev");
+    const { service } = makeService();
+    const res = JSON.parse(
+      await answer(
+        service,
+        request({ deviceName: "x1", credentialsType: "X509_CERTIFICATE", hash: dev.cert }),
+      ),
+    );
+    assert.deepEqual(res, {
+      status: "SUCCESS",
+      credentialsType: "X509_CERTIFICATE",
+      credentialsValue: dev.cert,
+    });
+    const broken = dev.cert.replace(/[A-Za-z]{20}/, "AAAAAAAAAAAAAAAAAAAA");
+    assert.equal(
+      await answer(service, request({ deviceName: "x2", credentialsType: "X509_CERTIFICATE", hash: broken })),
+      FAILURE,
+    );
+    assert.equal(
+      await answer(service, request({ deviceName: "x3", credentialsType: "X509_CERTIFICATE" })),
+      FAILURE,
+    );
+    assert.equal(
+      await answer(
+        service,
+        request({ deviceName: "x4", credentialsType: "X509_CERTIFICATE", hash: "hello" }),
+      ),
+      FAILURE,
+    );
+  });
+
+  it("check-pre-provisioned: only added names, once, with their own credentials", async () => {
+    const { service, audits } = makeService({ profiles: [profile({ strategy: "check-pre-provisioned" })] });
+    assert.equal(await answer(service, request({ deviceName: "pre-1" })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "not-found");
+    assert.equal(
+      await service.registry.add("fleet", {
+        name: "pre-1",
+        credentials: { type: "ACCESS_TOKEN", token: "admin-token" },
+      }),
+      true,
+    );
+    assert.equal(await service.registry.add("fleet", { name: "pre-1" }), false);
+    assert.equal(await service.registry.add("fleet", { name: "pre-2" }), true);
+    assert.equal(
+      await answer(service, request({ deviceName: "pre-1" })),
+      '{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":"admin-token"}',
+    );
+    assert.equal(await answer(service, request({ deviceName: "pre-1" })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "already-provisioned");
+    const second = JSON.parse(await answer(service, request({ deviceName: "pre-2" })));
+    assert.match(second.credentialsValue, /^[A-Za-z0-9]{20}$/);
+    const list = await service.registry.list("fleet");
+    assert.deepEqual(
+      list.map((d) => [d.name, d.state]),
+      [
+        ["pre-1", "provisioned"],
+        ["pre-2", "provisioned"],
+      ],
+    );
+    assert.ok(!JSON.stringify(list).includes("admin-token"));
+  });
+
+  it("re-provisions an existing device only when the profile allows it, with new credentials", async () => {
+    const { service, audits } = makeService({ profiles: [profile({ allowReprovision: true })] });
+    const first = JSON.parse(await answer(service, request({ deviceName: "r" }))).credentialsValue;
+    const second = JSON.parse(await answer(service, request({ deviceName: "r" }))).credentialsValue;
+    assert.notEqual(first, second);
+    assert.equal((await service.registry.get("fleet", "r"))?.credentials?.token, second);
+    assert.equal((await service.registry.get("fleet", "r"))?.provisionings, 2);
+    assert.equal(audits.at(-1)?.reprovisioned, true);
+  });
+
+  it("lets only one of many simultaneous requests for one name succeed", async () => {
+    const { service } = makeService();
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => answer(service, request({ deviceName: "race" }))),
+    );
+    assert.equal(answers.filter((a) => a.includes("SUCCESS")).length, 1);
+    assert.equal(answers.filter((a) => a === FAILURE).length, 11);
+  });
+
+  it("keeps several profiles apart by key and secret", async () => {
+    const { service, audits } = makeService({
+      profiles: [
+        profile(),
+        profile({ name: "other", provisionDeviceKey: "k2", provisionDeviceSecret: "s2" }),
+      ],
+    });
+    assert.equal(
+      JSON.parse(
+        await answer(
+          service,
+          request({ provisionDeviceKey: "k2", provisionDeviceSecret: "s2", deviceName: "a" }),
+        ),
+      ).status,
+      "SUCCESS",
+    );
+    assert.equal(audits.at(-1)?.profile, "other");
+    assert.equal(await answer(service, request({ provisionDeviceKey: "k2", deviceName: "b" })), NOT_FOUND);
+    assert.throws(() => makeService({ profiles: [profile(), profile()] }), /two profiles/);
+  });
+
+  it("asks the flow: approve with its credentials and attributes, deny, and no answer means deny", async () => {
+    const pending = new PendingDecisions(50);
+    const asked: unknown[] = [];
+    const { service, audits } = makeService({
+      decide: (req) => {
+        asked.push(req);
+        const { correlationId, answer: a } = pending.ask();
+        const name = req.deviceName;
+        if (name === "yes")
+          pending.answer(correlationId, {
+            approve: true,
+            credentials: { token: "flow-token" },
+            attributes: { room: 4 },
+          });
+        if (name === "no") pending.answer(correlationId, { approve: false, reason: "not today" });
+        return a;
+      },
+    });
+    assert.equal(
+      await answer(service, request({ deviceName: "yes", password: "device-secret-pw" })),
+      '{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":"flow-token"}',
+    );
+    assert.deepEqual((await service.registry.get("fleet", "yes"))?.attributes, { room: 4 });
+    assert.equal(await answer(service, request({ deviceName: "no" })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "denied");
+    assert.equal(audits.at(-1)?.detail, "not today");
+    assert.equal(await answer(service, request({ deviceName: "silent" })), FAILURE);
+    assert.equal(audits.at(-1)?.detail, "no decision in time");
+    assert.equal(await service.registry.get("fleet", "silent"), undefined);
+    const seen = JSON.stringify(asked);
+    assert.ok(!seen.includes(SECRET) && !seen.includes(KEY) && !seen.includes("device-secret-pw"), seen);
+    assert.equal(pending.size, 0);
+  });
+
+  it("never lets the flow approve invalid credentials", async () => {
+    const { service, audits } = makeService({
+      decide: async () => ({ approve: true, credentials: { type: "X509_CERTIFICATE", certificate: "nope" } }),
+    });
+    assert.equal(await answer(service, request({ deviceName: "bad" })), FAILURE);
+    assert.equal(audits.at(-1)?.outcome, "error");
+  });
+
+  it("throttles a remote over its rate and serves others", async () => {
+    let now = 0;
+    const { service, audits } = makeService({
+      limiter: new RateLimiter({ perSecond: 1, burst: 2 }, () => now),
+    });
+    const from = (remote: string) => service.handle(request(), { transport: "t", remote });
+    assert.equal((await from("a")).response.status, "SUCCESS");
+    assert.equal((await from("a")).response.status, "SUCCESS");
+    assert.equal(JSON.stringify((await from("a")).response), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "throttled");
+    assert.equal((await from("b")).response.status, "SUCCESS");
+    now += 1000;
+    assert.equal((await from("a")).response.status, "SUCCESS");
+  });
+
+  it("answers FAILURE with outcome error when the store fails, and keeps serving", async () => {
+    const good = new MemoryBackend();
+    let broken = true;
+    const flaky: StoreBackend = Object.assign(Object.create(good) as StoreBackend, {
+      update: (...args: Parameters<StoreBackend["update"]>) => {
+        if (broken) return Promise.reject(new StoreError("IO", "disk full"));
+        return good.update(...args);
+      },
+    });
+    const { service, audits } = makeService({ backend: flaky });
+    assert.equal(await answer(service, request({ deviceName: "s" })), FAILURE);
+    assert.equal(audits.at(-1)?.outcome, "error");
+    broken = false;
+    assert.equal(JSON.parse(await answer(service, request({ deviceName: "s" }))).status, "SUCCESS");
+  });
+
+  it("keeps the registry across service instances over the same store, and revokes", async () => {
+    const backend = new MemoryBackend();
+    const a = makeService({ backend }).service;
+    await answer(a, request({ deviceName: "keep" }));
+    const b = new TbProvisioningService({ profiles: [profile()], registry: tbRegistry(backend) });
+    assert.equal(await answer(b, request({ deviceName: "keep" })), FAILURE);
+    assert.equal(await b.registry.revoke("fleet", "keep"), true);
+    assert.equal(JSON.parse(await answer(b, request({ deviceName: "keep" }))).status, "SUCCESS");
+  });
+
+  it("keeps the registry in an encrypted file store across a restart", async () => {
+    const directory = join(mkdtempSync(join(tmpdir(), "tbserve-")), "registry");
+    const open = () => new FileBackend({ directory, passphrase: "store-pass", scryptN: 1024 });
+    const first = open();
+    const a = makeService({ backend: first }).service;
+    const token = JSON.parse(await answer(a, request({ deviceName: "on-disk/1" })))
+      .credentialsValue as string;
+    const racing = await Promise.all(
+      Array.from({ length: 5 }, () => answer(a, request({ deviceName: "on-disk/2" }))),
+    );
+    assert.equal(racing.filter((r) => r.includes("SUCCESS")).length, 1);
+    await first.close();
+    const second = open();
+    const b = new TbProvisioningService({ profiles: [profile()], registry: tbRegistry(second) });
+    assert.equal(await answer(b, request({ deviceName: "on-disk/1" })), FAILURE);
+    assert.equal((await b.registry.get("fleet", "on-disk/1"))?.credentials?.token, token);
+    assert.deepEqual(
+      (await b.registry.list("fleet")).map((d) => d.name),
+      ["on-disk/1", "on-disk/2"],
+    );
+    await second.close();
+  });
+
+  it("puts no secret in any audit event", async () => {
+    const { service, audits } = makeService();
+    await answer(service, request({ deviceName: "z", token: "dev-token-xyz" }));
+    await answer(service, request({ deviceName: "z" }));
+    await answer(service, request({ provisionDeviceSecret: "wrong-secret-abc" }));
+    const text = JSON.stringify(audits);
+    for (const s of [SECRET, KEY, "dev-token-xyz", "wrong-secret-abc"]) assert.ok(!text.includes(s), s);
+  });
+});
