@@ -152,7 +152,7 @@ export = function (RED: NodeAPI) {
       if (store && !force) {
         const stored = await findReusable(store, key, { dialect: "thingsboard", endpoint: ep, deviceName });
         if (stored) {
-          node.status({ fill: "green", shape: "dot", text: STATUS + "reused" });
+          node.status({ fill: "green", shape: "dot", text: RED._(STATUS + "reused") });
           return stored;
         }
       }
@@ -176,8 +176,8 @@ export = function (RED: NodeAPI) {
           signal: ac.signal,
           policy,
           retryRefusals: config.retryRefusals === true,
-          onAttempt: () => node.status({ fill: "blue", shape: "ring", text: STATUS + "connecting" }),
-          onRequesting: () => node.status({ fill: "blue", shape: "ring", text: STATUS + "requesting" }),
+          onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "connecting") }),
+          onRequesting: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "requesting") }),
           onRetry: ({ delayMs }) =>
             node.status({
               fill: "yellow",
@@ -195,7 +195,7 @@ export = function (RED: NodeAPI) {
           msg.storeError = { code, message: (err as Error).message };
         }
       }
-      node.status({ fill: "green", shape: "dot", text: STATUS + "provisioned" });
+      node.status({ fill: "green", shape: "dot", text: RED._(STATUS + "provisioned") });
       return result;
     }
 

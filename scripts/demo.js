@@ -8,16 +8,24 @@ const path = require("node:path");
 const root = path.resolve(__dirname, "..");
 
 /** Examples that make up the demo, each on its own tab, in this order. */
-const DEMO_EXAMPLES = ["credential-store-operations.json"];
+const DEMO_EXAMPLES = ["thingsboard-local-round-trip.json", "credential-store-operations.json"];
 
 /** Demo defaults; the real value wins whenever the variable is set. */
-const DEFAULTS = {};
+const DEFAULTS = {
+  PROVISION_DEVICE_KEY: "demo-provision-key",
+  PROVISION_DEVICE_SECRET: "demo-provision-secret",
+};
 
 /**
  * Credentials of demo nodes, by node id. They hold `${NAME}` references, resolved by the
  * nodes at deploy from the environment, so no secret is written to the user directory.
  */
-const DEMO_CREDENTIALS = {};
+const TB_DEVICE = { provisionKey: "${PROVISION_DEVICE_KEY}", provisionSecret: "${PROVISION_DEVICE_SECRET}" };
+const DEMO_CREDENTIALS = {
+  "tb-profile": { key: "${PROVISION_DEVICE_KEY}", secret: "${PROVISION_DEVICE_SECRET}" },
+  "tb-gateway": TB_DEVICE,
+  "tb-child": TB_DEVICE,
+};
 
 function environment() {
   const env = {};
@@ -26,6 +34,14 @@ function environment() {
 }
 
 function prepare() {}
+
+/** Ports a test (or a busy machine) can move: env name -> [node id, property] pairs. */
+const PORT_OVERRIDES = {
+  PROVISION_MQTT_PORT: [
+    ["tb-server", "mqttPort"],
+    ["tb-gateway", "port"],
+  ],
+};
 
 function flows() {
   const out = [];
@@ -38,6 +54,13 @@ function flows() {
     for (const n of nodes) {
       const isConfig = n.x === undefined && n.y === undefined && n.type !== "comment";
       out.push(n.z === undefined && !isConfig && n.type !== "tab" ? { ...n, z: tab } : n);
+    }
+  }
+  for (const [name, targets] of Object.entries(PORT_OVERRIDES)) {
+    if (!process.env[name]) continue;
+    for (const [id, prop] of targets) {
+      const node = out.find((n) => n.id === id);
+      if (node) node[prop] = typeof node[prop] === "number" ? Number(process.env[name]) : process.env[name];
     }
   }
   return out;
@@ -57,17 +80,26 @@ function writeCredentials(userDir, credentialSecret) {
   fs.renameSync(file + ".tmp", file);
 }
 
-function printBanner(port, env, userDir) {
+function printBanner(port, _env, userDir) {
   const lines = [
     "",
     `node-red-contrib-provisioning demo: http://127.0.0.1:${port}`,
     `user directory: ${userDir}`,
   ];
+  // Values are never printed, not even the public demo defaults: logs must not hold secrets.
   for (const name of Object.keys(DEFAULTS)) {
-    const shown = process.env[name] ? "(from your environment)" : `${env[name]} (demo default)`;
-    lines.push(`  ${name} = ${shown}`);
+    lines.push(`  ${name}: ${process.env[name] ? "from your environment" : "demo default (see README.md)"}`);
   }
   process.stdout.write(lines.join("\n") + "\n\n");
 }
 
-module.exports = { environment, prepare, flows, writeCredentials, printBanner, DEMO_EXAMPLES };
+module.exports = {
+  environment,
+  prepare,
+  flows,
+  writeCredentials,
+  printBanner,
+  DEMO_EXAMPLES,
+  DEFAULTS,
+  DEMO_CREDENTIALS,
+};

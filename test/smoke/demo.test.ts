@@ -4,47 +4,141 @@ import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../support/node-red";
+import { Comms } from "../support/node-red-comms";
 import { freeTcpPort } from "../support/ports";
-import { startProcess, type Started } from "../support/process";
+import { run, startProcess, type Started } from "../support/process";
 
-/** The first README command's second half: `npm start` (scripts/start.js after the build). */
-describe("npm start: the demo runtime", () => {
-  let demo: Started;
-  let url: string;
+const KEY = "demo-provision-key";
+const SECRET = "demo-provision-secret";
+
+/** `npm start` (scripts/start.js after the build) in a user directory of the test's own. */
+async function startDemo(
+  dir: string,
+  port: number,
+  mqttPort: number,
+): Promise<{ demo: Started; comms: Comms }> {
+  const demo = await startProcess(
+    process.execPath,
+    [join(PROJECT_ROOT, "scripts", "start.js")],
+    /(?=[\s\S]*Server now running)(?=[\s\S]*Started flows)/,
+    {
+      cwd: PROJECT_ROOT,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        PROVISION_MQTT_PORT: String(mqttPort),
+        NODE_RED_DEMO_DIR: dir,
+      },
+      timeoutMs: 60000,
+    },
+  );
+  return { demo, comms: await Comms.connect(`http://127.0.0.1:${port}`) };
+}
+
+describe("npm start: the demo serves ThingsBoard provisioning and a gateway provisions itself", () => {
   let dir: string;
+  let port: number;
+  let mqttPort: number;
+  let url: string;
+  let first: { demo: Started; comms: Comms };
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "demo-"));
-    const port = await freeTcpPort();
+    port = await freeTcpPort();
+    mqttPort = await freeTcpPort();
     url = `http://127.0.0.1:${port}`;
-    demo = await startProcess(
-      process.execPath,
-      [join(PROJECT_ROOT, "scripts", "start.js")],
-      /(?=[\s\S]*Server now running)(?=[\s\S]*Started flows)/,
-      {
-        cwd: PROJECT_ROOT,
-        env: { ...process.env, PORT: String(port), NODE_RED_DEMO_DIR: dir },
-        timeoutMs: 60000,
-      },
-    );
+    first = await startDemo(dir, port, mqttPort);
   });
   after(async () => {
-    await demo?.stop();
+    first?.comms.close();
+    await first?.demo.stop();
   });
 
   test("serves the editor on 127.0.0.1 and deploys the demo flow without error", async () => {
-    const res = await fetch(url);
-    assert.equal(res.status, 200);
-    assert.doesNotMatch(demo.output(), /\[error\]|Missing node types|Waiting for missing types/);
+    assert.equal((await fetch(url)).status, 200);
     const flows = JSON.parse(readFileSync(join(dir, "flows.json"), "utf8")) as Array<{ type: string }>;
-    assert.ok(
-      flows.some((n) => n.type === "tab"),
-      "the demo flow has a tab",
+    assert.ok(flows.some((n) => n.type === "provision-response"));
+    assert.ok(flows.some((n) => n.type === "provision-request"));
+    assert.doesNotMatch(first.demo.output(), /\[error\]|Missing node types|Waiting for missing types/);
+  });
+
+  test("the simulated gateway provisions itself over the embedded broker at deploy", async () => {
+    await first.comms.waitForStatus("tb-gateway", /^provisioned$/);
+    await first.comms.waitForStatus("tb-server", /1/);
+  });
+
+  test("a device written by someone else (Python paho, as seed 000) provisions unchanged", async () => {
+    const { code, stdout, stderr } = await run(
+      "/usr/bin/python3",
+      [
+        join(PROJECT_ROOT, "test", "support", "tbserve-paho-device.py"),
+        "127.0.0.1",
+        String(mqttPort),
+        "paho-device-1",
+      ],
+      {
+        env: {
+          ...process.env,
+          THINGSBOARD_PROVISION_DEVICE_KEY: KEY,
+          THINGSBOARD_PROVISION_DEVICE_SECRET: SECRET,
+        },
+      },
+    );
+    assert.equal(code, 0, stderr);
+    const reply = JSON.parse(stdout.toString().replace(/^REPLY /, "")) as Record<string, unknown>;
+    assert.equal(reply.status, "SUCCESS");
+    assert.equal(reply.credentialsType, "ACCESS_TOKEN");
+    assert.match(String(reply.credentialsValue), /^[A-Za-z0-9]{20}$/);
+  });
+
+  test("HTTP on Node-RED's own port answers as ThingsBoard does, refusals included", async () => {
+    const ask = async (body: unknown) => {
+      const res = await fetch(`${url}/api/v1/provision`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 200);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const ok = await ask({
+      deviceName: "http-device-1",
+      provisionDeviceKey: KEY,
+      provisionDeviceSecret: SECRET,
+    });
+    assert.equal(ok.status, "SUCCESS");
+    assert.deepEqual(
+      await ask({ deviceName: "http-device-2", provisionDeviceKey: KEY, provisionDeviceSecret: "nope" }),
+      {
+        status: "NOT_FOUND",
+        errorMsg: "Provision data was not found!",
+      },
+    );
+    assert.deepEqual(
+      await ask({ deviceName: "http-device-1", provisionDeviceKey: KEY, provisionDeviceSecret: SECRET }),
+      {
+        status: "FAILURE",
+        errorMsg: "Failed to provision device!",
+      },
     );
   });
 
-  test("keeps its credential secret private to the user directory", () => {
+  test("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
+    first.comms.close();
+    await first.demo.stop();
+    const second = await startDemo(dir, port, mqttPort);
+    try {
+      await second.comms.waitForStatus("tb-gateway", /^reused$/);
+      assert.doesNotMatch(second.demo.output(), /\[error\]/);
+    } finally {
+      second.comms.close();
+      await second.demo.stop();
+    }
+  });
+
+  test("the credential secret is private to the user directory and no secret is logged", () => {
     assert.equal(statSync(join(dir, ".credential-secret")).mode & 0o777, 0o600);
     const secret = readFileSync(join(dir, ".credential-secret"), "utf8").trim();
-    assert.doesNotMatch(demo.output(), new RegExp(secret));
+    assert.doesNotMatch(first.demo.output(), new RegExp(secret));
+    assert.doesNotMatch(first.demo.output(), new RegExp(SECRET));
   });
 });

@@ -62,3 +62,26 @@ export function asFlow(nodes: Example["nodes"], tabId: string): Example["nodes"]
 function isConfig(n: Record<string, unknown>): boolean {
   return n.x === undefined && n.y === undefined && n.type !== "comment";
 }
+
+interface DemoModule {
+  DEFAULTS: Record<string, string>;
+  DEMO_CREDENTIALS: Record<string, Record<string, string>>;
+}
+
+/**
+ * What `npm start` gives the examples: the environment with the demo defaults, and the
+ * credentials of their nodes (`${NAME}` references), which an exported flow never holds.
+ */
+export function demoSetup(): { env: Record<string, string>; credentials: DemoModule["DEMO_CREDENTIALS"] } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const demo = require(join(PROJECT_ROOT, "scripts", "demo.js")) as DemoModule;
+  return { env: { ...demo.DEFAULTS }, credentials: demo.DEMO_CREDENTIALS };
+}
+
+/** Attaches the demo credentials to the nodes they belong to, as a deploy from the editor does. */
+export function withCredentials(nodes: Example["nodes"]): Example["nodes"] {
+  const { credentials } = demoSetup();
+  return nodes.map((n) =>
+    typeof n.id === "string" && credentials[n.id] ? { ...n, credentials: credentials[n.id] } : n,
+  );
+}

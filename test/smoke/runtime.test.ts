@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { deploy, PROJECT_ROOT, runtimes, startNodeRed, type RunningNodeRed } from "../support/node-red";
-import { asFlow, loadExamples, withEphemeralPorts } from "./examples";
+import { asFlow, demoSetup, loadExamples, withCredentials, withEphemeralPorts } from "./examples";
 
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as {
   name: string;
@@ -24,7 +24,7 @@ for (const rt of runtimes()) {
   describe(`${rt.label}: the package loads and its examples deploy cleanly`, () => {
     let nr: RunningNodeRed;
     before(async () => {
-      nr = await startNodeRed(rt);
+      nr = await startNodeRed(rt, { env: demoSetup().env });
     });
     after(async () => {
       await nr?.stop();
@@ -64,7 +64,7 @@ for (const rt of runtimes()) {
 
     for (const ex of loadExamples()) {
       test(`example ${ex.file} deploys with no error and no missing type`, async () => {
-        const flows = asFlow(await withEphemeralPorts(ex, nr.port), `smoke-${ex.file}`);
+        const flows = withCredentials(asFlow(await withEphemeralPorts(ex, nr.port), `smoke-${ex.file}`));
         const mark = nr.problems().length;
         await deploy(nr, flows);
         assert.deepEqual(nr.problems().slice(mark), [], `problems while deploying ${ex.file}`);
