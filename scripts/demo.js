@@ -8,7 +8,11 @@ const path = require("node:path");
 const root = path.resolve(__dirname, "..");
 
 /** Examples that make up the demo, each on its own tab, in this order. */
-const DEMO_EXAMPLES = ["thingsboard-local-round-trip.json", "credential-store-operations.json"];
+const DEMO_EXAMPLES = [
+  "thingsboard-local-round-trip.json",
+  "plgd-dps-local.json",
+  "credential-store-operations.json",
+];
 
 /** Demo defaults; the real value wins whenever the variable is set. */
 const DEFAULTS = {
@@ -27,13 +31,22 @@ const DEMO_CREDENTIALS = {
   "tb-child": TB_DEVICE,
 };
 
-function environment() {
+function environment(userDir) {
   const env = {};
   for (const [name, value] of Object.entries(DEFAULTS)) env[name] = process.env[name] || value;
+  env.DPS_MANUFACTURER_CA =
+    process.env.DPS_MANUFACTURER_CA || path.join(userDir, DEMO_PKI_DIR, "manufacturer-ca.pem");
   return env;
 }
 
-function prepare() {}
+/**
+ * Creates the demo PKI of the plgd DPS example (once; FOR TRYING OUT ONLY) in the user
+ * directory, where the example's relative file names point when Node-RED runs there.
+ */
+function prepare(userDir) {
+  const { ensureDemoPki } = require(path.join(root, "dist", "lib", "pki", "demo-pki.js"));
+  return ensureDemoPki(path.join(userDir, DEMO_PKI_DIR));
+}
 
 /** Ports a test (or a busy machine) can move: env name -> [node id, property] pairs. */
 const PORT_OVERRIDES = {
@@ -41,7 +54,14 @@ const PORT_OVERRIDES = {
     ["tb-server", "mqttPort"],
     ["tb-gateway", "port"],
   ],
+  DPS_PORT: [
+    ["dps-ex-service", "port"],
+    ["dps-ex-client", "endpoints", (port) => `coaps+tcp://127.0.0.1:${port}`],
+  ],
 };
+
+/** Where the demo PKI lives: inside the user directory, the working directory of Node-RED. */
+const DEMO_PKI_DIR = "plgd-dps-demo-pki";
 
 function flows() {
   const out = [];
@@ -58,11 +78,15 @@ function flows() {
   }
   for (const [name, targets] of Object.entries(PORT_OVERRIDES)) {
     if (!process.env[name]) continue;
-    for (const [id, prop] of targets) {
+    for (const [id, prop, format] of targets) {
       const node = out.find((n) => n.id === id);
-      if (node) node[prop] = typeof node[prop] === "number" ? Number(process.env[name]) : process.env[name];
+      const value = format ? format(process.env[name]) : process.env[name];
+      if (node) node[prop] = typeof node[prop] === "number" ? Number(value) : value;
     }
   }
+  // The enrollment group trusts the manufacturer CA named by the environment.
+  const group = out.find((n) => n.id === "dps-ex-group");
+  if (group) group.attestationChainFile = "${DPS_MANUFACTURER_CA}";
   return out;
 }
 
@@ -87,6 +111,7 @@ function printBanner(port, _env, userDir) {
     `user directory: ${userDir}`,
   ];
   // Values are never printed, not even the public demo defaults: logs must not hold secrets.
+  lines.push(`  DPS_MANUFACTURER_CA: ${_env.DPS_MANUFACTURER_CA}`);
   for (const name of Object.keys(DEFAULTS)) {
     lines.push(`  ${name}: ${process.env[name] ? "from your environment" : "demo default (see README.md)"}`);
   }

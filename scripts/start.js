@@ -71,6 +71,8 @@ demo.printBanner(port, env, userDir);
 
 const red = require.resolve("node-red/red.js");
 const child = spawn(process.execPath, [red, "-u", userDir, "-s", path.join(userDir, "settings.js")], {
+  // Relative file names in the demo flows (the demo PKI) resolve inside the user directory.
+  cwd: userDir,
   stdio: "inherit",
   env: { ...env, NODE_RED_DEMO_CREDENTIAL_SECRET: secret },
 });

@@ -64,6 +64,7 @@ function isConfig(n: Record<string, unknown>): boolean {
 }
 
 interface DemoModule {
+  prepare: (userDir: string) => unknown;
   DEFAULTS: Record<string, string>;
   DEMO_CREDENTIALS: Record<string, Record<string, string>>;
 }
@@ -84,4 +85,10 @@ export function withCredentials(nodes: Example["nodes"]): Example["nodes"] {
   return nodes.map((n) =>
     typeof n.id === "string" && credentials[n.id] ? { ...n, credentials: credentials[n.id] } : n,
   );
+}
+
+/** The files `npm start` makes for the examples (the plgd demo PKI) in a user directory. */
+export function prepareDemoFiles(userDir: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require(join(PROJECT_ROOT, "scripts", "demo.js")) as DemoModule).prepare(userDir);
 }

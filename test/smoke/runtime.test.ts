@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { deploy, PROJECT_ROOT, runtimes, startNodeRed, type RunningNodeRed } from "../support/node-red";
-import { asFlow, demoSetup, loadExamples, withCredentials, withEphemeralPorts } from "./examples";
+import {
+  asFlow,
+  demoSetup,
+  loadExamples,
+  prepareDemoFiles,
+  withCredentials,
+  withEphemeralPorts,
+} from "./examples";
 
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as {
   name: string;
@@ -25,6 +32,7 @@ for (const rt of runtimes()) {
     let nr: RunningNodeRed;
     before(async () => {
       nr = await startNodeRed(rt, { env: demoSetup().env });
+      prepareDemoFiles(nr.userDir);
     });
     after(async () => {
       await nr?.stop();

@@ -86,6 +86,8 @@ export async function startNodeRed(
     [rt.redJs, "-u", userDir, "-s", join(userDir, "settings.js")],
     /(?=[\s\S]*Server now running)(?=[\s\S]*(?:Started flows|Flows started))/,
     {
+      // As under `npm start`: relative file names in flows resolve inside the user directory.
+      cwd: userDir,
       env: { ...process.env, ...opts.env, NODE_RED_ENABLE_PROJECTS: "false" },
       timeoutMs: 60000,
     },

@@ -1,0 +1,42 @@
+/** Puts a DpsService on coaps+tcp (RFC 8323) with mutual TLS, as plgd's service runs. */
+import type { SecureContextOptions } from "node:tls";
+import { CoapTcpServer } from "../../transports/coap-tcp";
+import type { DpsService } from "./server";
+
+export interface DpsListenOptions {
+  service: DpsService;
+  host: string;
+  port: number;
+  /** The service's certificate and key (and passphrase). */
+  tls: Pick<SecureContextOptions, "cert" | "key" | "passphrase">;
+  /** plgd's default is 20 s. */
+  inactivityTimeoutMs?: number;
+  onError?: (err: Error) => void;
+}
+
+export interface DpsListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function listenDps(opts: DpsListenOptions): Promise<DpsListener> {
+  if (!opts.tls.cert || !opts.tls.key) throw new Error("the DPS service needs a TLS certificate and key");
+  const server = new CoapTcpServer({
+    // The chain is checked per enrollment group by the service, so the handshake asks for
+    // a certificate without judging it; the groups' chains let Node link the issuers.
+    tls: {
+      ...opts.tls,
+      requestCert: true,
+      rejectUnauthorized: false,
+      ca: opts.service.trustAnchors(),
+      ALPNProtocols: ["coap"],
+    },
+    handler: (req) => opts.service.handle(req),
+    maxMessageSize: 262144,
+    blockSize: 1024,
+    inactivityTimeoutMs: opts.inactivityTimeoutMs ?? 20000,
+  });
+  server.on("error", (err: Error) => opts.onError?.(err));
+  const { port } = await server.listen(opts.port, opts.host);
+  return { port, close: () => server.close() };
+}

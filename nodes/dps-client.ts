@@ -1,0 +1,143 @@
+/**
+ * dps-client: the device side of plgd DPS. Provisions on deploy (or on a message) with
+ * the manufacturer certificate from a tls-config node, outputs the ProvisioningResult on
+ * output 1 and every status change on output 2, keeps the result in a credential store.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd/client";
+import { coapTcpConnector } from "../lib/dialects/plgd/transport";
+import { parseIntervals } from "../lib/retry/policy";
+import { storeFromConfig } from "./shared/store-ref";
+import type { ConnectionOptions } from "node:tls";
+
+interface ClientDef extends NodeDef {
+  endpoints?: string;
+  tls?: string;
+  skipVerify?: boolean;
+  deviceId?: string;
+  deviceName?: string;
+  retryIntervals?: string;
+  store?: string;
+  storeKey?: string;
+  autoStart?: boolean;
+}
+
+interface TlsConfigNode {
+  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+const S = "dps-client.";
+
+export = function (RED: NodeAPI) {
+  function DpsClientNode(this: Node, config: ClientDef) {
+    RED.nodes.createNode(this, config);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const node = this;
+    let client: DpsClient | undefined;
+    let started = false;
+    let closed = false;
+
+    const showStatus = (e: DpsStatusEvent) => {
+      if (e.retryInMs !== undefined) {
+        node.status({
+          fill: "yellow",
+          shape: "ring",
+          text: RED._(S + "status.retrying", { seconds: String(Math.ceil(e.retryInMs / 1000)) }),
+        });
+      } else if (e.status.includes("CLOUD_STARTED") && !e.status.includes("RENEW_CREDENTIALS")) {
+        node.status({ fill: "green", shape: "dot", text: RED._(S + "status.provisioned") });
+      } else {
+        node.status({ fill: "blue", shape: "ring", text: RED._(S + "status." + e.step) });
+      }
+    };
+
+    try {
+      const endpoints = (config.endpoints ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
+      const tlsNode = config.tls ? (RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null) : null;
+      if (!tlsNode || typeof tlsNode.addTLSOptions !== "function")
+        throw new Error(RED._(S + "errors.tls-missing"));
+      const tls = tlsNode.addTLSOptions({}) as ConnectionOptions;
+      if (!tls.cert || !tls.key) throw new Error(RED._(S + "errors.no-certificate"));
+      // Verification stays on unless this node or the tls-config says otherwise, visibly.
+      tls.rejectUnauthorized = config.skipVerify !== true && tls.rejectUnauthorized !== false;
+      if (!tls.rejectUnauthorized) node.warn(RED._(S + "warn.no-verify"));
+      const store = storeFromConfig(RED, config.store);
+      client = new DpsClient({
+        endpoints,
+        connect: coapTcpConnector(tls),
+        deviceId: (config.deviceId ?? "").trim() || undefined,
+        deviceName: (config.deviceName ?? "").trim() || undefined,
+        store,
+        storeKey: (config.storeKey ?? "").trim() || `plgd-dps/${(config.deviceId ?? "").trim() || node.id}`,
+        retryIntervals: parseIntervals(config.retryIntervals ?? "10, 20, 40, 80, 120"),
+        onStatus: (e) => {
+          showStatus(e);
+          const payload: Record<string, unknown> = {
+            status: e.status,
+            mask: e.mask,
+            legacyMask: e.legacyMask,
+            step: e.step,
+            endpoint: e.endpoint,
+          };
+          if (e.deviceId) payload.deviceId = e.deviceId;
+          if (e.retryInMs !== undefined) payload.retryInMs = e.retryInMs;
+          if (e.error) payload.error = e.error;
+          node.send([null, { topic: "plgd-dps/status", payload }]);
+        },
+        onResult: (r) => node.send([{ topic: "plgd-dps/provisioned", payload: r }, null]),
+        onWarning: (err) =>
+          node.warn(RED._(S + "warn.save-failed", { code: (err as { code?: string }).code ?? "IO" })),
+      });
+    } catch (err) {
+      node.status({ fill: "red", shape: "ring", text: RED._(S + "status.config") });
+      node.error(RED._(S + "errors.config", { reason: (err as Error).message }));
+    }
+
+    const start = async () => {
+      if (!client || started || closed) return;
+      started = true;
+      try {
+        await client.start();
+      } catch (err) {
+        started = false;
+        node.status({ fill: "red", shape: "ring", text: RED._(S + "status.store-failed") });
+        node.error(RED._(S + "errors.store", { reason: (err as Error).message }));
+      }
+    };
+
+    if (client && config.autoStart !== false) void start();
+
+    node.on("input", (msg: Msg, send, done) => {
+      void (async () => {
+        try {
+          if (!client) throw new Error(RED._(S + "errors.not-configured"));
+          if (msg.reset === true || msg.topic === "factory-reset") {
+            started = true;
+            await client.factoryReset();
+          } else if (!started) {
+            await start();
+          } else if (client.result && client.status.includes("CLOUD_STARTED")) {
+            send([
+              { ...msg, topic: "plgd-dps/provisioned", payload: { ...client.result, reused: true } },
+              null,
+            ]);
+          }
+          done();
+        } catch (err) {
+          done(err as Error);
+        }
+      })();
+    });
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (!client) return done();
+      client.stop().then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+  RED.nodes.registerType("dps-client", DpsClientNode);
+};
