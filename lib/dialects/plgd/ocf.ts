@@ -3,7 +3,7 @@
  * that say which field is wrong. Field names follow plgd-dev/device's schema package and
  * iotivity-lite's api/plgd client.
  */
-import { Decoder, Encoder } from "cbor-x";
+import { decodeAllSync, encode } from "cbor";
 
 export const CF_TEXT = 0;
 export const CF_JSON = 50;
@@ -38,8 +38,6 @@ export class OcfFormatError extends Error {
   }
 }
 
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 export function isCborFormat(cf: number | undefined): boolean {
   return cf === CF_CBOR || cf === CF_OCF_CBOR;
@@ -66,7 +64,7 @@ export function encodeBody(value: object, contentFormat: number = CF_OCF_CBOR): 
       JSON.stringify(value, (_k, v: unknown) => (bytes(v) ? Buffer.from(v.data).toString("base64") : v)),
     );
   }
-  return Buffer.from(encoder.encode(stripUndefined(value)));
+  return encode(stripUndefined(value));
 }
 
 /** Decodes a body; CBOR when the format is 60, 10000 or absent, JSON for 50. */
@@ -82,11 +80,15 @@ export function decodeBody(payload: Buffer, contentFormat: number | undefined): 
   if (contentFormat !== undefined && !isCborFormat(contentFormat)) {
     throw new OcfFormatError(`unsupported content format ${contentFormat} (expected 60 or 10000)`);
   }
+  let items: unknown[];
   try {
-    return decoder.decode(payload);
+    items = decodeAllSync(payload);
   } catch {
     throw new OcfFormatError("the body is not CBOR");
   }
+  // One representation per body: trailing bytes mean a broken or forged message.
+  if (items.length !== 1) throw new OcfFormatError("the body is not one CBOR item");
+  return items[0] instanceof Map ? Object.fromEntries(items[0]) : items[0];
 }
 
 type Obj = Record<string, unknown>;
