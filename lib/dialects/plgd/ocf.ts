@@ -38,7 +38,6 @@ export class OcfFormatError extends Error {
   }
 }
 
-
 export function isCborFormat(cf: number | undefined): boolean {
   return cf === CF_CBOR || cf === CF_OCF_CBOR;
 }
