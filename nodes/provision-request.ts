@@ -177,7 +177,8 @@ export = function (RED: NodeAPI) {
           policy,
           retryRefusals: config.retryRefusals === true,
           onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "connecting") }),
-          onRequesting: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "requesting") }),
+          onRequesting: () =>
+            node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "requesting") }),
           onRetry: ({ delayMs }) =>
             node.status({
               fill: "yellow",
