@@ -96,6 +96,12 @@ export = function (RED: NodeAPI) {
       configError = err as Error;
     }
     if (isPlainScheme(scheme)) node.warn(RED._("provision-request.warn.plain", { scheme }));
+    else if (config.tls) {
+      const tlsNode = RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null;
+      const opts = tlsNode && typeof tlsNode.addTLSOptions === "function" ? tlsNode.addTLSOptions({}) : {};
+      if ((opts as TbTlsOptions).rejectUnauthorized === false)
+        node.warn(RED._("provision-request.warn.no-verify"));
+    }
 
     function tlsOptions(): TbTlsOptions | undefined {
       if (scheme !== "mqtts" && scheme !== "https") return undefined;

@@ -76,7 +76,7 @@ function flow(pr: Record<string, unknown>, extra: unknown[] = []): unknown[] {
     { id: "tab", type: "tab", label: "t" },
     pr,
     { id: "out", type: "helper", z: "tab" },
-    { id: "catch", type: "catch", z: "tab", scope: null, uncaught: false, wires: [["caught"]] },
+    { id: "catcher", type: "catch", z: "tab", scope: null, uncaught: false, wires: [["caught"]] },
     { id: "caught", type: "helper", z: "tab" },
     ...extra,
   ].map((n) =>
@@ -374,6 +374,23 @@ test("TLS from the core tls-config node: verified with its CA; without it the se
   } finally {
     await responder.stop();
   }
+});
+
+test("a tls-config that does not verify the server is a visible choice: the node warns at deploy", async () => {
+  const warned = async (verifyservercert: boolean) => {
+    const tlsNode = { id: "tls", type: "tls-config", z: "tab", cert: "", key: "", ca: "", verifyservercert };
+    await helper.load(
+      modules,
+      flow(prNode({ scheme: "mqtts", port: "1", tls: "tls", deviceName: "v", onDeploy: false }), [tlsNode]),
+      {},
+    );
+    const pr = helper.getNode("pr") as unknown as { warn: { args: unknown[][] } };
+    const texts = pr.warn.args.map((a) => String(a[0]));
+    await helper.unload();
+    return texts;
+  };
+  assert.ok((await warned(false)).includes("provision-request.warn.no-verify"));
+  assert.ok(!(await warned(true)).includes("provision-request.warn.no-verify"));
 });
 
 test("${ENV} credentials, seed 000 defaults, and no secret in status, log or error", async () => {
