@@ -1,0 +1,360 @@
+/**
+ * The serving side's configurations, one store entry per external id (the bootstrap
+ * request looks them up by it: one read per request). Management addresses them by
+ * thing id, as upstream does, through an index kept in memory and built once at start.
+ * Writes are serialised so two uploads cannot both claim one thing id or external id,
+ * and each write is a single entry: nothing is ever half-stored.
+ */
+import { randomUUID } from "node:crypto";
+import type { JsonValue, StoreBackend } from "../../stores/backend";
+import type { Channel } from "./wire";
+
+export interface StoredConfig {
+  external_id: string;
+  external_key: string;
+  thing_id: string;
+  thing_key: string;
+  name?: string;
+  channels: Channel[];
+  content?: string;
+  client_cert?: string;
+  client_key?: string;
+  ca_cert?: string;
+  /** 1 connected, 0 disconnected; upstream still answers bootstrap requests in either. */
+  state: 0 | 1;
+  created_at: string;
+  updated_at: string;
+}
+
+/** What listing shows: never a key. */
+export interface ConfigSummary {
+  external_id: string;
+  thing_id: string;
+  name?: string;
+  state: 0 | 1;
+  channels: string[];
+  has_client_cert: boolean;
+  updated_at: string;
+}
+
+export type RegistryErrorCode = "INVALID" | "CONFLICT" | "NOT_FOUND" | "STORE";
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: RegistryErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RegistryError";
+  }
+}
+
+const MAX_ID = 150;
+const MAX_SECRET = 1024;
+const MAX_CHANNELS = 1000;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function invalid(message: string): RegistryError {
+  return new RegistryError("INVALID", message);
+}
+
+function idOf(v: unknown, what: string, required: boolean): string | undefined {
+  if (v === undefined || v === null || v === "") {
+    if (required) throw invalid(`${what} is required`);
+    return undefined;
+  }
+  if (typeof v !== "string") throw invalid(`${what} must be a string`);
+  if (v.length > MAX_ID) throw invalid(`${what} may be at most ${MAX_ID} characters long`);
+  if (CONTROL.test(v)) throw invalid(`${what} may not hold control characters`);
+  return v;
+}
+
+function secretOf(v: unknown, what: string, required: boolean): string | undefined {
+  if (v === undefined || v === null || v === "") {
+    if (required) throw invalid(`${what} is required`);
+    return undefined;
+  }
+  if (typeof v !== "string") throw invalid(`${what} must be a string`);
+  if (v.length > MAX_SECRET) throw invalid(`${what} may be at most ${MAX_SECRET} characters long`);
+  return v;
+}
+
+function textOf(v: unknown, what: string): string | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw invalid(`${what} must be a string`);
+  return v;
+}
+
+/** `content` is a string upstream; an object given by a flow is kept as its JSON. */
+function contentOf(v: unknown): string | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v === "string") return v;
+  try {
+    return JSON.stringify(v);
+  } catch {
+    throw invalid("content cannot be written as JSON");
+  }
+}
+
+export function channelsOf(v: unknown): Channel[] {
+  if (v === undefined || v === null) return [];
+  const list = typeof v === "string" ? v.split(/[\s,]+/).filter((s) => s.length > 0) : v;
+  if (!Array.isArray(list)) throw invalid("channels must be a list");
+  if (list.length > MAX_CHANNELS) throw invalid(`at most ${MAX_CHANNELS} channels`);
+  return list.map((c): Channel => {
+    if (typeof c === "string") return { id: idOf(c, "a channel id", true) as string };
+    if (typeof c !== "object" || c === null) throw invalid("a channel must be an id or {id, name, metadata}");
+    const o = c as Record<string, unknown>;
+    const ch: Channel = { id: idOf(o.id, "a channel id", true) as string };
+    const name = textOf(o.name, "a channel name");
+    if (name) ch.name = name;
+    if (o.metadata !== undefined && o.metadata !== null) ch.metadata = o.metadata;
+    return ch;
+  });
+}
+
+function stateOf(v: unknown, fallback: 0 | 1): 0 | 1 {
+  if (v === undefined || v === null) return fallback;
+  if (v === 0 || v === 1) return v;
+  throw invalid("state must be 0 (disconnected) or 1 (connected)");
+}
+
+/** A new configuration from upload JSON or a message; ids of a missing thing are made up. */
+export function configFromInput(input: unknown, now = new Date()): StoredConfig {
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    throw invalid("a configuration must be an object");
+  const o = input as Record<string, unknown>;
+  const at = now.toISOString();
+  const cfg: StoredConfig = {
+    external_id: idOf(o.external_id, "external_id", true) as string,
+    external_key: secretOf(o.external_key, "external_key", true) as string,
+    // Upstream creates the thing when no thing_id is given; here it is named on the spot.
+    thing_id: idOf(o.thing_id, "thing_id", false) ?? randomUUID(),
+    thing_key: secretOf(o.thing_key, "thing_key", false) ?? randomUUID(),
+    channels: channelsOf(o.channels),
+    state: stateOf(o.state, 0),
+    created_at: at,
+    updated_at: at,
+  };
+  const name = textOf(o.name, "name");
+  if (name) cfg.name = name;
+  const content = contentOf(o.content);
+  if (content !== undefined) cfg.content = content;
+  for (const k of ["client_cert", "client_key", "ca_cert"] as const) {
+    const v = textOf(o[k], k);
+    if (v) cfg[k] = v;
+  }
+  return cfg;
+}
+
+/** Fields an update may change (upstream: name and content; here also channels and certificates). */
+function applyPatch(cur: StoredConfig, patch: Record<string, unknown>, now: Date): StoredConfig {
+  const next: StoredConfig = { ...cur, updated_at: now.toISOString() };
+  if ("name" in patch) {
+    const v = textOf(patch.name, "name");
+    if (v) next.name = v;
+    else delete next.name;
+  }
+  if ("content" in patch) {
+    const v = contentOf(patch.content);
+    if (v !== undefined) next.content = v;
+    else delete next.content;
+  }
+  if ("channels" in patch) next.channels = channelsOf(patch.channels);
+  if ("external_key" in patch)
+    next.external_key = secretOf(patch.external_key, "external_key", true) as string;
+  if ("thing_key" in patch) next.thing_key = secretOf(patch.thing_key, "thing_key", true) as string;
+  if ("state" in patch) next.state = stateOf(patch.state, cur.state);
+  for (const k of ["client_cert", "client_key", "ca_cert"] as const) {
+    if (!(k in patch)) continue;
+    const v = textOf(patch[k], k);
+    if (v) next[k] = v;
+    else delete next[k];
+  }
+  return next;
+}
+
+export function summaryOf(c: StoredConfig): ConfigSummary {
+  const s: ConfigSummary = {
+    external_id: c.external_id,
+    thing_id: c.thing_id,
+    state: c.state,
+    channels: c.channels.map((ch) => ch.id),
+    has_client_cert: Boolean(c.client_cert),
+    updated_at: c.updated_at,
+  };
+  if (c.name) s.name = c.name;
+  return s;
+}
+
+function isConfig(v: unknown): v is StoredConfig {
+  const o = v as StoredConfig | null;
+  return (
+    typeof o === "object" &&
+    o !== null &&
+    typeof o.external_id === "string" &&
+    typeof o.external_key === "string" &&
+    typeof o.thing_id === "string" &&
+    typeof o.thing_key === "string" &&
+    Array.isArray(o.channels)
+  );
+}
+
+export const DEFAULT_PREFIX = "mainflux-bootstrap/";
+
+export class ConfigRegistry {
+  private readonly byThing = new Map<string, string>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private loaded: Promise<void> | undefined;
+
+  constructor(
+    readonly backend: StoreBackend,
+    private readonly prefix: string = DEFAULT_PREFIX,
+  ) {}
+
+  private key(externalId: string): string {
+    return this.prefix + externalId;
+  }
+
+  private async store<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof RegistryError) throw err;
+      const code = (err as { code?: string }).code;
+      throw new RegistryError("STORE", `the configuration store failed${code ? ` (${code})` : ""}`);
+    }
+  }
+
+  /** Builds the thing-id index; every other method waits for it. Safe to call twice. */
+  load(): Promise<void> {
+    this.loaded ??= this.store(async () => {
+      const all = await this.backend.list();
+      for (const e of all) {
+        if (!e.key.startsWith(this.prefix)) continue;
+        const entry = await this.backend.get(e.key);
+        if (entry && isConfig(entry.value)) this.byThing.set(entry.value.thing_id, entry.value.external_id);
+      }
+    });
+    return this.loaded;
+  }
+
+  /** Runs one write after every earlier one, whatever became of them. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(
+      () => fn(),
+      () => fn(),
+    );
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The bootstrap lookup: one read. */
+  async get(externalId: string): Promise<StoredConfig | undefined> {
+    await this.load();
+    if (externalId.length === 0 || externalId.length > MAX_ID || CONTROL.test(externalId)) return undefined;
+    const entry = await this.store(() => this.backend.get(this.key(externalId)));
+    return entry && isConfig(entry.value) ? entry.value : undefined;
+  }
+
+  async getByThing(thingId: string): Promise<StoredConfig | undefined> {
+    await this.load();
+    const ext = this.byThing.get(thingId);
+    return ext === undefined ? undefined : this.get(ext);
+  }
+
+  private write(cfg: StoredConfig): Promise<unknown> {
+    return this.store(() =>
+      this.backend.set(this.key(cfg.external_id), cfg as unknown as JsonValue, {
+        protocol: "mainflux",
+        kind: "bootstrap-config",
+      }),
+    );
+  }
+
+  /** Adds a configuration; CONFLICT when its external id or thing id is taken. */
+  add(input: unknown, now = new Date()): Promise<StoredConfig> {
+    const cfg = configFromInput(input, now);
+    return this.serial(async () => {
+      await this.load();
+      if (this.byThing.has(cfg.thing_id) || (await this.get(cfg.external_id)))
+        throw new RegistryError("CONFLICT", "a configuration with this external id or thing id exists");
+      await this.write(cfg);
+      this.byThing.set(cfg.thing_id, cfg.external_id);
+      return cfg;
+    });
+  }
+
+  /**
+   * Adds or replaces the configuration of one external id (a dialog's initial
+   * configuration). CONFLICT when the thing id belongs to another external id.
+   */
+  put(input: unknown, now = new Date()): Promise<StoredConfig> {
+    const cfg = configFromInput(input, now);
+    return this.serial(async () => {
+      await this.load();
+      const owner = this.byThing.get(cfg.thing_id);
+      if (owner !== undefined && owner !== cfg.external_id)
+        throw new RegistryError("CONFLICT", "this thing id belongs to another configuration");
+      const cur = await this.get(cfg.external_id);
+      if (cur) {
+        cfg.created_at = cur.created_at;
+        if (cur.thing_id !== cfg.thing_id) this.byThing.delete(cur.thing_id);
+      }
+      await this.write(cfg);
+      this.byThing.set(cfg.thing_id, cfg.external_id);
+      return cfg;
+    });
+  }
+
+  /** Changes a configuration found by thing id; NOT_FOUND when there is none. */
+  update(thingId: string, patch: unknown, now = new Date()): Promise<StoredConfig> {
+    if (typeof patch !== "object" || patch === null || Array.isArray(patch))
+      return Promise.reject(invalid("an update must be an object"));
+    return this.serial(async () => {
+      const cur = await this.getByThing(thingId);
+      if (!cur) throw new RegistryError("NOT_FOUND", "no configuration with this thing id");
+      const next = applyPatch(cur, patch as Record<string, unknown>, now);
+      await this.write(next);
+      return next;
+    });
+  }
+
+  setState(thingId: string, state: unknown, now = new Date()): Promise<StoredConfig> {
+    const s = stateOf(state, 0);
+    if (state === undefined || state === null) return Promise.reject(invalid("state is required"));
+    return this.update(thingId, { state: s }, now);
+  }
+
+  /** Removes by thing id; false when there was nothing to remove. */
+  remove(thingId: string): Promise<boolean> {
+    return this.serial(async () => {
+      await this.load();
+      const ext = this.byThing.get(thingId);
+      if (ext === undefined) return false;
+      const gone = await this.store(() => this.backend.delete(this.key(ext)));
+      this.byThing.delete(thingId);
+      return gone;
+    });
+  }
+
+  /** Thing id of an external id, for callers that only know the latter. */
+  async thingIdOf(externalId: string): Promise<string | undefined> {
+    return (await this.get(externalId))?.thing_id;
+  }
+
+  async list(): Promise<ConfigSummary[]> {
+    await this.load();
+    const out: ConfigSummary[] = [];
+    for (const ext of this.byThing.values()) {
+      const c = await this.get(ext);
+      if (c) out.push(summaryOf(c));
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.byThing.size;
+  }
+}

@@ -1,0 +1,501 @@
+/**
+ * The serving side of Mainflux bootstrap: the upstream service's answers (status codes
+ * and JSON error bodies as mainflux/mainflux bootstrap/api/transport.go encodes them)
+ * from configurations in a ConfigRegistry, and a plain request handler for node:http or
+ * an Express router (Node-RED's httpNode).
+ *
+ * Upstream order is kept: a missing key is 401 before anything is read; an unknown
+ * external id is 404 before the key is looked at; a key (or its encryption) that does
+ * not match is 403. A configuration's state does not matter to bootstrap upstream
+ * (it only connects the thing to its channels), so it does not here either.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { secretsEqual } from "../../util/secrets";
+import {
+  cfbEncrypt,
+  cfbExternalKey,
+  gcmOpenRequest,
+  gcmParts,
+  gcmSealResponse,
+  GCM_DEFAULT_WINDOW_S,
+  GCM_SCHEME,
+  KeyError,
+  ReplayGuard,
+  THING_PREFIX,
+} from "./crypto";
+import { ConfigRegistry, RegistryError, type StoredConfig } from "./registry";
+import {
+  answerJson,
+  BOOTSTRAP_PATH,
+  errorJson,
+  MAX_MANAGE_BODY_BYTES,
+  MESSAGES as M,
+  SECURE_PATH,
+  type FieldGeneration,
+} from "./wire";
+
+export interface GcmServerKey {
+  keyId: string;
+  key: Buffer;
+  /** Seconds either side of now an issued-at time may be (default 300). */
+  windowSeconds?: number;
+}
+
+export interface BootstrapServiceOptions {
+  registry: ConfigRegistry;
+  /** Mainflux's secure mode (AES-CFB); off when absent. */
+  cfbKey?: Buffer;
+  /** The stronger, non-Mainflux mode; off when absent. */
+  gcm?: GcmServerKey;
+  /** Serve the plain endpoint (default true, as upstream). */
+  allowPlain?: boolean;
+  /** Bearer token of the management endpoints; they are not served without one. */
+  managementToken?: string;
+  /** Field names of the answers: "thing" (current, default) or "mainflux" (older). */
+  fields?: FieldGeneration;
+  onAudit?: (event: ServiceAuditEvent) => void;
+  now?: () => number;
+  replay?: ReplayGuard;
+}
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+export interface ServiceRequest {
+  method: string;
+  /** Path below the service root, e.g. /things/bootstrap/abc (percent-encoded as received). */
+  path: string;
+  authorization?: string;
+  contentType?: string;
+  body?: Buffer;
+  remote?: string;
+}
+
+const JSON_TYPE = "application/json";
+
+function json(status: number, body: string, extra: Record<string, string> = {}): Answer {
+  return { status, headers: { "content-type": JSON_TYPE, ...extra }, body: Buffer.from(body, "utf8") };
+}
+
+function empty(status: number, extra: Record<string, string> = {}): Answer {
+  return { status, headers: { ...extra }, body: Buffer.alloc(0) };
+}
+
+function decodeSegment(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+type Route =
+  | { kind: "bootstrap"; secure: boolean; id: string | undefined }
+  | { kind: "configs"; id?: string }
+  | { kind: "state"; id: string | undefined }
+  | { kind: "none" };
+
+/** Which endpoint a path names; ids are percent-decoded ("" when the segment is empty). */
+export function route(path: string): Route {
+  const p = path.split("?")[0];
+  const seg = (rest: string) => (rest.includes("/") ? undefined : decodeSegment(rest));
+  if (p.startsWith(SECURE_PATH))
+    return { kind: "bootstrap", secure: true, id: seg(p.slice(SECURE_PATH.length)) };
+  if (p === SECURE_PATH.slice(0, -1)) return { kind: "bootstrap", secure: true, id: "" };
+  if (p.startsWith(BOOTSTRAP_PATH))
+    return { kind: "bootstrap", secure: false, id: seg(p.slice(BOOTSTRAP_PATH.length)) };
+  if (p === "/things/configs") return { kind: "configs" };
+  if (p.startsWith("/things/configs/")) {
+    const id = seg(p.slice("/things/configs/".length));
+    return id === undefined ? { kind: "none" } : { kind: "configs", id };
+  }
+  if (p.startsWith("/things/state/")) return { kind: "state", id: seg(p.slice("/things/state/".length)) };
+  return { kind: "none" };
+}
+
+export class MainfluxBootstrapService {
+  readonly counts = { bootstrapped: 0, refused: 0 };
+  private readonly replay: ReplayGuard;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: BootstrapServiceOptions) {
+    this.replay = opts.replay ?? new ReplayGuard();
+    this.now = opts.now ?? Date.now;
+  }
+
+  get registry(): ConfigRegistry {
+    return this.opts.registry;
+  }
+
+  get managementEnabled(): boolean {
+    return Boolean(this.opts.managementToken);
+  }
+
+  private audit(
+    outcome: "provisioned" | "refused" | "error",
+    fields: { reason?: string; detail?: string; deviceName?: string; deviceId?: string; remote?: string },
+    transport = "http",
+  ): void {
+    if (outcome === "provisioned") this.counts.bootstrapped++;
+    else this.counts.refused++;
+    this.opts.onAudit?.(
+      auditEvent({ dialect: "mainflux", transport, outcome, ...fields }, new Date(this.now())),
+    );
+  }
+
+  /** Answers a request, or undefined when the path is not one of this service's. */
+  async handle(req: ServiceRequest): Promise<Answer | undefined> {
+    const r = route(req.path);
+    if (r.kind === "bootstrap") {
+      if (req.method !== "GET" && req.method !== "HEAD") return json(405, errorJson("method not allowed"));
+      return this.bootstrap(r.secure, r.id, req.authorization, req.remote);
+    }
+    if (r.kind === "none" || !this.managementEnabled) return undefined;
+    return this.manage(r, req);
+  }
+
+  /** GET /things/bootstrap[/secure]/{external_id}. */
+  async bootstrap(
+    secure: boolean,
+    externalId: string | undefined,
+    authorization: string | undefined,
+    remote?: string,
+  ): Promise<Answer> {
+    const transport = secure ? "http+secure" : "http";
+    const refuse = (status: number, message: string, error: string, reason: string, detail: string) => {
+      this.audit("refused", { reason, detail, deviceName: externalId || undefined, remote }, transport);
+      return json(status, errorJson(message, error));
+    };
+    if (!externalId) return refuse(400, M.validation, M.missingId, "invalid", "no external id");
+    const auth = authorization ?? "";
+    const gcm = secure && auth.startsWith(GCM_SCHEME);
+    const presented = gcm
+      ? auth.slice(GCM_SCHEME.length)
+      : auth.startsWith(THING_PREFIX)
+        ? auth.slice(THING_PREFIX.length)
+        : "";
+    if (presented.length === 0) return refuse(401, M.validation, M.bearerKey, "invalid", "no external key");
+    if (!secure && this.opts.allowPlain === false)
+      return refuse(
+        403,
+        M.externalKey,
+        "plain bootstrap is disabled on this service",
+        "denied",
+        "plain disabled",
+      );
+    let cfg: StoredConfig | undefined;
+    try {
+      cfg = await this.opts.registry.get(externalId);
+    } catch (err) {
+      this.audit(
+        "error",
+        { reason: "store", detail: (err as Error).message, deviceName: externalId, remote },
+        transport,
+      );
+      return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+    }
+    if (!cfg) return refuse(404, M.readConfig, M.notFound, "not-found", "unknown external id");
+
+    let key: string;
+    let seal: ((plain: Buffer) => Answer) | undefined;
+    if (!secure) {
+      key = presented;
+    } else if (gcm) {
+      const g = this.opts.gcm;
+      if (!g)
+        return refuse(
+          403,
+          M.externalKeySecure,
+          "the GCM mode is not enabled on this service",
+          "denied",
+          "gcm off",
+        );
+      try {
+        const { keyId, token } = gcmParts(presented);
+        if (keyId !== g.keyId) throw new KeyError("unknown key id");
+        const opened = gcmOpenRequest(g.key, keyId, externalId, token);
+        const window = (g.windowSeconds ?? GCM_DEFAULT_WINDOW_S) * 1000;
+        const now = this.now();
+        const iat = opened.issuedAt * 1000;
+        if (iat < now - window || iat > now + window)
+          throw new KeyError("the request was issued outside the accepted time window");
+        if (!this.replay.consume(`${keyId}|${opened.requestId}`, iat + window, now))
+          throw new KeyError("the request id was already used (replayed request)");
+        key = opened.externalKey;
+        seal = (plain) => ({
+          status: 200,
+          headers: { "content-type": "application/octet-stream", "x-bootstrap-key-id": keyId },
+          body: gcmSealResponse(g.key, keyId, externalId, opened.requestId, plain),
+        });
+      } catch (err) {
+        const why = err instanceof KeyError ? err.message : "the request cannot be read";
+        return refuse(403, M.externalKeySecure, why, "denied", why);
+      }
+    } else {
+      const k = this.opts.cfbKey;
+      if (!k)
+        return refuse(
+          403,
+          M.externalKeySecure,
+          "secure bootstrap is not enabled on this service",
+          "denied",
+          "secure off",
+        );
+      try {
+        key = cfbExternalKey(k, presented);
+      } catch (err) {
+        const why = err instanceof KeyError ? err.message : "the key cannot be decrypted";
+        return refuse(403, M.externalKeySecure, why, "denied", why);
+      }
+      seal = (plain) => ({
+        status: 200,
+        headers: { "content-type": JSON_TYPE },
+        body: cfbEncrypt(k, plain),
+      });
+    }
+    if (!secretsEqual(key, cfg.external_key))
+      return refuse(403, secure ? M.externalKeySecure : M.externalKey, "", "denied", "external key mismatch");
+
+    const plain = Buffer.from(
+      answerJson(
+        {
+          thingId: cfg.thing_id,
+          thingKey: cfg.thing_key,
+          channels: cfg.channels,
+          content: cfg.content,
+          clientCert: cfg.client_cert,
+          clientKey: cfg.client_key,
+          caCert: cfg.ca_cert,
+        },
+        this.opts.fields,
+      ) + "\n",
+      "utf8",
+    );
+    this.audit(
+      "provisioned",
+      {
+        deviceName: externalId,
+        deviceId: cfg.thing_id,
+        remote,
+        detail: gcm ? "gcm" : secure ? "secure" : "plain",
+      },
+      transport,
+    );
+    return seal ? seal(plain) : { status: 200, headers: { "content-type": JSON_TYPE }, body: plain };
+  }
+
+  /** The 401 answer when the management token is missing or wrong, else undefined. */
+  checkToken(authorization: string | undefined): Answer | undefined {
+    const token = this.opts.managementToken ?? "";
+    const auth = authorization ?? "";
+    if (!auth.startsWith("Bearer ") || auth.length === "Bearer ".length)
+      return json(401, errorJson(M.validation, M.bearerToken));
+    if (!secretsEqual(auth.slice("Bearer ".length), token)) return json(401, errorJson(M.authentication));
+    return undefined;
+  }
+
+  private parseBody(req: ServiceRequest): { value: Record<string, unknown> } | Answer {
+    if (!(req.contentType ?? "").includes(JSON_TYPE))
+      return json(415, errorJson(M.validation, M.contentType));
+    let v: unknown;
+    try {
+      v = JSON.parse((req.body ?? Buffer.alloc(0)).toString("utf8"));
+    } catch {
+      return json(400, errorJson(M.validation, M.malformed));
+    }
+    if (typeof v !== "object" || v === null || Array.isArray(v))
+      return json(400, errorJson(M.validation, M.malformed));
+    return { value: v as Record<string, unknown> };
+  }
+
+  private registryAnswer(err: unknown): Answer {
+    if (err instanceof RegistryError) {
+      if (err.code === "CONFLICT") return json(409, errorJson(M.conflict));
+      if (err.code === "NOT_FOUND") return json(404, errorJson(M.notFound));
+      if (err.code === "INVALID") return json(400, errorJson(M.malformed, err.message));
+    }
+    return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+  }
+
+  private async manage(
+    r: Exclude<Route, { kind: "bootstrap" | "none" }>,
+    req: ServiceRequest,
+  ): Promise<Answer> {
+    const denied = this.checkToken(req.authorization);
+    if (denied) return denied;
+    const reg = this.opts.registry;
+    try {
+      if (r.kind === "state") {
+        if (req.method !== "PUT") return json(405, errorJson("method not allowed"));
+        if (!r.id) return json(400, errorJson(M.validation, M.missingId));
+        const body = this.parseBody(req);
+        if ("status" in body) return body;
+        const s = body.value.state;
+        if (s !== 0 && s !== 1) return json(400, errorJson(M.validation, M.state));
+        await reg.setState(r.id, s);
+        return empty(200);
+      }
+      if (r.id === undefined) {
+        if (req.method !== "POST") return json(405, errorJson("method not allowed"));
+        const body = this.parseBody(req);
+        if ("status" in body) return body;
+        const v = body.value;
+        if (!v.external_id) return json(400, errorJson(M.validation, M.missingId));
+        if (!v.external_key) return json(401, errorJson(M.validation, M.bearerKey));
+        const cfg = await reg.add(v);
+        return empty(201, { location: `/things/configs/${encodeURIComponent(cfg.thing_id)}` });
+      }
+      if (r.id === "") return json(400, errorJson(M.validation, M.missingId));
+      if (req.method === "GET") {
+        const cfg = await reg.getByThing(r.id);
+        if (!cfg) return json(404, errorJson(M.readConfig, M.notFound));
+        return json(200, JSON.stringify(viewOf(cfg)));
+      }
+      if (req.method === "PUT") {
+        const body = this.parseBody(req);
+        if ("status" in body) return body;
+        // Upstream's update changes name and content; the rest has its own endpoints there.
+        const patch: Record<string, unknown> = {};
+        if ("name" in body.value) patch.name = body.value.name;
+        if ("content" in body.value) patch.content = body.value.content;
+        await reg.update(r.id, patch);
+        return empty(200);
+      }
+      if (req.method === "DELETE") {
+        await reg.remove(r.id);
+        return empty(204);
+      }
+      return json(405, errorJson("method not allowed"));
+    } catch (err) {
+      return this.registryAnswer(err);
+    }
+  }
+}
+
+/** Upstream's view of one configuration (management only: it holds the keys). */
+export function viewOf(c: StoredConfig): Record<string, unknown> {
+  const v: Record<string, unknown> = {
+    thing_id: c.thing_id,
+    thing_key: c.thing_key,
+    channels: c.channels,
+    external_id: c.external_id,
+    external_key: c.external_key,
+    state: c.state,
+  };
+  if (c.name) v.name = c.name;
+  if (c.content) v.content = c.content;
+  if (c.client_cert) v.client_cert = c.client_cert;
+  if (c.client_key) v.client_key = c.client_key;
+  if (c.ca_cert) v.ca_cert = c.ca_cert;
+  return v;
+}
+
+type ReadBody = { ok: true; body: Buffer } | { ok: false; cut: boolean };
+
+/** Reads up to `limit` bytes; a larger body is drained (or cut when absurd) and not kept. */
+export function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit * 16) {
+      resolve({ ok: false, cut: true });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = Number.isFinite(declared) && declared > limit;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) over = true;
+      if (!over) chunks.push(c);
+      if (size > limit * 16) {
+        req.removeAllListeners("data");
+        req.pause();
+        resolve({ ok: false, cut: true });
+      }
+    });
+    req.on("end", () =>
+      resolve(over ? { ok: false, cut: false } : { ok: true, body: Buffer.concat(chunks) }),
+    );
+    req.on("error", reject);
+  });
+}
+
+function send(res: ServerResponse, a: Answer, close = false): void {
+  if (res.headersSent) return;
+  const headers: Record<string, string | number> = {
+    ...a.headers,
+    "content-length": a.body.length,
+    "cache-control": "no-store",
+  };
+  if (close) headers.connection = "close";
+  res.writeHead(a.status, headers);
+  res.end(a.body);
+}
+
+export interface HandlerOptions {
+  /** A path prefix the endpoints live under (e.g. "/bootstrap"); "" by default. */
+  basePath?: string;
+  maxBodyBytes?: number;
+}
+
+type Next = (err?: unknown) => void;
+
+/**
+ * A request handler for node:http, or Express middleware (Node-RED's httpNode): paths
+ * that are not this service's go to `next` (or get a 404 without one).
+ */
+export function bootstrapHandler(
+  service: MainfluxBootstrapService,
+  opts: HandlerOptions = {},
+): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+  const base = (opts.basePath ?? "").replace(/\/+$/, "");
+  const limit = opts.maxBodyBytes ?? MAX_MANAGE_BODY_BYTES;
+  return (req, res, next) => {
+    const url = req.url ?? "/";
+    const pass = () => (next ? next() : send(res, json(404, errorJson("not found"))));
+    if (base && !(url === base || url.startsWith(base + "/") || url.startsWith(base + "?"))) return pass();
+    const path = url.slice(base.length) || "/";
+    const r = route(path);
+    if (r.kind === "none" || (r.kind !== "bootstrap" && !service.managementEnabled)) return pass();
+    const remote = req.socket.remoteAddress;
+    void (async () => {
+      try {
+        let body: Buffer | undefined;
+        const method = (req.method ?? "GET").toUpperCase();
+        if (r.kind !== "bootstrap" && (method === "POST" || method === "PUT")) {
+          // The token is checked before a body is read from anyone.
+          const denied = service.checkToken(header(req, "authorization"));
+          if (denied) return send(res, denied, true);
+          const read = await readBody(req, limit);
+          if (!read.ok) {
+            send(res, json(413, errorJson(M.validation, `request body larger than ${limit} bytes`)), true);
+            if (read.cut) res.on("finish", () => req.socket.destroy());
+            return;
+          }
+          body = read.body;
+        }
+        const answer = await service.handle({
+          method,
+          path,
+          authorization: header(req, "authorization"),
+          contentType: header(req, "content-type"),
+          body,
+          remote,
+        });
+        if (!answer) return pass();
+        send(res, answer);
+      } catch {
+        send(res, json(500, errorJson("internal error")), true);
+      }
+    })();
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}

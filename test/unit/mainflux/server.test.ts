@@ -1,0 +1,328 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  cfbAuthorization,
+  cfbDecrypt,
+  cfbKey,
+  gcmAuthorization,
+  gcmKey,
+} from "../../../lib/dialects/mainflux/crypto";
+import { MAX_MANAGE_BODY_BYTES } from "../../../lib/dialects/mainflux/wire";
+import {
+  CFB_KEY,
+  curl,
+  EXTERNAL_ID,
+  EXTERNAL_KEY,
+  GCM_KEY_HEX,
+  pythonDevice,
+  SAMPLE_CONFIG,
+  startService,
+  THING_ID,
+  THING_KEY,
+  TOKEN,
+  type RunningService,
+} from "../../support/mainflux-fixtures";
+
+const enc = encodeURIComponent;
+
+function body(b: Buffer): Record<string, unknown> {
+  return JSON.parse(b.toString("utf8")) as Record<string, unknown>;
+}
+
+describe("mainflux bootstrap service: the upstream answers, through curl", () => {
+  let svc: RunningService;
+  let snapshot: string;
+  const key = cfbKey(CFB_KEY);
+
+  before(async () => {
+    svc = await startService({ cfbKey: key, managementToken: TOKEN });
+    await svc.registry.add(SAMPLE_CONFIG);
+    snapshot = JSON.stringify(await svc.backend.get(`mainflux-bootstrap/${EXTERNAL_ID}`));
+  });
+  after(() => svc.close());
+
+  const unchanged = async () =>
+    assert.equal(JSON.stringify(await svc.backend.get(`mainflux-bootstrap/${EXTERNAL_ID}`)), snapshot);
+
+  it("200: plain bootstrap answers thing id, key, channels and content", async () => {
+    const r = await curl([
+      "-H",
+      `Authorization: Thing ${EXTERNAL_KEY}`,
+      `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+    ]);
+    assert.equal(r.status, 200);
+    const b = body(r.body);
+    assert.equal(b.thing_id, THING_ID);
+    assert.equal(b.thing_key, THING_KEY);
+    assert.deepEqual(b.channels, [
+      { id: "c3642289-501d-4974-82f2-ecccc71b2d83", name: "ch", metadata: { type: "control" } },
+      { id: "ff13ca9c" },
+    ]);
+    assert.equal(b.content, '{"interval": 5}');
+    assert.equal(svc.audit.at(-1)?.outcome, "provisioned");
+    assert.ok(!JSON.stringify(svc.audit).includes(EXTERNAL_KEY), "audit holds no secret");
+  });
+
+  it("400: no external id", async () => {
+    const r = await curl(["-H", `Authorization: Thing ${EXTERNAL_KEY}`, `${svc.url}/things/bootstrap/`]);
+    assert.equal(r.status, 400);
+    assert.deepEqual(body(r.body), {
+      error: "missing entity id",
+      message: "something went wrong with the request",
+    });
+  });
+
+  it("401: no Authorization header, or one without the Thing prefix", async () => {
+    for (const h of [[], ["-H", `Authorization: ${EXTERNAL_KEY}`], ["-H", "Authorization: Thing "]]) {
+      const r = await curl([...h, `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`]);
+      assert.equal(r.status, 401);
+      assert.equal(body(r.body).error, "missing or invalid bearer entity key");
+    }
+    await unchanged();
+  });
+
+  it("404: unknown external id (checked before the key)", async () => {
+    const r = await curl(["-H", "Authorization: Thing whatever", `${svc.url}/things/bootstrap/nobody`]);
+    assert.equal(r.status, 404);
+    assert.deepEqual(body(r.body), {
+      error: "entity not found",
+      message: "failed to read bootstrap configuration",
+    });
+  });
+
+  it("403: wrong external key", async () => {
+    const r = await curl([
+      "-H",
+      "Authorization: Thing wrong",
+      `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+    ]);
+    assert.equal(r.status, 403);
+    assert.equal(body(r.body).message, "failed to get bootstrap configuration for given external key");
+    await unchanged();
+  });
+
+  it("200 secure: raw IV || AES-CFB(JSON), readable with the key", async () => {
+    const r = await curl([
+      "-H",
+      `Authorization: ${cfbAuthorization(key, EXTERNAL_KEY)}`,
+      `${svc.url}/things/bootstrap/secure/${enc(EXTERNAL_ID)}`,
+    ]);
+    assert.equal(r.status, 200);
+    assert.match(r.headers, /content-type: application\/json/i);
+    assert.equal(body(cfbDecrypt(key, r.body)).thing_key, THING_KEY);
+  });
+
+  it("403 secure: non-hex, odd-length, shorter than the IV, wrong encryption key", async () => {
+    const other = cfbAuthorization(cfbKey("another-key-16by"), EXTERNAL_KEY);
+    for (const h of [
+      "Thing zz",
+      "Thing abc",
+      `Thing ${"00".repeat(10)}`,
+      other,
+      `Thing ${"00".repeat(16)}`,
+    ]) {
+      const r = await curl([
+        "-H",
+        `Authorization: ${h}`,
+        `${svc.url}/things/bootstrap/secure/${enc(EXTERNAL_ID)}`,
+      ]);
+      assert.equal(r.status, 403, h);
+      assert.equal(
+        body(r.body).message,
+        "failed to get bootstrap configuration for given encrypted external key",
+      );
+    }
+    await unchanged();
+  });
+
+  it("the Python device bootstraps in secure mode; with a wrong key it gets 403", async () => {
+    const ok = await pythonDevice(svc.url, EXTERNAL_ID, EXTERNAL_KEY, CFB_KEY);
+    assert.equal(ok.status, 200);
+    assert.equal((JSON.parse(ok.body) as { thing_id: string }).thing_id, THING_ID);
+    const bad = await pythonDevice(svc.url, EXTERNAL_ID, EXTERNAL_KEY, "0123456789abcdef");
+    assert.equal(bad.status, 403);
+  });
+
+  it("management: 401 without or with a wrong token, 415, 400, 413, 409, 201, 200, 204", async () => {
+    const cfgUrl = `${svc.url}/things/configs`;
+    const json = ["-H", "Content-Type: application/json"];
+    const auth = ["-H", `Authorization: Bearer ${TOKEN}`];
+    let r = await curl(["-X", "POST", ...json, "-d", "{}", cfgUrl]);
+    assert.equal(r.status, 401);
+    r = await curl(["-X", "POST", ...json, "-H", "Authorization: Bearer nope", "-d", "{}", cfgUrl]);
+    assert.equal(r.status, 401);
+    r = await curl(["-X", "POST", ...auth, "-H", "Content-Type: text/plain", "-d", "{}", cfgUrl]);
+    assert.equal(r.status, 415);
+    r = await curl(["-X", "POST", ...auth, ...json, "-d", "{not json", cfgUrl]);
+    assert.equal(r.status, 400);
+    assert.equal(body(r.body).error, "malformed entity specification");
+    r = await curl(["-X", "POST", ...auth, ...json, "-d", JSON.stringify({ external_key: "k" }), cfgUrl]);
+    assert.equal(r.status, 400);
+    r = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      ...json,
+      "--data-binary",
+      `{"content":"${"x".repeat(MAX_MANAGE_BODY_BYTES)}"}`,
+      cfgUrl,
+    ]);
+    assert.equal(r.status, 413);
+    r = await curl(["-X", "POST", ...auth, ...json, "-d", JSON.stringify(SAMPLE_CONFIG), cfgUrl]);
+    assert.equal(r.status, 409);
+    await unchanged();
+    r = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      ...json,
+      "-d",
+      JSON.stringify({ external_id: "dev-2", external_key: "k2", channels: ["a"] }),
+      cfgUrl,
+    ]);
+    assert.equal(r.status, 201);
+    const loc = /location: (\/things\/configs\/\S+)/i.exec(r.headers)?.[1] ?? "";
+    assert.match(loc, /^\/things\/configs\/[0-9a-f-]{36}$/);
+    const thing = loc.split("/").pop() as string;
+    r = await curl([...auth, `${svc.url}${loc}`]);
+    assert.equal(r.status, 200);
+    assert.equal(body(r.body).external_id, "dev-2");
+    r = await curl(["-X", "PUT", ...auth, ...json, "-d", '{"state": 2}', `${svc.url}/things/state/${thing}`]);
+    assert.equal(r.status, 400);
+    r = await curl(["-X", "PUT", ...auth, ...json, "-d", '{"state": 1}', `${svc.url}/things/state/${thing}`]);
+    assert.equal(r.status, 200);
+    r = await curl(["-X", "PUT", ...auth, ...json, "-d", '{"state": 1}', `${svc.url}/things/state/unknown`]);
+    assert.equal(r.status, 404);
+    r = await curl(["-X", "PUT", ...auth, ...json, "-d", '{"name": "renamed"}', `${svc.url}${loc}`]);
+    assert.equal(r.status, 200);
+    assert.equal((await svc.registry.getByThing(thing))?.name, "renamed");
+    assert.equal((await svc.registry.getByThing(thing))?.state, 1);
+    r = await curl(["-X", "DELETE", ...auth, `${svc.url}${loc}`]);
+    assert.equal(r.status, 204);
+    r = await curl([...auth, `${svc.url}${loc}`]);
+    assert.equal(r.status, 404);
+    await unchanged();
+  });
+
+  it("a disconnected configuration (state 0) is still answered, as upstream does", async () => {
+    assert.equal((await svc.registry.get(EXTERNAL_ID))?.state, 0);
+    const r = await curl([
+      "-H",
+      `Authorization: Thing ${EXTERNAL_KEY}`,
+      `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+    ]);
+    assert.equal(r.status, 200);
+  });
+});
+
+describe("mainflux bootstrap service: options and failures", () => {
+  it("503 when the store fails; management not served without a token", async () => {
+    const backend = new (await import("../../../lib/stores/memory")).MemoryBackend();
+    const svc = await startService({ backend });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      // Secure mode is off without a key: refused, not crashed.
+      let r = await curl([
+        "-H",
+        "Authorization: Thing 00",
+        `${svc.url}/things/bootstrap/secure/${enc(EXTERNAL_ID)}`,
+      ]);
+      assert.equal(r.status, 403);
+      assert.match(body(r.body).error as string, /not enabled/);
+      r = await curl([
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{}",
+        `${svc.url}/things/configs`,
+      ]);
+      assert.equal(r.status, 404);
+      backend.get = () => Promise.reject(Object.assign(new Error("disk gone"), { code: "IO" }));
+      r = await curl([
+        "-H",
+        `Authorization: Thing ${EXTERNAL_KEY}`,
+        `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+      ]);
+      assert.equal(r.status, 503);
+      assert.ok(!r.body.toString().includes("disk gone"));
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it("plain can be switched off; the older field names can be served", async () => {
+    const svc = await startService({ allowPlain: false, cfbKey: cfbKey(CFB_KEY), fields: "mainflux" });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      let r = await curl([
+        "-H",
+        `Authorization: Thing ${EXTERNAL_KEY}`,
+        `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+      ]);
+      assert.equal(r.status, 403);
+      r = await curl([
+        "-H",
+        `Authorization: ${cfbAuthorization(cfbKey(CFB_KEY), EXTERNAL_KEY)}`,
+        `${svc.url}/things/bootstrap/secure/${enc(EXTERNAL_ID)}`,
+      ]);
+      const b = body(cfbDecrypt(cfbKey(CFB_KEY), r.body));
+      assert.equal(b.mainflux_id, THING_ID);
+      assert.equal(b.mainflux_key, THING_KEY);
+      assert.ok(Array.isArray(b.mainflux_channels));
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it("GCM: answered once; a replay, a stale request and a wrong key id are 403", async () => {
+    const now = Date.UTC(2026, 5, 1);
+    const key = gcmKey(GCM_KEY_HEX);
+    const svc = await startService({ gcm: { keyId: "k1", key, windowSeconds: 300 }, now: () => now });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      const url = `${svc.url}/things/bootstrap/secure/${enc(EXTERNAL_ID)}`;
+      const { header } = gcmAuthorization(key, "k1", EXTERNAL_ID, EXTERNAL_KEY, now);
+      let r = await curl(["-H", `Authorization: ${header}`, url]);
+      assert.equal(r.status, 200);
+      assert.match(r.headers, /x-bootstrap-key-id: k1/i);
+      r = await curl(["-H", `Authorization: ${header}`, url]);
+      assert.equal(r.status, 403);
+      assert.match(body(r.body).error as string, /already used/);
+      const stale = gcmAuthorization(key, "k1", EXTERNAL_ID, EXTERNAL_KEY, now - 301000).header;
+      r = await curl(["-H", `Authorization: ${stale}`, url]);
+      assert.equal(r.status, 403);
+      assert.match(body(r.body).error as string, /time window/);
+      const other = gcmAuthorization(key, "k2", EXTERNAL_ID, EXTERNAL_KEY, now).header;
+      r = await curl(["-H", `Authorization: ${other}`, url]);
+      assert.equal(r.status, 403);
+      const wrong = gcmAuthorization(key, "k1", EXTERNAL_ID, "wrong", now).header;
+      r = await curl(["-H", `Authorization: ${wrong}`, url]);
+      assert.equal(r.status, 403);
+      // CFB is off on this service.
+      r = await curl(["-H", `Authorization: ${cfbAuthorization(cfbKey(CFB_KEY), EXTERNAL_KEY)}`, url]);
+      assert.equal(r.status, 403);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it("serves under a base path and leaves other paths alone", async () => {
+    const svc = await startService({ basePath: "/mf" });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      const r = await curl([
+        "-H",
+        `Authorization: Thing ${EXTERNAL_KEY}`,
+        `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`,
+      ]);
+      assert.equal(r.status, 200);
+      const root = svc.url.replace(/\/mf$/, "");
+      const miss = await curl([`${root}/things/bootstrap/${enc(EXTERNAL_ID)}`]);
+      assert.equal(miss.status, 404);
+    } finally {
+      await svc.close();
+    }
+  });
+});
