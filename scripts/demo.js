@@ -11,6 +11,7 @@ const root = path.resolve(__dirname, "..");
 const DEMO_EXAMPLES = [
   "thingsboard-local-round-trip.json",
   "plgd-dps-local.json",
+  "mainflux-bootstrap-secure.json",
   "credential-store-operations.json",
 ];
 
@@ -18,6 +19,11 @@ const DEMO_EXAMPLES = [
 const DEFAULTS = {
   PROVISION_DEVICE_KEY: "demo-provision-key",
   PROVISION_DEVICE_SECRET: "demo-provision-secret",
+  BOOTSTRAP_EXTERNAL_ID: "demo-device-01",
+  BOOTSTRAP_EXTERNAL_KEY: "demo-external-key",
+  BOOTSTRAP_THING_KEY: "demo-thing-key",
+  // Mainflux's own default (bootstrap/cmd/main.go), so a stock Mainflux device works as it is.
+  BOOTSTRAP_ENCRYPT_KEY: "12345678910111213141516171819202",
 };
 
 /**
@@ -29,6 +35,12 @@ const DEMO_CREDENTIALS = {
   "tb-profile": { key: "${PROVISION_DEVICE_KEY}", secret: "${PROVISION_DEVICE_SECRET}" },
   "tb-gateway": TB_DEVICE,
   "tb-child": TB_DEVICE,
+  "mf-ex-service": {
+    encryptionKey: "${BOOTSTRAP_ENCRYPT_KEY}",
+    initExternalKey: "${BOOTSTRAP_EXTERNAL_KEY}",
+    initThingKey: "${BOOTSTRAP_THING_KEY}",
+  },
+  "mf-ex-device": { externalKey: "${BOOTSTRAP_EXTERNAL_KEY}", encryptionKey: "${BOOTSTRAP_ENCRYPT_KEY}" },
 };
 
 function environment(userDir) {
@@ -83,6 +95,14 @@ function flows() {
       const value = format ? format(process.env[name]) : process.env[name];
       if (node) node[prop] = typeof node[prop] === "number" ? Number(value) : value;
     }
+  }
+  // Flows that call Node-RED's own HTTP port follow it when PORT moves it.
+  const port = process.env.PORT;
+  if (port && port !== "1880") {
+    for (const n of out)
+      for (const [k, v] of Object.entries(n))
+        if (typeof v === "string" && v.includes("127.0.0.1:1880"))
+          n[k] = v.split("127.0.0.1:1880").join(`127.0.0.1:${port}`);
   }
   // The enrollment group trusts the manufacturer CA named by the environment.
   const group = out.find((n) => n.id === "dps-ex-group");

@@ -5,11 +5,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../support/node-red";
 import { Comms } from "../support/node-red-comms";
+import { pythonDevice } from "../support/mainflux-fixtures";
 import { freeTcpPort } from "../support/ports";
 import { run, startProcess, type Started } from "../support/process";
 
 const KEY = "demo-provision-key";
 const SECRET = "demo-provision-secret";
+const BOOTSTRAP = {
+  id: "demo-device-01",
+  key: "demo-external-key",
+  thingKey: "demo-thing-key",
+  encrypt: "12345678910111213141516171819202",
+};
 
 /** `npm start` (scripts/start.js after the build) in a user directory of the test's own. */
 async function startDemo(
@@ -122,12 +129,44 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     );
   });
 
+  test("a Mainflux device written by someone else (Python) bootstraps in secure mode on Node-RED's port", async () => {
+    const ok = await pythonDevice(url, BOOTSTRAP.id, BOOTSTRAP.key, BOOTSTRAP.encrypt);
+    assert.equal(ok.status, 200, ok.body);
+    const answer = JSON.parse(ok.body) as {
+      thing_id: string;
+      thing_key: string;
+      channels: Array<{ id: string }>;
+    };
+    assert.equal(answer.thing_id, "demo-thing-1");
+    assert.equal(answer.thing_key, BOOTSTRAP.thingKey);
+    assert.deepEqual(
+      answer.channels.map((c) => c.id),
+      ["demo-channel-1"],
+    );
+    assert.equal((await pythonDevice(url, BOOTSTRAP.id, "not-the-key", BOOTSTRAP.encrypt)).status, 403);
+    assert.equal((await pythonDevice(url, "nobody", BOOTSTRAP.key, BOOTSTRAP.encrypt)).status, 404);
+  });
+
+  test("the example device bootstraps in secure mode at deploy and publishes with the thing key it got", async () => {
+    await first.comms.waitForStatus("mf-ex-device", /^bootstrapped$/);
+    const accepted = first.comms.waitFor(
+      "the adapter's 202 in the debug sidebar",
+      (m) =>
+        m.topic === "debug" &&
+        (m.data as { id?: string }).id === "mf-ex-published" &&
+        String((m.data as { msg?: unknown }).msg) === "202",
+    );
+    assert.equal((await fetch(`${url}/inject/mf-ex-again`, { method: "POST" })).status, 200);
+    await accepted;
+  });
+
   test("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
     first.comms.close();
     await first.demo.stop();
     const second = await startDemo(dir, port, mqttPort);
     try {
       await second.comms.waitForStatus("tb-gateway", /^reused$/);
+      await second.comms.waitForStatus("mf-ex-device", /^reused stored configuration$/);
       assert.doesNotMatch(second.demo.output(), /\[error\]/);
     } finally {
       second.comms.close();
@@ -139,6 +178,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.equal(statSync(join(dir, ".credential-secret")).mode & 0o777, 0o600);
     const secret = readFileSync(join(dir, ".credential-secret"), "utf8").trim();
     assert.doesNotMatch(first.demo.output(), new RegExp(secret));
-    assert.doesNotMatch(first.demo.output(), new RegExp(SECRET));
+    for (const value of [SECRET, BOOTSTRAP.key, BOOTSTRAP.thingKey, BOOTSTRAP.encrypt])
+      assert.doesNotMatch(first.demo.output(), new RegExp(value));
   });
 });
