@@ -5,7 +5,6 @@
  * (with a bearer token) and, for one device, in the dialog itself.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { resolveEnvRefs } from "../lib/client/env-ref";
 import { cfbKey, checkKeyId, gcmKey } from "../lib/dialects/mainflux/crypto";
 import { manage, ManageError } from "../lib/dialects/mainflux/manage";
@@ -13,6 +12,7 @@ import { ConfigRegistry, RegistryError, summaryOf } from "../lib/dialects/mainfl
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
+import { mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ServiceDef extends NodeDef {
@@ -38,18 +38,6 @@ interface ServiceCreds {
   initThingKey?: string;
 }
 
-type Middleware = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
-
-interface ExpressLayer {
-  handle?: unknown;
-}
-
-interface HttpApp {
-  use(handler: Middleware): void;
-  _router?: { stack: ExpressLayer[] };
-  router?: { stack: ExpressLayer[] };
-}
-
 type Msg = NodeMessageInFlow & Record<string, unknown>;
 const S = "bootstrap-service.";
 
@@ -59,13 +47,6 @@ function num(v: unknown, fallback: number, min = 0): number {
 }
 
 export = function (RED: NodeAPI) {
-  /** Takes our middleware out of httpNode's stack again, as core http-in does with its routes. */
-  function removeMiddleware(app: HttpApp, handler: Middleware): void {
-    const stack = (app._router ?? app.router)?.stack;
-    if (!stack) return;
-    for (let i = stack.length - 1; i >= 0; i--) if (stack[i].handle === handler) stack.splice(i, 1);
-  }
-
   function BootstrapServiceNode(this: Node<ServiceCreds>, config: ServiceDef) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
@@ -76,8 +57,7 @@ export = function (RED: NodeAPI) {
     };
     const cred = (v: string | undefined) => resolveEnvRefs(v ?? "", env);
     const creds = node.credentials ?? {};
-    const httpApp = RED.httpNode as unknown as HttpApp | undefined;
-    let handler: Middleware | undefined;
+    let unmountHttp: (() => void) | undefined;
     let service: MainfluxBootstrapService | undefined;
     let statusTimer: NodeJS.Timeout | undefined;
     let closed = false;
@@ -179,12 +159,12 @@ export = function (RED: NodeAPI) {
       }
       if (closed) return;
       service = s;
-      if (typeof httpApp?.use !== "function") {
-        node.warn(RED._(S + "errors.no-http"));
-      } else {
-        handler = bootstrapHandler(s, { basePath: (config.basePath ?? "").trim() });
-        httpApp.use(handler);
-      }
+      unmountHttp = mountOnHttpNode(
+        RED,
+        "use",
+        bootstrapHandler(s, { basePath: (config.basePath ?? "").trim() }),
+      );
+      if (!unmountHttp) node.warn(RED._(S + "errors.no-http"));
       if (!modes.includes("secure") && !modes.includes("gcm")) node.warn(RED._(S + "warn.plain-only"));
       showStatus();
     };
@@ -210,7 +190,7 @@ export = function (RED: NodeAPI) {
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
-      if (handler && httpApp) removeMiddleware(httpApp, handler);
+      unmountHttp?.();
       void started.then(() => {
         node.status({});
         done();

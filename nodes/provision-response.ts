@@ -5,7 +5,6 @@
  * decisions, audit events and management messages to and from the flow.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
-import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TlsOptions } from "node:tls";
 import { TbProvisioningService, tbRegistry, type TbProfile } from "../lib/dialects/thingsboard/server";
 import { startTbHost, type TbHost, type TbMqttConfig } from "../lib/dialects/thingsboard/server-host";
@@ -17,6 +16,7 @@ import { RateLimiter } from "../lib/service/rate-limit";
 import { RegistryError } from "../lib/service/registry";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
+import { mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ProvisionResponseDef extends NodeDef {
@@ -61,16 +61,6 @@ interface TlsConfigNode {
   addTLSOptions?(opts: Record<string, unknown>): Record<string, unknown>;
 }
 
-interface ExpressLayer {
-  route?: { path?: string; methods?: Record<string, boolean>; stack?: Array<{ handle?: unknown }> };
-}
-
-interface HttpApp {
-  post(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void;
-  _router?: { stack: ExpressLayer[] };
-  router?: { stack: ExpressLayer[] };
-}
-
 type Msg = NodeMessageInFlow & Record<string, unknown>;
 
 function num(v: unknown, fallback: number, min = 0): number {
@@ -98,16 +88,6 @@ export = function (RED: NodeAPI) {
     return tls.addTLSOptions({});
   }
 
-  function removeRoute(app: HttpApp, path: string, handler: unknown): void {
-    const stack = (app._router ?? app.router)?.stack;
-    if (!stack) return;
-    for (let i = stack.length - 1; i >= 0; i--) {
-      const r = stack[i].route;
-      if (r && r.path === path && r.methods?.post && r.stack?.some((l) => l.handle === handler))
-        stack.splice(i, 1);
-    }
-  }
-
   function ProvisionResponseNode(this: Node<ProvisionResponseCreds>, config: ProvisionResponseDef) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
@@ -119,8 +99,7 @@ export = function (RED: NodeAPI) {
     let statusTimer: NodeJS.Timeout | undefined;
     let lastViolationLog = 0;
     const pending = new PendingDecisions(num(config.decideTimeout, 10, 0.1) * 1000);
-    const httpApp = RED.httpNode as unknown as HttpApp | undefined;
-    let httpHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+    let unmountHttp: (() => void) | undefined;
     const httpPath = (config.httpPath || HTTP_PATH).trim();
 
     const showStatus = () => {
@@ -255,13 +234,9 @@ export = function (RED: NodeAPI) {
         return fail(RED._("provision-response.errors.start", { detail: (err as Error).message }));
       }
       if (config.http) {
-        if (typeof httpApp?.post !== "function") {
-          node.warn(RED._("provision-response.errors.no-http"));
-        } else {
-          httpHandler = tbHttpHandler(service);
-          httpApp.post(httpPath, httpHandler);
-          labels.push("http");
-        }
+        unmountHttp = mountOnHttpNode(RED, { post: httpPath }, tbHttpHandler(service));
+        if (unmountHttp) labels.push("http");
+        else node.warn(RED._("provision-response.errors.no-http"));
       }
       showStatus();
     };
@@ -294,7 +269,7 @@ export = function (RED: NodeAPI) {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
       pending.cancelAll("node closed");
-      if (httpHandler && httpApp) removeRoute(httpApp, httpPath, httpHandler);
+      unmountHttp?.();
       void started
         .then(() => host?.close())
         .catch(() => undefined)

@@ -5,13 +5,13 @@ import {
   explicit,
   octetString,
   oid,
-  pem,
   sequence,
   set,
   time,
   unsignedInteger,
   utf8String,
-} from "./der";
+} from "../pki/der";
+import { toPem } from "../pki/pem";
 
 export interface DeviceCertificate {
   /** PEM of the self-signed certificate (CN = device name). */
@@ -65,7 +65,7 @@ export async function createDeviceCertificate(
   const signature = sign("sha256", tbs, { key: privateKey, dsaEncoding: "der" });
   const der = sequence(tbs, ECDSA_WITH_SHA256, bitString(signature));
   return {
-    certificate: pem("CERTIFICATE", der),
+    certificate: toPem("CERTIFICATE", der),
     privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
     notAfter: notAfter.toISOString(),
   };

@@ -6,6 +6,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { ProvisioningResult } from "../../model/result";
+import { toPem } from "../../pki/pem";
 import { MainfluxFinalError } from "./errors";
 
 export const BOOTSTRAP_PATH = "/things/bootstrap/";
@@ -101,14 +102,6 @@ export function parseContent(content: string | undefined): unknown {
   }
 }
 
-function pem(label: string, der: Buffer): string {
-  const b64 = der
-    .toString("base64")
-    .replace(/(.{64})/g, "$1\n")
-    .replace(/\n$/, "");
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
-}
-
 function derOf(value: string, what: string): Buffer {
   const compact = value.replace(/\s+/g, "");
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact) || compact.length % 4 === 1)
@@ -139,7 +132,7 @@ export function privateKeyPem(value: string, what: string): string {
   for (const [type, label] of kinds) {
     try {
       createPrivateKey({ key: der, format: "der", type });
-      return pem(label, der);
+      return toPem(label, der);
     } catch {
       // try the next encoding
     }
