@@ -15,6 +15,7 @@ import {
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 
 /** The part of Node-RED's context object used here (global.get/set/keys with callbacks). */
@@ -84,8 +85,7 @@ export class ContextBackend implements StoreBackend {
   private readonly store: string | undefined;
   private readonly prefix: string;
   private readonly lock = new KeyLock();
-  private readonly inflight = new Set<Promise<unknown>>();
-  private closed = false;
+  private readonly inFlight = new InFlight(() => this.describe());
 
   constructor(opts: ContextBackendOptions) {
     this.ctx = opts.context;
@@ -117,7 +117,7 @@ export class ContextBackend implements StoreBackend {
     checkKey(key);
     const v = checkValue(value);
     const m = makeMeta(meta);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         await this.read(key); // refuses to replace a damaged record: nothing is overwritten
         await this.write(key, v, m);
@@ -128,7 +128,7 @@ export class ContextBackend implements StoreBackend {
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         const name = contextName(this.prefix, key);
         const had = (await this.raw(name)) !== undefined;
@@ -151,7 +151,7 @@ export class ContextBackend implements StoreBackend {
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         const cur = await this.read(key);
         const next = fn(cur && toEntry(key, cur.value, cur.meta));
@@ -164,20 +164,9 @@ export class ContextBackend implements StoreBackend {
     );
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await Promise.allSettled([...this.inflight]);
-  }
-
-  private track<T>(p: Promise<T>): Promise<T> {
-    if (this.closed) {
-      p.catch(() => undefined);
-      return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
-    }
-    this.inflight.add(p);
-    const done = () => this.inflight.delete(p);
-    p.then(done, done);
-    return p;
+  /** Waits for operations under way; later calls are refused. */
+  close(): Promise<void> {
+    return this.inFlight.close();
   }
 
   private async read(key: string): Promise<{ value: JsonValue; meta: EntryMeta } | undefined> {

@@ -15,6 +15,7 @@ import {
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 import { atomicCreate, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
 import { HEADER_FILE, fileNameFor, isEntryFileName } from "./file-names";
@@ -86,10 +87,9 @@ export class FileBackend implements StoreBackend {
   private readonly lock = new KeyLock();
   /** Metadata of every readable entry, for list(); kept current by this instance's writes. */
   private readonly index = new Map<string, EntryMeta>();
-  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight(() => this.describe());
   private cryptoKey?: Buffer;
   private opening?: Promise<void>;
-  private closed = false;
 
   constructor(private readonly opts: FileBackendOptions) {
     if (!opts.directory) throw new StoreError("IO", "the file store needs a directory");
@@ -109,7 +109,7 @@ export class FileBackend implements StoreBackend {
    * call (a mount may come back); a wrong key is final.
    */
   open(): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
+    if (this.inFlight.closed) return Promise.reject(this.inFlight.refusal());
     if (!this.opening) {
       const p = this.doOpen();
       this.opening = p;
@@ -135,7 +135,7 @@ export class FileBackend implements StoreBackend {
     checkKey(key);
     const v = checkValue(value);
     const m = makeMeta(meta);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         await this.open();
         // Reading first refuses to replace an entry we cannot read (corrupt, or sealed
@@ -149,7 +149,7 @@ export class FileBackend implements StoreBackend {
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         await this.open();
         try {
@@ -177,7 +177,7 @@ export class FileBackend implements StoreBackend {
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(key, async () => {
         await this.open();
         const cur = await this.readRecord(key);
@@ -191,21 +191,9 @@ export class FileBackend implements StoreBackend {
     );
   }
 
-  /** Waits for writes under way; later calls are refused. */
-  async close(): Promise<void> {
-    this.closed = true;
-    await Promise.allSettled([...this.inflight]);
-  }
-
-  private track<T>(p: Promise<T>): Promise<T> {
-    if (this.closed) {
-      p.catch(() => undefined);
-      return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
-    }
-    this.inflight.add(p);
-    const done = () => this.inflight.delete(p);
-    p.then(done, done);
-    return p;
+  /** Waits for operations under way; later calls are refused. */
+  close(): Promise<void> {
+    return this.inFlight.close();
   }
 
   private pathFor(key: string): string {

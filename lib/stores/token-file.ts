@@ -20,6 +20,7 @@ import {
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 import { TEMP_MARK, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
 
@@ -82,11 +83,10 @@ export class TokenFileBackend implements StoreBackend {
   readonly kind = "token-file";
   readonly path: string;
   private readonly lock = new KeyLock();
-  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight(() => this.describe());
   /** Metadata of the token this process wrote last, while the file still holds it. */
   private remembered?: { token: string; meta: EntryMeta };
   private opening?: Promise<void>;
-  private closed = false;
 
   constructor(opts: TokenFileOptions = {}) {
     this.path = tokenFilePath(opts);
@@ -98,7 +98,7 @@ export class TokenFileBackend implements StoreBackend {
 
   /** Removes temp files of a crashed writer; a missing token file is fine (no token yet). */
   open(): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
+    if (this.inFlight.closed) return Promise.reject(this.inFlight.refusal());
     this.opening ??= (async () => {
       const dir = dirname(this.path);
       const names = await readdir(dir).catch(() => [] as string[]);
@@ -118,12 +118,12 @@ export class TokenFileBackend implements StoreBackend {
     checkKey(key);
     const token = tokenFromValue(checkValue(value));
     const m = makeMeta(meta);
-    return this.track(this.lock.run(TOKEN_ENTRY, () => this.write(key, token, m)));
+    return this.inFlight.run(() => this.lock.run(TOKEN_ENTRY, () => this.write(key, token, m)));
   }
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(TOKEN_ENTRY, async () => {
         await this.open();
         const had = (await this.read()) !== undefined;
@@ -150,7 +150,7 @@ export class TokenFileBackend implements StoreBackend {
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
     checkKey(key);
-    return this.track(
+    return this.inFlight.run(() =>
       this.lock.run(TOKEN_ENTRY, async () => {
         await this.open();
         const found = await this.read();
@@ -161,20 +161,9 @@ export class TokenFileBackend implements StoreBackend {
     );
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await Promise.allSettled([...this.inflight]);
-  }
-
-  private track<T>(p: Promise<T>): Promise<T> {
-    if (this.closed) {
-      p.catch(() => undefined);
-      return Promise.reject(new StoreError("IO", `the store ${this.describe()} is closed`));
-    }
-    this.inflight.add(p);
-    const done = () => this.inflight.delete(p);
-    p.then(done, done);
-    return p;
+  /** Waits for operations under way; later calls are refused. */
+  close(): Promise<void> {
+    return this.inFlight.close();
   }
 
   private async read(): Promise<{ token: string; meta: EntryMeta } | undefined> {

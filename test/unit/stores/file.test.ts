@@ -382,4 +382,7 @@ test("values and keys that cannot be stored are refused and nothing is written",
   assert.deepEqual(readdirSync(dir), [fileNameFor("k")]);
   await s.close();
   await assert.rejects(s.set("k", "after close"), code("IO"));
+  const again = new FileBackend({ directory: dir });
+  assert.deepEqual((await again.get("k"))?.value, { token: "kept-1" }, "nothing is written after close");
+  await again.close();
 });
