@@ -4,10 +4,10 @@
  * and reuses it across restarts; a message with msg.rebootstrap = true fetches again and
  * replaces what is stored only when the new configuration arrived whole.
  */
-import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import type { ConnectionOptions } from "node:tls";
 import { credentialValue, resolveEnvRefs } from "../lib/client/env-ref";
-import { findReusable, saveResult, storeKeyFor } from "../lib/client/reuse";
+import { findReusable, storeKeyFor } from "../lib/client/reuse";
 import {
   bootstrap,
   prepare,
@@ -17,7 +17,7 @@ import {
 import { MainfluxFinalError } from "../lib/dialects/mainflux/errors";
 import type { ProvisioningResult } from "../lib/model/result";
 import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
-import { AbortedError } from "../lib/retry/run";
+import { saveForReuse, serveDeviceRequests } from "./shared/device-requests";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface FetchDef extends NodeDef {
@@ -63,7 +63,6 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
-    const running = new Set<{ ac: AbortController; settled: Promise<void> }>();
     const env = (name: string): string | undefined => {
       const v: unknown = RED.util.getSetting(node, name);
       return typeof v === "string" ? v : undefined;
@@ -108,7 +107,7 @@ export = function (RED: NodeAPI) {
     if (!configError && /^http:/i.test(requestFor("x").url) && mode === "plain")
       node.warn(RED._(S + "warn.plain-http"));
 
-    async function handle(msg: Msg, ac: AbortController): Promise<ProvisioningResult> {
+    async function handle(msg: Msg, signal: AbortSignal): Promise<ProvisioningResult> {
       if (configError) throw configError;
       const fromMsg = typeof msg.externalId === "string" ? msg.externalId.trim() : "";
       const externalId = fromMsg || settingId;
@@ -139,7 +138,7 @@ export = function (RED: NodeAPI) {
         timeoutMs,
         policy,
         waitWhileUnknown: config.waitUnknown === true,
-        signal: ac.signal,
+        signal,
         onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(S + "status.requesting") }),
         onRetry: ({ delayMs, error }) =>
           node.status({
@@ -152,58 +151,22 @@ export = function (RED: NodeAPI) {
           }),
       });
       // Only a whole, parsed configuration reaches this line: the stored one is replaced now.
-      if (store) {
-        try {
-          await saveResult(store, key, result);
-        } catch (err) {
-          const code = (err as { code?: string }).code ?? "IO";
-          node.warn(RED._(S + "warn.save-failed", { code }));
-          msg.storeError = { code, message: (err as Error).message };
-        }
-      }
+      if (store)
+        await saveForReuse(store, key, result, msg, (code) =>
+          node.warn(RED._(S + "warn.save-failed", { code })),
+        );
       node.status({ fill: "green", shape: "dot", text: RED._(S + "status.bootstrapped") });
       return result;
     }
 
-    node.on("input", (msg: NodeMessageInFlow, send, done) => {
-      const m = msg as Msg;
-      const ac = new AbortController();
-      const entry = { ac, settled: Promise.resolve() };
-      entry.settled = handle(m, ac)
-        .then(
-          (result) => {
-            m.payload = result;
-            m.topic = m.topic ?? "mainflux/bootstrap";
-            send(m as NodeMessage);
-            done();
-          },
-          (err: unknown) => {
-            if (err instanceof AbortedError || ac.signal.aborted) return done();
-            const e = err instanceof Error ? err : new Error(String(err));
-            const code = (e as { code?: string }).code ?? "ERROR";
-            m.error = { code, message: e.message };
-            node.status({ fill: "red", shape: "ring", text: RED._(S + "status.failed", { code }) });
-            done(Object.assign(e, { code }));
-          },
-        )
-        .finally(() => running.delete(entry));
-      running.add(entry);
-    });
-
-    let deployTimer: NodeJS.Timeout | undefined;
-    if (config.onDeploy !== false && !configError) {
-      // Like inject's "once": let the rest of the flow (and a serving node) start first.
-      deployTimer = setTimeout(() => node.receive({}), 100);
-    }
-
-    node.on("close", (_removed: boolean, done: () => void) => {
-      if (deployTimer) clearTimeout(deployTimer);
-      const pending = [...running];
-      for (const r of pending) r.ac.abort();
-      void Promise.allSettled(pending.map((r) => r.settled)).then(() => {
-        node.status({});
-        done();
-      });
+    serveDeviceRequests(node, {
+      handle,
+      // Like inject's "once"; not when the settings cannot work (the error was shown).
+      onDeploy: config.onDeploy !== false && !configError,
+      failedText: (code) => RED._(S + "status.failed", { code }),
+      decorate: (m) => {
+        m.topic = m.topic ?? "mainflux/bootstrap";
+      },
     });
   }
 

@@ -3,7 +3,7 @@
  * the message's overrides, reuses stored credentials when it may, otherwise asks the
  * server through the client core, and sends the ProvisioningResult on.
  */
-import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import {
   DEFAULT_TIMEOUT_MS,
   endpointUri,
@@ -14,11 +14,11 @@ import {
   type TbCredentialsRequest,
   type TbTlsOptions,
 } from "../lib/dialects/thingsboard/client";
-import { AbortedError } from "../lib/retry/run";
 import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
 import { resolveDeviceName } from "../lib/client/identity";
 import { credentialValue } from "../lib/client/env-ref";
-import { findReusable, saveResult, storeKeyFor } from "../lib/client/reuse";
+import { findReusable, storeKeyFor } from "../lib/client/reuse";
+import { saveForReuse, serveDeviceRequests } from "./shared/device-requests";
 import { storeFromConfig } from "./shared/store-ref";
 import type { ProvisioningResult } from "../lib/model/result";
 
@@ -75,7 +75,6 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
-    const running = new Set<{ ac: AbortController; settled: Promise<void> }>();
     const env = (name: string): string | undefined => {
       const v: unknown = RED.util.getSetting(node, name);
       return typeof v === "string" ? v : undefined;
@@ -139,7 +138,7 @@ export = function (RED: NodeAPI) {
       }
     }
 
-    async function handle(msg: Msg, ac: AbortController): Promise<ProvisioningResult> {
+    async function handle(msg: Msg, signal: AbortSignal): Promise<ProvisioningResult> {
       if (configError) throw configError;
       const ep = endpoint as string;
       const { name: deviceName } = resolveDeviceName({
@@ -179,7 +178,7 @@ export = function (RED: NodeAPI) {
         {
           timeoutMs,
           tls: tlsOptions(),
-          signal: ac.signal,
+          signal,
           policy,
           retryRefusals: config.retryRefusals === true,
           onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "connecting") }),
@@ -193,57 +192,18 @@ export = function (RED: NodeAPI) {
             }),
         },
       );
-      if (store) {
-        try {
-          await saveResult(store, key, result);
-        } catch (err) {
-          const code = (err as { code?: string }).code ?? "IO";
-          node.warn(RED._("provision-request.warn.save-failed", { code }));
-          msg.storeError = { code, message: (err as Error).message };
-        }
-      }
+      if (store)
+        await saveForReuse(store, key, result, msg, (code) =>
+          node.warn(RED._("provision-request.warn.save-failed", { code })),
+        );
       node.status({ fill: "green", shape: "dot", text: RED._(STATUS + "provisioned") });
       return result;
     }
 
-    node.on("input", (msg: NodeMessageInFlow, send, done) => {
-      const m = msg as Msg;
-      const ac = new AbortController();
-      const entry = { ac, settled: Promise.resolve() };
-      entry.settled = handle(m, ac)
-        .then(
-          (result) => {
-            m.payload = result;
-            send(m as NodeMessage);
-            done();
-          },
-          (err: unknown) => {
-            if (err instanceof AbortedError || ac.signal.aborted) return done();
-            const e = err instanceof Error ? err : new Error(String(err));
-            const code = (e as { code?: string }).code ?? "ERROR";
-            if ((e as { code?: string }).code === undefined) (e as { code?: string }).code = code;
-            node.status({ fill: "red", shape: "ring", text: RED._(STATUS + "failed", { reason: code }) });
-            done(e);
-          },
-        )
-        .finally(() => running.delete(entry));
-      running.add(entry);
-    });
-
-    let deployTimer: NodeJS.Timeout | undefined;
-    if (config.onDeploy) {
-      // Like inject's "once": give the flow a moment to start its other nodes.
-      deployTimer = setTimeout(() => node.receive({}), 100);
-    }
-
-    node.on("close", (_removed: boolean, done: () => void) => {
-      if (deployTimer) clearTimeout(deployTimer);
-      const pending = [...running];
-      for (const r of pending) r.ac.abort();
-      Promise.allSettled(pending.map((r) => r.settled)).then(() => {
-        node.status({});
-        done();
-      });
+    serveDeviceRequests(node, {
+      handle,
+      onDeploy: config.onDeploy === true,
+      failedText: (code) => RED._(STATUS + "failed", { reason: code }),
     });
   }
 
