@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../support/node-red";
 import { Comms } from "../support/node-red-comms";
+import { libcoapClient } from "../support/coaptcp-peers";
 import { pythonDevice } from "../support/mainflux-fixtures";
 import { freeTcpPort } from "../support/ports";
 import { run, startProcess, type Started } from "../support/process";
@@ -23,6 +24,7 @@ async function startDemo(
   dir: string,
   port: number,
   mqttPort: number,
+  dpsPort: number,
 ): Promise<{ demo: Started; comms: Comms }> {
   const demo = await startProcess(
     process.execPath,
@@ -34,6 +36,7 @@ async function startDemo(
         ...process.env,
         PORT: String(port),
         PROVISION_MQTT_PORT: String(mqttPort),
+        DPS_PORT: String(dpsPort),
         NODE_RED_DEMO_DIR: dir,
       },
       timeoutMs: 60000,
@@ -46,14 +49,16 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
   let dir: string;
   let port: number;
   let mqttPort: number;
+  let dpsPort: number;
   let url: string;
   let first: { demo: Started; comms: Comms };
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "demo-"));
     port = await freeTcpPort();
     mqttPort = await freeTcpPort();
+    dpsPort = await freeTcpPort();
     url = `http://127.0.0.1:${port}`;
-    first = await startDemo(dir, port, mqttPort);
+    first = await startDemo(dir, port, mqttPort, dpsPort);
   });
   after(async () => {
     first?.comms.close();
@@ -160,10 +165,34 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     await accepted;
   });
 
+  test("the plgd DPS client of the demo provisions over coaps+tcp with the demo PKI at deploy", async () => {
+    await first.comms.waitForStatus("dps-ex-client", /^provisioned$/);
+  });
+
+  test("a CoAP device outside Node-RED (libcoap) reaches the demo DPS with the demo manufacturer certificate", async () => {
+    const pki = join(dir, "plgd-dps-demo-pki");
+    const r = await libcoapClient([
+      "-m",
+      "get",
+      "-c",
+      join(pki, "device-manufacturer.pem"),
+      "-j",
+      join(pki, "device-manufacturer.key"),
+      "-C",
+      join(pki, "dps-ca.pem"),
+      `coaps+tcp://127.0.0.1:${dpsPort}/x.plgd.dev/time`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    // The answer is CBOR {"time": RFC 3339, ...}; its date is readable in the raw bytes.
+    const when = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/.exec(r.stdout.toString("latin1"));
+    assert.ok(when, `the DPS answered with its time: ${r.stdout.toString("hex")} ${r.stderr}`);
+    assert.ok(Math.abs(Date.parse(when[0] + "Z") - Date.now()) < 24 * 3600 * 1000);
+  });
+
   test("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
     first.comms.close();
     await first.demo.stop();
-    const second = await startDemo(dir, port, mqttPort);
+    const second = await startDemo(dir, port, mqttPort, dpsPort);
     try {
       await second.comms.waitForStatus("tb-gateway", /^reused$/);
       await second.comms.waitForStatus("mf-ex-device", /^reused stored configuration$/);
