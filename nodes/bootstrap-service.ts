@@ -12,7 +12,7 @@ import { ConfigRegistry, RegistryError, summaryOf } from "../lib/dialects/mainfl
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
-import { mountOnHttpNode } from "./shared/http-node";
+import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ServiceDef extends NodeDef {
@@ -165,6 +165,7 @@ export = function (RED: NodeAPI) {
         bootstrapHandler(s, { basePath: (config.basePath ?? "").trim() }),
       );
       if (!unmountHttp) node.warn(RED._(S + "errors.no-http"));
+      else if (httpNodeAuthOn(RED)) node.warn(RED._(S + "warn.node-auth"));
       if (!modes.includes("secure") && !modes.includes("gcm")) node.warn(RED._(S + "warn.plain-only"));
       showStatus();
     };

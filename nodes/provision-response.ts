@@ -16,7 +16,7 @@ import { RateLimiter } from "../lib/service/rate-limit";
 import { RegistryError } from "../lib/service/registry";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
-import { mountOnHttpNode } from "./shared/http-node";
+import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ProvisionResponseDef extends NodeDef {
@@ -237,6 +237,7 @@ export = function (RED: NodeAPI) {
         unmountHttp = mountOnHttpNode(RED, { post: httpPath }, tbHttpHandler(service));
         if (unmountHttp) labels.push("http");
         else node.warn(RED._("provision-response.errors.no-http"));
+        if (unmountHttp && httpNodeAuthOn(RED)) node.warn(RED._("provision-response.warn.node-auth"));
       }
       showStatus();
     };

@@ -21,6 +21,14 @@ interface HttpApp {
   router?: { stack: Layer[] };
 }
 
+/**
+ * True when settings.js puts Basic authentication (httpNodeAuth) in front of every HTTP
+ * node: devices send their own Authorization header, so they cannot pass it.
+ */
+export function httpNodeAuthOn(RED: NodeAPI): boolean {
+  return Boolean((RED.settings as unknown as { httpNodeAuth?: unknown }).httpNodeAuth);
+}
+
 /** `post` mounts a route for one path; `use` sees every request first (it must call next for others). */
 export type Mount = { post: string } | "use";
 

@@ -214,6 +214,27 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     assert.ok(!(await warnings(true)).includes("bootstrap-fetch.warn.no-verify"));
   });
 
+  it("warns at deploy when httpNodeAuth would ask devices for Basic credentials", async () => {
+    const warnings = async (settings: Record<string, unknown>) => {
+      helper.settings(settings);
+      try {
+        await helper.load(nodes, flow({ url: http.url, store: "" }, { store: "" }), CREDS);
+        const svc = helper.getNode("svc");
+        await statusOf(svc, ["green"]);
+        return svc.warn.args.filter((_a, i) => svc.warn.thisValues[i] === svc).map((a) => String(a[0]));
+      } finally {
+        await helper.unload();
+        helper.settings({});
+      }
+    };
+    assert.ok(
+      (await warnings({ httpNodeAuth: { user: "u", pass: "p" } })).includes(
+        "bootstrap-service.warn.node-auth",
+      ),
+    );
+    assert.ok(!(await warnings({})).includes("bootstrap-service.warn.node-auth"));
+  });
+
   it("a device waits while its id is unknown (404) and bootstraps once the config is added by message", async () => {
     backends.set("service", new MemoryBackend());
     await helper.load(

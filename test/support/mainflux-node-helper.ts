@@ -23,6 +23,7 @@ export interface MfTestNode extends EventEmitter {
 
 export interface MfHelper {
   init(runtimePath: string, settings?: Record<string, unknown>): void;
+  settings(userSettings: Record<string, unknown>): Record<string, unknown>;
   startServer(done: (err?: Error) => void): void;
   stopServer(done: (err?: Error) => void): void;
   load(nodes: unknown, flow: unknown[], credentials?: Record<string, unknown>): Promise<void>;
