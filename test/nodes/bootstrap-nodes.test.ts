@@ -7,14 +7,14 @@ import { curl, pythonDevice } from "../support/mainflux-fixtures";
 import {
   backends,
   helper,
-  mfStoreModule,
+  testStoreModule,
   nextInput,
   serveHttpNode,
   startServer,
   statusOf,
   stopServer,
-  type MfTestNode,
-} from "../support/mainflux-node-helper";
+  type TestNode,
+} from "../support/node-helper";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const fetchNode = require("../../nodes/bootstrap-fetch") as unknown;
@@ -24,7 +24,7 @@ const serviceNode = require("../../nodes/bootstrap-service") as unknown;
 const catchNode = require("@node-red/nodes/core/common/25-catch.js") as unknown;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tlsNode = require("@node-red/nodes/core/network/05-tls.js") as unknown;
-const nodes = [mfStoreModule, fetchNode, serviceNode, catchNode, tlsNode];
+const nodes = [testStoreModule, fetchNode, serviceNode, catchNode, tlsNode];
 
 const ENC = "0123456789abcdef0123456789abcdef";
 process.env.MF_TEST_EXTERNAL_ID = "dev-env-1";
@@ -40,8 +40,8 @@ interface Msg {
 function flow(fetchOver: Record<string, unknown>, serviceOver: Record<string, unknown> = {}, url = "") {
   return [
     { id: "tab", type: "tab" },
-    { id: "store", type: "mainflux-test-store", name: "device" },
-    { id: "sstore", type: "mainflux-test-store", name: "service" },
+    { id: "store", type: "test-store", name: "device" },
+    { id: "sstore", type: "test-store", name: "service" },
     {
       id: "svc",
       z: "tab",
@@ -245,7 +245,7 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
       ),
       CREDS,
     );
-    const dev = helper.getNode("dev") as MfTestNode;
+    const dev = helper.getNode("dev") as TestNode;
     const out = nextInput<Msg>(helper.getNode("out"));
     dev.receive({});
     await statusOf(dev, ["yellow"]);

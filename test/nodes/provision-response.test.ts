@@ -13,7 +13,7 @@ import {
   stopServer,
   testStoreModule,
   type TestNode,
-} from "../support/tbserve-node-helper";
+} from "../support/node-helper";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const responseNode = require("../../nodes/provision-response") as unknown;
@@ -39,7 +39,7 @@ function flow(over: Record<string, unknown> = {}, store = ""): Array<Record<stri
       strategy: "allow-create",
       credentialsType: "ACCESS_TOKEN",
     },
-    ...(store ? [{ id: "store", type: "tbserve-test-store", name: store }] : []),
+    ...(store ? [{ id: "store", type: "test-store", name: store }] : []),
     {
       id: "srv",
       z: "tab",

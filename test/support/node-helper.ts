@@ -1,7 +1,7 @@
 /**
- * A typed face for node-red-node-test-helper for the provision-response tests, a
- * stand-in credential store config node exposing a given backend, and a way to reach
- * the runtime's httpNode app (the helper does not serve it on a port by itself).
+ * A typed face for node-red-node-test-helper for the serving nodes' tests: a stand-in
+ * credential store config node exposing a given backend, and the runtime's httpNode app
+ * served on a loopback port (the helper does not serve it by itself).
  */
 import type { EventEmitter } from "node:events";
 import { createServer, type RequestListener, type Server } from "node:http";
@@ -25,6 +25,8 @@ export interface TestNode extends EventEmitter {
 
 export interface Helper {
   init(runtimePath: string, settings?: Record<string, unknown>): void;
+  /** Runtime settings of the next load, merged with the defaults (so {} resets them). */
+  settings(userSettings: Record<string, unknown>): Record<string, unknown>;
   startServer(done: (err?: Error) => void): void;
   stopServer(done: (err?: Error) => void): void;
   load(nodes: unknown, flow: unknown[], credentials?: Record<string, unknown>): Promise<void>;
@@ -51,24 +53,28 @@ interface Red {
 export const backends = new Map<string, StoreBackend>();
 let httpNodeApp: RequestListener | undefined;
 
-/** Node type "tbserve-test-store": its `backend` is backends.get(config.name). */
+/** Node type "test-store": its `backend` is backends.get(config.name). */
 export function testStoreModule(RED: Red): void {
   httpNodeApp = RED.httpNode as RequestListener;
-  RED.nodes.registerType(
-    "tbserve-test-store",
-    function (this: { backend?: StoreBackend }, config: { name: string }) {
-      RED.nodes.createNode(this, config);
-      this.backend = backends.get(config.name);
-    },
-  );
+  RED.nodes.registerType("test-store", function (this: { backend?: StoreBackend }, config: { name: string }) {
+    RED.nodes.createNode(this, config);
+    this.backend = backends.get(config.name);
+  });
 }
 
-/** Serves the runtime's httpNode app on an ephemeral loopback port. */
-export async function serveHttpNode(): Promise<{ url: string; server: Server }> {
-  if (!httpNodeApp) throw new Error("load testStoreModule first");
-  const server = createServer(httpNodeApp);
+/**
+ * Serves the httpNode app of the latest load on an ephemeral loopback port. Each load
+ * makes a new app, so the server forwards to whichever is current: it can be made once,
+ * before any flow needs its URL.
+ */
+export async function serveHttpNode(): Promise<{ url: string; port: number; server: Server }> {
+  const server = createServer((req, res) => {
+    if (httpNodeApp) return httpNodeApp(req, res);
+    res.writeHead(503).end();
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}`, port, server };
 }
 
 /** Resolves with the first status call whose fill is one of `fills`. */
@@ -95,5 +101,16 @@ export function statusOf(
       }
     };
     node.on("call:status", on);
+  });
+}
+
+/** The next message a helper node receives. */
+export function nextInput<T = Record<string, unknown>>(node: TestNode, ms = 15000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no message on ${node.id} within ${ms} ms`)), ms);
+    node.once("input", (msg: T) => {
+      clearTimeout(timer);
+      resolve(msg);
+    });
   });
 }
