@@ -18,21 +18,31 @@ export function startProcess(
   options: SpawnOptions & { timeoutMs?: number } = {},
 ): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
+    // Its own process group, so that a kill reaches what it started too (npm start runs
+    // node-red as a child): nothing outlives the test, even after a SIGKILL.
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, ...options });
+    const kill = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
+      } catch {
+        child.kill(signal);
+      }
+    };
     let out = "";
     let settled = false;
     const timeoutMs = options.timeoutMs ?? 20000;
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
-      child.kill("SIGKILL");
+      kill("SIGKILL");
       reject(new Error(`${command} did not become ready in ${timeoutMs} ms:\n${out}`));
     }, timeoutMs);
     const stop = async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await once(child, "exit");
+      const exited = once(child, "exit");
+      kill("SIGTERM");
+      const killer = setTimeout(() => kill("SIGKILL"), 5000);
+      await exited;
       clearTimeout(killer);
     };
     const onData = (chunk: Buffer) => {
