@@ -70,6 +70,77 @@ for (const rt of runtimes()) {
       }
     });
 
+    test("HTTP endpoints follow redeploys: the new configuration answers, a removed node's routes are gone", async () => {
+      const tab = { id: "http-tab", type: "tab", label: "http" };
+      const service = (thingId: string) => ({
+        id: "http-bs",
+        type: "bootstrap-service",
+        z: "http-tab",
+        x: 100,
+        y: 100,
+        store: "",
+        allowPlain: true,
+        initEnabled: true,
+        initExternalId: "smoke-device",
+        initThingId: thingId,
+        initChannels: "c1",
+        wires: [[], []],
+        credentials: { initExternalKey: "smoke-key", initThingKey: "smoke-thing-key" },
+      });
+      const profile = {
+        id: "http-profile",
+        type: "provisioning-profile",
+        name: "smoke",
+        strategy: "allow-create",
+        credentialsType: "ACCESS_TOKEN",
+        credentials: { key: "smoke-provision-key", secret: "smoke-provision-secret" },
+      };
+      const tb = {
+        id: "http-tb",
+        type: "provision-response",
+        z: "http-tab",
+        x: 100,
+        y: 200,
+        profile: "http-profile",
+        mqtt: "off",
+        http: true,
+        httpPath: "/api/v1/provision",
+        coap: false,
+        wires: [[], []],
+      };
+      const bootstrap = async () => {
+        const r = await fetch(`${nr.url}/things/bootstrap/smoke-device`, {
+          headers: { authorization: "Thing smoke-key" },
+        });
+        return {
+          status: r.status,
+          body: r.status === 200 ? ((await r.json()) as { thing_id: string }) : undefined,
+        };
+      };
+      const provision = () =>
+        fetch(`${nr.url}/api/v1/provision`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            deviceName: `smoke-${Date.now()}`,
+            provisionDeviceKey: "smoke-provision-key",
+            provisionDeviceSecret: "smoke-provision-secret",
+          }),
+        });
+      const mark = nr.problems().length;
+      await deploy(nr, [tab, profile, service("thing-A"), tb]);
+      assert.equal((await bootstrap()).body?.thing_id, "thing-A");
+      const first = await provision();
+      assert.equal(((await first.json()) as { status: string }).status, "SUCCESS");
+      await deploy(nr, [tab, profile, service("thing-B"), tb]);
+      assert.equal((await bootstrap()).body?.thing_id, "thing-B", "the old service still answered");
+      assert.equal(((await (await provision()).json()) as { status: string }).status, "SUCCESS");
+      await deploy(nr, [tab]);
+      assert.equal((await bootstrap()).status, 404);
+      assert.equal((await provision()).status, 404);
+      assert.deepEqual(nr.problems().slice(mark), []);
+    });
+
     for (const ex of loadExamples()) {
       test(`example ${ex.file} deploys with no error and no missing type`, async () => {
         const flows = withCredentials(asFlow(await withEphemeralPorts(ex, nr.port), `smoke-${ex.file}`));
