@@ -50,6 +50,18 @@ export interface TbTlsOptions {
   rejectUnauthorized?: boolean;
 }
 
+/** Socket options for a TLS transport: verification stays on unless explicitly false. */
+export function tlsSocketOptions(tls: TbTlsOptions = {}): TbTlsOptions {
+  return {
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    passphrase: tls.passphrase,
+    servername: tls.servername,
+    rejectUnauthorized: tls.rejectUnauthorized !== false,
+  };
+}
+
 export interface TbExchangeOptions {
   /** Time for the whole attempt: connect, request, answer. */
   timeoutMs: number;

@@ -7,6 +7,7 @@ import {
   describeUri,
   TbFinalError,
   TbTransientError,
+  tlsSocketOptions,
   type TbExchange,
   type TbExchangeOptions,
 } from "./client-common";
@@ -43,17 +44,7 @@ export const httpExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
       },
       agent: false,
     };
-    if (secure) {
-      const tls = opts.tls ?? {};
-      Object.assign(options, {
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        passphrase: tls.passphrase,
-        servername: tls.servername,
-        rejectUnauthorized: tls.rejectUnauthorized !== false,
-      });
-    }
+    if (secure) Object.assign(options, tlsSocketOptions(opts.tls));
     let settled = false;
     const finish = (err: Error | undefined, answer?: Buffer) => {
       if (settled) return;
