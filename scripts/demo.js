@@ -72,6 +72,28 @@ const PORT_OVERRIDES = {
   ],
 };
 
+/** Node-RED's own HTTP port, as the examples are written. */
+const NODE_RED_PORT = 1880;
+const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+/**
+ * Points a node that calls Node-RED's own HTTP port at the port the demo really uses.
+ * Examples say it two ways: inside a URL or "host:port" string, and as a `port` field
+ * beside a local `host` (provision-request's HTTP transport). Both must follow, or a
+ * device would send its provision key and secret to whatever else listens on 1880.
+ */
+function followNodeRedPort(node, port) {
+  const local = typeof node.host === "string" && LOCAL_HOSTS.has(node.host.trim());
+  for (const [k, v] of Object.entries(node)) {
+    if (typeof v === "string") {
+      node[k] = v.replace(/(127\.0\.0\.1|localhost|\[::1\]):1880(?!\d)/g, (_m, host) => `${host}:${port}`);
+    }
+    if (k === "port" && local && String(v).trim() === String(NODE_RED_PORT)) {
+      node[k] = typeof v === "number" ? Number(port) : port;
+    }
+  }
+}
+
 /** Where the demo PKI lives: inside the user directory, the working directory of Node-RED. */
 const DEMO_PKI_DIR = "plgd-dps-demo-pki";
 
@@ -96,14 +118,8 @@ function flows() {
       if (node) node[prop] = typeof node[prop] === "number" ? Number(value) : value;
     }
   }
-  // Flows that call Node-RED's own HTTP port follow it when PORT moves it.
   const port = process.env.PORT;
-  if (port && port !== "1880") {
-    for (const n of out)
-      for (const [k, v] of Object.entries(n))
-        if (typeof v === "string" && v.includes("127.0.0.1:1880"))
-          n[k] = v.split("127.0.0.1:1880").join(`127.0.0.1:${port}`);
-  }
+  if (port && port !== String(NODE_RED_PORT)) for (const n of out) followNodeRedPort(n, port);
   // The enrollment group trusts the manufacturer CA named by the environment.
   const group = out.find((n) => n.id === "dps-ex-group");
   if (group) group.attestationChainFile = "${DPS_MANUFACTURER_CA}";
@@ -147,4 +163,5 @@ module.exports = {
   DEMO_EXAMPLES,
   DEFAULTS,
   DEMO_CREDENTIALS,
+  NODE_RED_PORT,
 };
