@@ -8,7 +8,12 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { resolveEnvRefs } from "../lib/client/env-ref";
 import { cfbKey, checkKeyId, gcmKey } from "../lib/dialects/mainflux/crypto";
 import { manage, ManageError } from "../lib/dialects/mainflux/manage";
-import { ConfigRegistry, RegistryError, summaryOf } from "../lib/dialects/mainflux/registry";
+import {
+  ConfigRegistry,
+  RegistryError,
+  summaryOf,
+  type StoredConfig,
+} from "../lib/dialects/mainflux/registry";
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
@@ -126,8 +131,19 @@ export = function (RED: NodeAPI) {
       }
     };
 
+    // The registry knows the configuration this dialog made by this name, so a restart
+    // with another external id replaces it instead of colliding with it.
+    const owner = `dialog:${node.id}`;
+    const removedMsg = (c: StoredConfig) => ({
+      topic: "remove",
+      payload: { operation: "remove", config: summaryOf(c) },
+    });
+
     const initial = async (s: MainfluxBootstrapService) => {
-      if (!config.initEnabled) return;
+      if (!config.initEnabled) {
+        for (const c of await s.registry.removeOwned(owner)) node.send([removedMsg(c), null]);
+        return;
+      }
       const externalId = resolveEnvRefs((config.initExternalId ?? "").trim(), env);
       const cfg: Record<string, unknown> = {
         external_id: externalId,
@@ -143,7 +159,8 @@ export = function (RED: NodeAPI) {
       if (config.initName) cfg.name = config.initName;
       if (config.initContent) cfg.content = resolveEnvRefs(config.initContent, env);
       if (existing) cfg.state = existing.state;
-      const saved = await s.registry.put(cfg);
+      const { saved, removed } = await s.registry.putOwned(cfg, owner);
+      for (const c of removed) node.send([removedMsg(c), null]);
       node.send([{ topic: "add", payload: { operation: "add", config: summaryOf(saved) } }, null]);
     };
 

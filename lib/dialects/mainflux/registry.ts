@@ -24,6 +24,18 @@ export interface StoredConfig {
   state: 0 | 1;
   created_at: string;
   updated_at: string;
+  /**
+   * Set when a node's dialog made this configuration (its initial configuration), so the
+   * node can find and replace it when the dialog changes. Never shown to management.
+   */
+  owner?: string;
+}
+
+/** What a dialog's initial configuration did to the registry. */
+export interface OwnedPut {
+  saved: StoredConfig;
+  /** Configurations the same owner had made under other external ids, now gone. */
+  removed: StoredConfig[];
 }
 
 /** What listing shows: never a key. */
@@ -205,6 +217,8 @@ export const DEFAULT_PREFIX = "mainflux-bootstrap/";
 
 export class ConfigRegistry {
   private readonly byThing = new Map<string, string>();
+  /** External id -> owner, for the few configurations a dialog made. */
+  private readonly owners = new Map<string, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private loaded: Promise<void> | undefined;
 
@@ -234,7 +248,10 @@ export class ConfigRegistry {
       for (const e of all) {
         if (!e.key.startsWith(this.prefix)) continue;
         const entry = await this.backend.get(e.key);
-        if (entry && isConfig(entry.value)) this.byThing.set(entry.value.thing_id, entry.value.external_id);
+        if (!entry || !isConfig(entry.value)) continue;
+        this.byThing.set(entry.value.thing_id, entry.value.external_id);
+        if (typeof entry.value.owner === "string")
+          this.owners.set(entry.value.external_id, entry.value.owner);
       }
     });
     return this.loaded;
@@ -264,13 +281,46 @@ export class ConfigRegistry {
     return ext === undefined ? undefined : this.get(ext);
   }
 
-  private write(cfg: StoredConfig): Promise<unknown> {
-    return this.store(() =>
+  private async write(cfg: StoredConfig): Promise<void> {
+    await this.store(() =>
       this.backend.set(this.key(cfg.external_id), cfg as unknown as JsonValue, {
         protocol: "mainflux",
         kind: "bootstrap-config",
       }),
     );
+    if (cfg.owner === undefined) this.owners.delete(cfg.external_id);
+    else this.owners.set(cfg.external_id, cfg.owner);
+  }
+
+  private async erase(cfg: StoredConfig): Promise<boolean> {
+    const gone = await this.store(() => this.backend.delete(this.key(cfg.external_id)));
+    if (this.byThing.get(cfg.thing_id) === cfg.external_id) this.byThing.delete(cfg.thing_id);
+    this.owners.delete(cfg.external_id);
+    return gone;
+  }
+
+  /** Writes `cfg` in place of what its external id held (inside `serial`). */
+  private async replace(cfg: StoredConfig): Promise<StoredConfig> {
+    const cur = await this.get(cfg.external_id);
+    if (cur) {
+      cfg.created_at = cur.created_at;
+      if (cur.thing_id !== cfg.thing_id && this.byThing.get(cur.thing_id) === cur.external_id)
+        this.byThing.delete(cur.thing_id);
+    }
+    await this.write(cfg);
+    this.byThing.set(cfg.thing_id, cfg.external_id);
+    return cfg;
+  }
+
+  /** Configurations `owner` made, except the one under `keep`. */
+  private async ownedBy(owner: string, keep?: string): Promise<StoredConfig[]> {
+    const out: StoredConfig[] = [];
+    for (const [ext, o] of this.owners) {
+      if (o !== owner || ext === keep) continue;
+      const c = await this.get(ext);
+      if (c) out.push(c);
+    }
+    return out;
   }
 
   /** Adds a configuration; CONFLICT when its external id or thing id is taken. */
@@ -297,14 +347,45 @@ export class ConfigRegistry {
       const owner = this.byThing.get(cfg.thing_id);
       if (owner !== undefined && owner !== cfg.external_id)
         throw new RegistryError("CONFLICT", "this thing id belongs to another configuration");
-      const cur = await this.get(cfg.external_id);
-      if (cur) {
-        cfg.created_at = cur.created_at;
-        if (cur.thing_id !== cfg.thing_id) this.byThing.delete(cur.thing_id);
-      }
-      await this.write(cfg);
-      this.byThing.set(cfg.thing_id, cfg.external_id);
-      return cfg;
+      return this.replace(cfg);
+    });
+  }
+
+  /**
+   * Stores the one configuration a dialog holds (`owner` names the node). What the dialog
+   * says wins over what it said before a restart: configurations the same owner made
+   * under other external ids are removed, and the thing id moves with it. CONFLICT, saying
+   * what to do, only when the thing id belongs to a configuration someone else added.
+   */
+  putOwned(input: unknown, owner: string, now = new Date()): Promise<OwnedPut> {
+    const cfg = configFromInput(input, now);
+    cfg.owner = owner;
+    return this.serial(async () => {
+      await this.load();
+      const earlier = await this.ownedBy(owner, cfg.external_id);
+      const holder = this.byThing.get(cfg.thing_id);
+      if (
+        holder !== undefined &&
+        holder !== cfg.external_id &&
+        !earlier.some((c) => c.external_id === holder)
+      )
+        throw new RegistryError(
+          "CONFLICT",
+          `thing id "${cfg.thing_id}" belongs to the configuration of external id "${holder}", which was ` +
+            "not made by this dialog: remove that configuration, or give the dialog another thing id",
+        );
+      for (const c of earlier) await this.erase(c);
+      return { saved: await this.replace(cfg), removed: earlier };
+    });
+  }
+
+  /** Removes every configuration `owner` made (its dialog no longer holds one). */
+  removeOwned(owner: string): Promise<StoredConfig[]> {
+    return this.serial(async () => {
+      await this.load();
+      const earlier = await this.ownedBy(owner);
+      for (const c of earlier) await this.erase(c);
+      return earlier;
     });
   }
 
@@ -335,6 +416,7 @@ export class ConfigRegistry {
       if (ext === undefined) return false;
       const gone = await this.store(() => this.backend.delete(this.key(ext)));
       this.byThing.delete(thingId);
+      this.owners.delete(ext);
       return gone;
     });
   }
