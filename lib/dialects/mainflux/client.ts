@@ -21,6 +21,7 @@ import {
   KeyError,
   THING_PREFIX,
 } from "./crypto";
+import { describeTlsFailure, tlsFailureOf } from "../../transports/tls-failure";
 import { MainfluxError, MainfluxFinalError } from "./errors";
 import { BOOTSTRAP_PATH, MAX_RESPONSE_BYTES, parseAnswer, SECURE_PATH, toResult } from "./wire";
 
@@ -223,8 +224,8 @@ function get(
       if (e instanceof MainfluxError || e instanceof MainfluxFinalError) return reject(e);
       if (e.name === "AbortError") return reject(e);
       // A TLS verification failure will not heal by itself.
-      if (typeof e.code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(e.code))
-        return reject(new MainfluxFinalError("UNAVAILABLE", `TLS: ${e.message}`));
+      const tls = tlsFailureOf(e);
+      if (tls) return reject(new MainfluxFinalError("UNAVAILABLE", describeTlsFailure(tls, url.host)));
       reject(new MainfluxError("UNAVAILABLE", `cannot reach the bootstrap service: ${e.message}`));
     });
     req.end();

@@ -218,7 +218,14 @@ describe("mainflux client against the serving side", () => {
     try {
       await assert.rejects(
         bootstrap(req({ url }), { policy: FAST }),
-        (e) => code(e) === "UNAVAILABLE" && /TLS/.test((e as Error).message),
+        (e) => code(e) === "UNAVAILABLE" && /not signed by a CA this side trusts/.test((e as Error).message),
+      );
+      await assert.rejects(
+        bootstrap(req({ url: url.replace("127.0.0.1", "localhost") }), {
+          policy: FAST,
+          tls: { ca: pki.caCert, servername: "other.test" },
+        }),
+        (e) => code(e) === "UNAVAILABLE" && /for another host name/.test((e as Error).message),
       );
       const r = await bootstrap(req({ url, mode: "secure", encryptionKey: CFB_KEY }), {
         policy: FAST,
