@@ -14,7 +14,8 @@ export const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** The wait a transient error says its server asked for (HTTP Retry-After), in ms. */
 export function retryAfterOf(err: unknown): number | undefined {
-  const v = typeof err === "object" && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+  const v =
+    typeof err === "object" && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
   return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 

@@ -39,11 +39,7 @@ export function loadAedes(): Promise<AedesModule> {
 
 export type BrokerHooks = Pick<
   AedesOptions,
-  | "preConnect"
-  | "authenticate"
-  | "authorizePublish"
-  | "authorizeSubscribe"
-  | "authorizeForward"
+  "preConnect" | "authenticate" | "authorizePublish" | "authorizeSubscribe" | "authorizeForward"
 >;
 
 export interface ConnectionLimits {
@@ -198,7 +194,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   }
   const { Aedes } = await loadAedes();
   // Object.assign in aedes would let an explicit undefined replace its default hook.
-  const hooks = Object.fromEntries(Object.entries(opts.hooks).filter(([, v]) => v !== undefined)) as BrokerHooks;
+  const hooks = Object.fromEntries(
+    Object.entries(opts.hooks).filter(([, v]) => v !== undefined),
+  ) as BrokerHooks;
   const slots = new Map<MeteredConnection, Slot>();
   // Kept apart from the slots: a session's remote is still wanted after its slot is gone.
   const remotes = new WeakMap<MeteredConnection, string>();
@@ -303,7 +301,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     socket.setNoDelay(true);
     const conn = new MeteredConnection(socket, opts.maxConnectionBytes ?? 0);
     conn.on("error", () => undefined);
-    const slot: Slot = { conn, remote, key, state: "opening", inFlight: 0, refuse, timers: [], released: false };
+    const slot: Slot = {
+      conn,
+      remote,
+      key,
+      state: "opening",
+      inFlight: 0,
+      refuse,
+      timers: [],
+      released: false,
+    };
     slots.set(conn, slot);
     if (remote !== undefined) remotes.set(conn, remote);
     if (refuse) refusing++;

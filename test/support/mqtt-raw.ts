@@ -101,7 +101,11 @@ export class RawSession {
         }
         if (!complete || this.buf.length < i + 1 + len) break;
         const first = this.buf[0];
-        this.packets.push({ type: first >> 4, flags: first & 15, body: this.buf.subarray(i + 1, i + 1 + len) });
+        this.packets.push({
+          type: first >> 4,
+          flags: first & 15,
+          body: this.buf.subarray(i + 1, i + 1 + len),
+        });
         this.buf = this.buf.subarray(i + 1 + len);
       }
       this.wake();

@@ -16,7 +16,10 @@ import {
  * Retry-After (RFC 9110 section 10.2.3): delay-seconds or an HTTP-date. Milliseconds from
  * now, or undefined when absent or unreadable.
  */
-export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | undefined {
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  now: number = Date.now(),
+): number | undefined {
   const v = (Array.isArray(value) ? value[0] : value)?.trim();
   if (!v) return undefined;
   if (/^\d+$/.test(v)) return Number(v) * 1000;
