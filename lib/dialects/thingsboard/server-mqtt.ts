@@ -223,7 +223,7 @@ export async function startTbMqttServer(
         if (session.requests > maxRequests) {
           // Refusing the publish would make aedes drop the connection, and with it the
           // answers still on their way: answer FAILURE instead and close after the last one.
-          if (!session.closing) violation("too many requests in one session", client);
+          if (session.requests === maxRequests + 1) violation("too many requests in one session", client);
           session.closing = true;
           queue(client, session, Promise.resolve(FAILURE_TEXT), false);
           return;
