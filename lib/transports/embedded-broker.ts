@@ -176,7 +176,10 @@ class MeteredConnection extends Duplex {
 type SlotState = "opening" | "idle" | "working" | "answered";
 
 interface Slot {
-  conn: MeteredConnection;
+  /** The TCP socket; a TLS connection has its slot from the TCP connection on, handshake included. */
+  raw: Socket;
+  /** What aedes reads: set once the connection (TLS: the handshake) is ready. */
+  conn?: MeteredConnection;
   remote: string | undefined;
   key: string;
   state: SlotState;
@@ -197,7 +200,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const hooks = Object.fromEntries(
     Object.entries(opts.hooks).filter(([, v]) => v !== undefined),
   ) as BrokerHooks;
-  const slots = new Map<MeteredConnection, Slot>();
+  const slots = new Map<Socket, Slot>();
+  const byConn = new WeakMap<MeteredConnection, Slot>();
   // Kept apart from the slots: a session's remote is still wanted after its slot is gone.
   const remotes = new WeakMap<MeteredConnection, string>();
   const perRemote = new Map<string, number>();
@@ -215,7 +219,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (slot.released) return;
     slot.released = true;
     for (const t of slot.timers) clearTimeout(t);
-    slots.delete(slot.conn);
+    slots.delete(slot.raw);
     if (slot.refuse) refusing--;
     else {
       held--;
@@ -249,7 +253,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (!victim) return false;
     release(victim);
     cutFor("evicted", victim.remote);
-    victim.conn.cut();
+    if (victim.conn) victim.conn.cut();
+    else victim.raw.destroy();
     return true;
   };
 
@@ -257,8 +262,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     ...hooks,
     connectTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000,
     preConnect: (client, packet, cb) => {
-      const slot = slots.get(client.conn as unknown as MeteredConnection);
-      if (!slot) {
+      const slot = byConn.get(client.conn as unknown as MeteredConnection);
+      if (!slot?.conn) {
         cb(null, false);
         return;
       }
@@ -274,7 +279,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       timer(slot, limits.firstRequestMs, () => {
         if (slot.state !== "idle") return;
         cutFor("first-request deadline", slot.remote);
-        slot.conn.cut();
+        slot.conn?.cut();
       });
       if (hooks.preConnect) hooks.preConnect(client, packet, cb);
       else cb(null, true);
@@ -283,26 +288,27 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // A persistence error is emitted as "error"; without a listener it would end the process.
   (aedes as unknown as NodeJS.EventEmitter).on("error", () => undefined);
 
-  const slotOf = (client: Client) => slots.get(client.conn as unknown as MeteredConnection);
+  const slotOf = (client: Client) => byConn.get(client.conn as unknown as MeteredConnection);
   const sockets = new Set<Socket>();
-  const onSocket = (socket: Socket) => {
-    const remote = socket.remoteAddress;
+  /** TLS: slots waiting for their handshake, by the peer's address and port (the TCP 4-tuple). */
+  const handshaking = new Map<string, Slot>();
+  const peerKey = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+
+  /** A new TCP connection takes a slot at once, before any byte (or TLS handshake) is read. */
+  const onConnection = (raw: Socket): Slot | undefined => {
+    const remote = raw.remoteAddress;
     const key = remote ?? "";
     let refuse = false;
     if ((perRemote.get(key) ?? 0) >= limits.maxPerRemote && !evict((s) => s.key === key)) refuse = true;
     if (!refuse && held >= limits.maxConnections && !evict(() => true)) refuse = true;
     if (refuse && refusing >= REFUSAL_HEADROOM) {
       cutFor("full", remote);
-      socket.destroy();
-      return;
+      raw.destroy();
+      return undefined;
     }
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    socket.setNoDelay(true);
-    const conn = new MeteredConnection(socket, opts.maxConnectionBytes ?? 0);
-    conn.on("error", () => undefined);
+    sockets.add(raw);
     const slot: Slot = {
-      conn,
+      raw,
       remote,
       key,
       state: "opening",
@@ -311,18 +317,33 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       timers: [],
       released: false,
     };
-    slots.set(conn, slot);
-    if (remote !== undefined) remotes.set(conn, remote);
+    slots.set(raw, slot);
     if (refuse) refusing++;
     else {
       held++;
       perRemote.set(key, (perRemote.get(key) ?? 0) + 1);
     }
-    conn.once("close", () => release(slot));
+    raw.once("close", () => {
+      sockets.delete(raw);
+      release(slot);
+    });
     timer(slot, limits.maxLifetimeMs, () => {
       cutFor("lifetime", remote);
-      conn.destroy();
+      if (slot.conn) slot.conn.destroy();
+      else raw.destroy();
     });
+    return slot;
+  };
+
+  /** The connection is ready for MQTT (TLS: handshake done): aedes reads it through its meter. */
+  const serve = (slot: Slot, socket: Socket) => {
+    socket.setNoDelay(true);
+    const conn = new MeteredConnection(socket, opts.maxConnectionBytes ?? 0);
+    conn.on("error", () => undefined);
+    slot.conn = conn;
+    byConn.set(conn, slot);
+    if (slot.remote !== undefined) remotes.set(conn, slot.remote);
+    conn.once("close", () => release(slot));
     aedes.handle(conn as unknown as Connection);
   };
 
@@ -330,15 +351,34 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   if (opts.tls) {
     const tlsServer = createTlsServer(
       { ...opts.tls, handshakeTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000 },
-      onSocket,
+      (tlsSocket) => {
+        const key = peerKey(tlsSocket);
+        const slot = handshaking.get(key);
+        handshaking.delete(key);
+        if (!slot || slot.released) tlsSocket.destroy();
+        else serve(slot, tlsSocket);
+      },
     );
+    // Node documents "connection" on a TLS server as the TCP stream, before the handshake.
+    tlsServer.on("connection", (raw: Socket) => {
+      const slot = onConnection(raw);
+      if (!slot) return;
+      const key = peerKey(raw);
+      handshaking.set(key, slot);
+      raw.once("close", () => {
+        if (handshaking.get(key) === slot) handshaking.delete(key);
+      });
+    });
     // A failed handshake is the client's problem; the server carries on.
     tlsServer.on("tlsClientError", (_err, socket) => socket.destroy());
     server = tlsServer;
   } else {
-    server = createNetServer(onSocket);
+    server = createNetServer((raw) => {
+      const slot = onConnection(raw);
+      if (slot) serve(slot, raw);
+    });
   }
-  // A backstop for sockets not yet handed over (TLS handshakes) and ended ones still draining.
+  // A backstop only: ended sockets still draining (LINGER_MS) hold no slot.
   server.maxConnections = 2 * limits.maxConnections + REFUSAL_HEADROOM;
 
   try {

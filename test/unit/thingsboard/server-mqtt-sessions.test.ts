@@ -19,6 +19,7 @@ import {
   subscribePacket,
 } from "../../support/mqtt-raw";
 import { PROJECT_ROOT } from "../../support/node-red";
+import { makeTestPki } from "../../support/pki";
 import { run } from "../../support/process";
 import { KEY, makeService, request, SECRET } from "../../support/tbserve-fixtures";
 
@@ -147,6 +148,38 @@ describe("MQTT provisioning sessions: silent peers never lock honest devices out
       await bounded(oldest.closed, 15000, "the oldest session of 127.0.0.2 closed");
       assert.ok(!other.socket.destroyed && !other.socket.readableEnded);
       assert.equal(server.connections(), 6);
+    } finally {
+      for (const s of silent) s.destroy();
+      await server.close();
+    }
+  });
+
+  it("TLS: connections silent before their handshake hold slots that an honest device can take", async () => {
+    const pki = makeTestPki("TbSessions");
+    const { service } = makeService();
+    const server = await startTbMqttServer(service, {
+      port: 0,
+      tls: { key: pki.serverKey, cert: pki.serverCert },
+      maxSessions: 20,
+    });
+    const silent: RawSession[] = [];
+    try {
+      // TCP connections that never send a ClientHello, from two addresses: every slot is taken.
+      for (let i = 0; i < 20; i++) silent.push(await RawSession.open(server.port, `127.0.0.${2 + (i % 2)}`));
+      const r = await bounded(
+        provision(
+          { ...deviceInput(server.port, "tls-own"), endpoint: `mqtts://127.0.0.1:${server.port}` },
+          {
+            timeoutMs: 15000,
+            tls: { ca: pki.caCert },
+            policy: { intervals: [1], jitter: 0, maxAttempts: 1 },
+          },
+        ),
+        30000,
+        "the package's client over TLS",
+      );
+      assert.equal(r.device.name, "tls-own");
+      await bounded(silent[0].closed, 15000, "the oldest silent connection closed");
     } finally {
       for (const s of silent) s.destroy();
       await server.close();
