@@ -20,7 +20,13 @@
  */
 
 import type { Aedes, AedesOptions, Client, Connection } from "aedes";
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
+import {
+  createServer as createNetServer,
+  isIPv6,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from "node:net";
 import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { pathToFileURL } from "node:url";
@@ -173,6 +179,34 @@ class MeteredConnection extends Duplex {
   }
 }
 
+/**
+ * What the per-address cap counts: an IPv4 address (IPv4-mapped ones included), or for IPv6
+ * the /64 it lies in, since one subnet (RFC 4291 section 2.5.4: a /64 interface identifier)
+ * commonly belongs to one site and a host may pick any address in it.
+ */
+export function addressGroup(remote: string | undefined): string {
+  if (!remote) return "";
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
+  if (mapped) return mapped[1];
+  const bare = remote.replace(/%.*$/, "");
+  if (!isIPv6(bare)) return remote;
+  const [head, tail] = bare.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail === undefined ? [] : tail ? tail.split(":") : [];
+  // An embedded IPv4 suffix (::a.b.c.d) stands for two groups.
+  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes(".") ? 2 : 1), 0);
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(8 - width(left) - width(right)).fill("0"), ...right];
+  return (
+    groups
+      .slice(0, 4)
+      .map((g) => parseInt(g, 16).toString(16))
+      .join(":") + "::/64"
+  );
+}
+
 type SlotState = "opening" | "idle" | "working" | "answered";
 
 interface Slot {
@@ -297,7 +331,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   /** A new TCP connection takes a slot at once, before any byte (or TLS handshake) is read. */
   const onConnection = (raw: Socket): Slot | undefined => {
     const remote = raw.remoteAddress;
-    const key = remote ?? "";
+    const key = addressGroup(remote);
     let refuse = false;
     if ((perRemote.get(key) ?? 0) >= limits.maxPerRemote && !evict((s) => s.key === key)) refuse = true;
     if (!refuse && held >= limits.maxConnections && !evict(() => true)) refuse = true;

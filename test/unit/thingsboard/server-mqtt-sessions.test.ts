@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { provision, type TbError } from "../../../lib/dialects/thingsboard/client";
 import { startTbMqttServer } from "../../../lib/dialects/thingsboard/server-mqtt";
+import { addressGroup } from "../../../lib/transports/embedded-broker";
 import { DEFAULT_RATE_LIMIT, RateLimiter } from "../../../lib/service/rate-limit";
 import {
   CONNACK,
@@ -184,6 +185,18 @@ describe("MQTT provisioning sessions: silent peers never lock honest devices out
       for (const s of silent) s.destroy();
       await server.close();
     }
+  });
+
+  it("the per-address cap counts an IPv4 address, or an IPv6 /64", () => {
+    assert.equal(addressGroup("127.0.0.2"), "127.0.0.2");
+    assert.equal(addressGroup("::ffff:127.0.0.2"), "127.0.0.2");
+    assert.equal(addressGroup("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    assert.equal(addressGroup("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+    assert.equal(addressGroup("2001:0db8:0001:0002:0:0:0:9"), "2001:db8:1:2::/64");
+    assert.equal(addressGroup("fe80::1%eth0"), "fe80:0:0:0::/64");
+    assert.equal(addressGroup("::1"), "0:0:0:0::/64");
+    assert.equal(addressGroup("2001:db8::"), "2001:db8:0:0::/64");
+    assert.equal(addressGroup(undefined), "");
   });
 
   it("a session is cut at the end of its lifetime whatever keepalive it asked for", async () => {
