@@ -12,7 +12,8 @@ import { tbHttpHandler } from "../lib/dialects/thingsboard/server-http";
 import { manage, ManageError } from "../lib/dialects/thingsboard/server-manage";
 import { HTTP_PATH } from "../lib/dialects/thingsboard/wire";
 import { PendingDecisions } from "../lib/service/pending";
-import { RateLimiter } from "../lib/service/rate-limit";
+import { DEFAULT_RATE_LIMIT, RateLimiter } from "../lib/service/rate-limit";
+import { TB_MQTT_SESSION_DEFAULTS } from "../lib/dialects/thingsboard/server-mqtt";
 import { RegistryError } from "../lib/service/registry";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
@@ -38,6 +39,10 @@ interface ProvisionResponseDef extends NodeDef {
   decide?: boolean;
   decideTimeout?: string | number;
   closeAfter?: string | number;
+  mqttMaxSessions?: string | number;
+  mqttPerRemote?: string | number;
+  mqttFirstRequest?: string | number;
+  mqttLifetime?: string | number;
   rateLimit?: string | number;
   rateBurst?: string | number;
 }
@@ -66,6 +71,17 @@ type Msg = NodeMessageInFlow & Record<string, unknown>;
 function num(v: unknown, fallback: number, min = 0): number {
   const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
   return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+/** The embedded broker's session slots and deadlines from the dialog (seconds there, ms here). */
+function mqttSessionLimits(config: ProvisionResponseDef) {
+  const d = TB_MQTT_SESSION_DEFAULTS;
+  return {
+    maxSessions: Math.floor(num(config.mqttMaxSessions, d.maxSessions, 1)),
+    maxSessionsPerRemote: Math.floor(num(config.mqttPerRemote, d.maxSessionsPerRemote, 1)),
+    firstRequestMs: num(config.mqttFirstRequest, d.firstRequestMs / 1000, 1) * 1000,
+    sessionLifetimeMs: num(config.mqttLifetime, d.sessionLifetimeMs / 1000, 1) * 1000,
+  };
 }
 
 export = function (RED: NodeAPI) {
@@ -127,7 +143,7 @@ export = function (RED: NodeAPI) {
       node.error(text);
     };
 
-    const setup = (): { service: TbProvisioningService } | undefined => {
+    const setup = (): { service: TbProvisioningService; limiter: RateLimiter } | undefined => {
       const profiles: TbProfile[] = [];
       for (const id of [config.profile, config.profile2, config.profile3]) {
         if (!id) continue;
@@ -143,13 +159,16 @@ export = function (RED: NodeAPI) {
       } catch (err) {
         return void fail((err as Error).message);
       }
-      const rate = num(config.rateLimit, 20);
-      const burst = num(config.rateBurst, 100, 1);
+      const rate = num(config.rateLimit, DEFAULT_RATE_LIMIT.perSecond);
+      const burst = num(config.rateBurst, DEFAULT_RATE_LIMIT.burst, 1);
+      // One limiter for the service and the embedded broker's CONNECT check: a device is
+      // charged once, and refused with CONNACK 3 before it sends anything when over its rate.
+      const limiter = new RateLimiter({ perSecond: rate, burst });
       try {
         const s = new TbProvisioningService({
           profiles,
           registry: tbRegistry(backend),
-          limiter: new RateLimiter({ perSecond: rate, burst }),
+          limiter,
           onAudit: (event) => {
             node.send([null, { topic: "audit", payload: event }]);
             scheduleStatus();
@@ -162,7 +181,7 @@ export = function (RED: NodeAPI) {
               }
             : undefined,
         });
-        return { service: s };
+        return { service: s, limiter };
       } catch (err) {
         return void fail((err as Error).message);
       }
@@ -183,6 +202,7 @@ export = function (RED: NodeAPI) {
             port: num(config.mqttPort, 1883),
             tls: tlsServerOptions(config.mqttTls),
             closeAfterMs: num(config.closeAfter, 60) * 1000,
+            ...mqttSessionLimits(config),
           };
         } else if (mode === "attached") {
           const url = (config.attachedUrl || "").trim();
@@ -203,12 +223,11 @@ export = function (RED: NodeAPI) {
         return fail((err as Error).message);
       }
       node.status({ fill: "blue", shape: "ring", text: RED._("provision-response.status.starting") });
-      const rate = num(config.rateLimit, 20);
       try {
         const h = await startTbHost(service, {
           mqtt,
           coap,
-          connectRate: { perSecond: rate, burst: num(config.rateBurst, 100, 1) },
+          serviceLimiter: ready.limiter,
           onViolation: (what, remote) => {
             const now = Date.now();
             if (now - lastViolationLog < 10000) return;

@@ -9,6 +9,34 @@ export function isFinal(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { final?: unknown }).final === true;
 }
 
+/** Longest wait a server's Retry-After may impose on one retry: 1 hour. */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** The wait a transient error says its server asked for (HTTP Retry-After), in ms. */
+export function retryAfterOf(err: unknown): number | undefined {
+  const v =
+    typeof err === "object" && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/**
+ * The wait before the next attempt: the policy's, or, when the server said how long to
+ * wait, at least that (capped at MAX_RETRY_AFTER_MS), spread by the policy's jitter so that
+ * the devices throttled together do not all come back in the same instant.
+ */
+export function nextDelayMs(
+  policy: RetryPolicy,
+  attempt: number,
+  error: unknown,
+  random: () => number = Math.random,
+): number | undefined {
+  const planned = retryDelayMs(policy, attempt, random);
+  const asked = retryAfterOf(error);
+  if (planned === undefined || asked === undefined) return planned;
+  const base = Math.min(asked, MAX_RETRY_AFTER_MS);
+  return Math.round(base + random() * base * policy.jitter);
+}
+
 export interface RetryHooks {
   /** Told before each wait, so a node can show "retrying in N s". */
   onRetry?: (info: { attempt: number; delayMs: number; error: unknown }) => void;
@@ -57,7 +85,7 @@ export async function runWithRetry<T>(
     } catch (error) {
       if (error instanceof AbortedError) throw error;
       const retry = hooks.shouldRetry ? hooks.shouldRetry(error) : !isFinal(error);
-      const delayMs = retry ? retryDelayMs(policy, n, hooks.random) : undefined;
+      const delayMs = retry ? nextDelayMs(policy, n, error, hooks.random) : undefined;
       if (delayMs === undefined) throw error;
       hooks.onRetry?.({ attempt: n, delayMs, error });
       await abortableDelay(delayMs, hooks.signal);

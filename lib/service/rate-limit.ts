@@ -4,6 +4,9 @@
  * addresses cannot grow it without limit.
  */
 
+/** The serving nodes' default: a gateway may onboard 100 children at once, then 20 a second. */
+export const DEFAULT_RATE_LIMIT: Readonly<RateLimitOptions> = Object.freeze({ perSecond: 20, burst: 100 });
+
 export interface RateLimitOptions {
   /** Tokens added per second; 0 or less turns the limiter off. */
   perSecond: number;
@@ -36,6 +39,23 @@ export class RateLimiter {
   /** Takes one token for `remote`; false means the remote is over its rate. */
   take(remote: string | undefined): boolean {
     if (!this.enabled || remote === undefined) return true;
+    const b = this.bucket(remote);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Gives back one token taken earlier (never above the burst): a transport that charged a
+   * remote at connect time returns it just before the request it paid for is counted.
+   */
+  refund(remote: string | undefined): void {
+    if (!this.enabled || remote === undefined) return;
+    const b = this.bucket(remote);
+    b.tokens = Math.min(Math.max(1, this.opts.burst), b.tokens + 1);
+  }
+
+  private bucket(remote: string): Bucket {
     const t = this.now();
     let b = this.buckets.get(remote);
     if (b) {
@@ -51,8 +71,6 @@ export class RateLimiter {
       b = { tokens: Math.max(1, this.opts.burst), at: t };
     }
     this.buckets.set(remote, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return b;
   }
 }

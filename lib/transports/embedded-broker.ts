@@ -1,13 +1,32 @@
 /**
  * An embedded MQTT broker (aedes) on a TCP or TLS listener, for serving sides that need
  * their own broker. Policy (who may connect, publish, subscribe) comes from the caller's
- * aedes hooks; this module owns sockets, a per-connection byte budget (aedes buffers a
- * whole packet before any hook runs, so a huge PUBLISH must be cut at the socket), and
- * shutdown.
+ * aedes hooks; this module owns sockets and their limits:
+ * - a per-connection byte budget (aedes buffers a whole packet before any hook runs, so a
+ *   huge PUBLISH must be cut at the socket);
+ * - a bounded life for every connection, whatever keepalive its CONNECT asks for (MQTT
+ *   3.1.1 section 3.1.2.10: keepalive 0 turns the server's keepalive check off, so a silent
+ *   session would otherwise be held for ever): a deadline from CONNECT to the first request
+ *   and a maximum lifetime;
+ * - slots: a cap on simultaneous connections and one per remote address; when either is
+ *   reached a newcomer takes the slot of the oldest connection that is not working on a
+ *   request (answered, silent since CONNECT, or still without CONNECT), so silent sessions
+ *   cannot lock honest devices out;
+ * - prompt refusal: a connection the caller throttles, or that finds every slot busy, gets
+ *   CONNACK "server unavailable" (MQTT 3.1.1 section 3.2.2.3, return code 3) or, for an
+ *   MQTT 5 CONNECT, "server busy" (MQTT 5.0 section 3.2.2.2, reason code 0x89) rather than
+ *   a socket closed unread;
+ * - orderly close: what was written to a peer is flushed before its socket is ended.
  */
 
 import type { Aedes, AedesOptions, Client, Connection } from "aedes";
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
+import {
+  createServer as createNetServer,
+  isIPv6,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from "node:net";
 import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { pathToFileURL } from "node:url";
@@ -26,13 +45,32 @@ export function loadAedes(): Promise<AedesModule> {
 
 export type BrokerHooks = Pick<
   AedesOptions,
-  | "preConnect"
-  | "authenticate"
-  | "authorizePublish"
-  | "authorizeSubscribe"
-  | "authorizeForward"
-  | "connectTimeout"
+  "preConnect" | "authenticate" | "authorizePublish" | "authorizeSubscribe" | "authorizeForward"
 >;
+
+export interface ConnectionLimits {
+  /** Most simultaneous connections (default 1000). */
+  maxConnections?: number;
+  /** Most simultaneous connections from one remote address (default 100). */
+  maxPerRemote?: number;
+  /** Time from accept (TLS: from the TCP connection) to CONNECT, ms (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Time from CONNECT to the session's first request, ms (default 10 s; 0 = none). */
+  firstRequestMs?: number;
+  /** Longest life of a connection from accept, ms (default 120 s; 0 = none). */
+  maxLifetimeMs?: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = Object.freeze({
+  maxConnections: 1000,
+  maxPerRemote: 100,
+  connectTimeoutMs: 10000,
+  firstRequestMs: 10000,
+  maxLifetimeMs: 120000,
+});
+
+/** Why the broker itself cut or refused a connection. */
+export type CutReason = "evicted" | "first-request deadline" | "lifetime" | "throttled" | "full";
 
 export interface EmbeddedBrokerOptions {
   /** Bind address ("127.0.0.1", "0.0.0.0", "::"). */
@@ -43,10 +81,11 @@ export interface EmbeddedBrokerOptions {
   tls?: TlsOptions;
   /** Bytes one connection may send in its whole life before it is cut (0 = no limit). */
   maxConnectionBytes?: number;
-  /** Most simultaneous connections (default 1000). */
-  maxConnections?: number;
-  /** Asked for every new socket; false closes it before a byte is read. */
+  limits?: ConnectionLimits;
+  /** Asked at every CONNECT; false answers CONNACK "server unavailable" / "server busy". */
   admit?: (remote: string | undefined) => boolean;
+  /** Told (remote only, nothing the peer sent) when the broker cuts or refuses a connection. */
+  onCut?: (reason: CutReason, remote: string | undefined) => void;
   hooks: BrokerHooks;
 }
 
@@ -57,12 +96,34 @@ export interface EmbeddedBroker {
   tls: boolean;
   /** The peer address of a client's connection. */
   remoteOf(client: Client): string | undefined;
+  /** The session works on a request: its first-request deadline is met and its slot is kept. */
+  beginRequest(client: Client): void;
+  /** One request of the session is answered; with none left in progress its slot may be taken. */
+  endRequest(client: Client): void;
+  /** Connections holding a slot now (CONNECT received or not). */
+  connections(): number;
   close(): Promise<void>;
 }
 
-/** Counts what the peer sends and cuts the connection once it passes its budget. */
+// MQTT 3.1.1 section 3.2: CONNACK, remaining length 2, no session present, return code 3.
+const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, 0x03]);
+// MQTT 5.0 section 3.2: CONNACK, remaining length 3, no session present, reason code 0x89
+// (server busy), no properties.
+const CONNACK_SERVER_BUSY = Buffer.from([0x20, 0x03, 0x00, 0x89, 0x00]);
+/** Sockets let in only to be refused with a CONNACK once every slot is busy. */
+const REFUSAL_HEADROOM = 64;
+/** How long an ended socket may still drain the peer's bytes before it is destroyed. */
+const LINGER_MS = 2000;
+
+/**
+ * Counts what the peer sends and cuts the connection once it passes its budget. Destroying
+ * it ends the socket after what was written is flushed, and reads (discarding) until the
+ * peer closes: closing with unread bytes would make the kernel send a reset, which can
+ * drop answers the peer has not read yet (RFC 9293 section 3.6, RFC 1122 4.2.2.13).
+ */
 class MeteredConnection extends Duplex {
   private received = 0;
+  private hard = false;
 
   constructor(
     private readonly socket: Socket,
@@ -70,16 +131,23 @@ class MeteredConnection extends Duplex {
   ) {
     super({ allowHalfOpen: false });
     socket.on("data", (chunk: Buffer) => {
+      if (this.destroyed) return;
       this.received += chunk.length;
       if (this.budget > 0 && this.received > this.budget) {
-        this.destroy(new Error("the connection sent more than its byte budget"));
+        this.cut(new Error("the connection sent more than its byte budget"));
         return;
       }
       if (!this.push(chunk)) socket.pause();
     });
     socket.on("end", () => this.push(null));
-    socket.on("error", (err) => this.destroy(err));
+    socket.on("error", (err) => this.cut(err));
     socket.on("close", () => this.destroy());
+  }
+
+  /** Destroys the socket at once, unflushed writes and all (hostile or evicted peers). */
+  cut(err?: Error): void {
+    this.hard = true;
+    this.destroy(err);
   }
 
   override _read(): void {
@@ -97,46 +165,255 @@ class MeteredConnection extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.socket.destroy();
+    const s = this.socket;
+    if (this.hard || s.destroyed || !s.writable) {
+      s.destroy();
+    } else {
+      const linger = setTimeout(() => s.destroy(), LINGER_MS);
+      linger.unref();
+      s.once("close", () => clearTimeout(linger));
+      s.end();
+      s.resume();
+    }
     cb(err);
   }
 }
 
+/**
+ * What the per-address cap counts: an IPv4 address (IPv4-mapped ones included), or for IPv6
+ * the /64 it lies in, since one subnet (RFC 4291 section 2.5.4: a /64 interface identifier)
+ * commonly belongs to one site and a host may pick any address in it.
+ */
+export function addressGroup(remote: string | undefined): string {
+  if (!remote) return "";
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
+  if (mapped) return mapped[1];
+  const bare = remote.replace(/%.*$/, "");
+  if (!isIPv6(bare)) return remote;
+  const [head, tail] = bare.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail === undefined ? [] : tail ? tail.split(":") : [];
+  // An embedded IPv4 suffix (::a.b.c.d) stands for two groups.
+  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes(".") ? 2 : 1), 0);
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(8 - width(left) - width(right)).fill("0"), ...right];
+  return (
+    groups
+      .slice(0, 4)
+      .map((g) => parseInt(g, 16).toString(16))
+      .join(":") + "::/64"
+  );
+}
+
+type SlotState = "opening" | "idle" | "working" | "answered";
+
+interface Slot {
+  /** The TCP socket; a TLS connection has its slot from the TCP connection on, handshake included. */
+  raw: Socket;
+  /** What aedes reads: set once the connection (TLS: the handshake) is ready. */
+  conn?: MeteredConnection;
+  remote: string | undefined;
+  key: string;
+  state: SlotState;
+  inFlight: number;
+  /** Let in only to be answered "server unavailable" at CONNECT. */
+  refuse: boolean;
+  timers: NodeJS.Timeout[];
+  released: boolean;
+}
+
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const limits = { ...DEFAULT_CONNECTION_LIMITS };
+  for (const [k, v] of Object.entries(opts.limits ?? {}) as Array<[keyof ConnectionLimits, unknown]>) {
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0) limits[k] = v;
+  }
   const { Aedes } = await loadAedes();
   // Object.assign in aedes would let an explicit undefined replace its default hook.
-  const hooks = Object.fromEntries(Object.entries(opts.hooks).filter(([, v]) => v !== undefined));
-  const aedes = await Aedes.createBroker({ connectTimeout: 10000, ...hooks });
+  const hooks = Object.fromEntries(
+    Object.entries(opts.hooks).filter(([, v]) => v !== undefined),
+  ) as BrokerHooks;
+  const slots = new Map<Socket, Slot>();
+  const byConn = new WeakMap<MeteredConnection, Slot>();
+  // Kept apart from the slots: a session's remote is still wanted after its slot is gone.
+  const remotes = new WeakMap<MeteredConnection, string>();
+  const perRemote = new Map<string, number>();
+  let held = 0;
+  let refusing = 0;
+  const cutFor = (reason: CutReason, remote: string | undefined) => {
+    try {
+      opts.onCut?.(reason, remote);
+    } catch {
+      // A listener's bug must not change how the broker treats the connection.
+    }
+  };
+
+  const release = (slot: Slot) => {
+    if (slot.released) return;
+    slot.released = true;
+    for (const t of slot.timers) clearTimeout(t);
+    slots.delete(slot.raw);
+    if (slot.refuse) refusing--;
+    else {
+      held--;
+      const n = (perRemote.get(slot.key) ?? 1) - 1;
+      if (n > 0) perRemote.set(slot.key, n);
+      else perRemote.delete(slot.key);
+    }
+  };
+  const timer = (slot: Slot, ms: number, fn: () => void) => {
+    if (ms <= 0) return;
+    const t = setTimeout(fn, ms);
+    t.unref();
+    slot.timers.push(t);
+  };
+
+  /**
+   * Frees one slot held by a connection that is doing nothing for anybody: first the oldest
+   * already answered, else the oldest that has not made a request yet. Sessions working on
+   * a request keep theirs. A Map iterates in insertion order, so the first match is the oldest.
+   */
+  const evict = (match: (s: Slot) => boolean): boolean => {
+    let victim: Slot | undefined;
+    for (const s of slots.values()) {
+      if (s.refuse || !match(s)) continue;
+      if (s.state === "answered") {
+        victim = s;
+        break;
+      }
+      if (!victim && (s.state === "opening" || s.state === "idle")) victim = s;
+    }
+    if (!victim) return false;
+    release(victim);
+    cutFor("evicted", victim.remote);
+    if (victim.conn) victim.conn.cut();
+    else victim.raw.destroy();
+    return true;
+  };
+
+  const aedes = await Aedes.createBroker({
+    ...hooks,
+    connectTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000,
+    preConnect: (client, packet, cb) => {
+      const slot = byConn.get(client.conn as unknown as MeteredConnection);
+      if (!slot?.conn) {
+        cb(null, false);
+        return;
+      }
+      const throttled = !slot.refuse && opts.admit !== undefined && !opts.admit(slot.remote);
+      if (slot.refuse || throttled) {
+        cutFor(throttled ? "throttled" : "full", slot.remote);
+        slot.conn.write(packet.protocolVersion === 5 ? CONNACK_SERVER_BUSY : CONNACK_SERVER_UNAVAILABLE);
+        client.close();
+        cb(null, false);
+        return;
+      }
+      slot.state = "idle";
+      timer(slot, limits.firstRequestMs, () => {
+        if (slot.state !== "idle") return;
+        cutFor("first-request deadline", slot.remote);
+        slot.conn?.cut();
+      });
+      if (hooks.preConnect) hooks.preConnect(client, packet, cb);
+      else cb(null, true);
+    },
+  });
   // A persistence error is emitted as "error"; without a listener it would end the process.
   (aedes as unknown as NodeJS.EventEmitter).on("error", () => undefined);
 
-  const remotes = new WeakMap<Connection, string>();
+  const slotOf = (client: Client) => byConn.get(client.conn as unknown as MeteredConnection);
   const sockets = new Set<Socket>();
-  const onSocket = (socket: Socket) => {
-    const remote = socket.remoteAddress;
-    if (opts.admit && !opts.admit(remote)) {
-      socket.destroy();
-      return;
+  /** TLS: slots waiting for their handshake, by the peer's address and port (the TCP 4-tuple). */
+  const handshaking = new Map<string, Slot>();
+  const peerKey = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+
+  /** A new TCP connection takes a slot at once, before any byte (or TLS handshake) is read. */
+  const onConnection = (raw: Socket): Slot | undefined => {
+    const remote = raw.remoteAddress;
+    const key = addressGroup(remote);
+    let refuse = false;
+    if ((perRemote.get(key) ?? 0) >= limits.maxPerRemote && !evict((s) => s.key === key)) refuse = true;
+    if (!refuse && held >= limits.maxConnections && !evict(() => true)) refuse = true;
+    if (refuse && refusing >= REFUSAL_HEADROOM) {
+      cutFor("full", remote);
+      raw.destroy();
+      return undefined;
     }
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    sockets.add(raw);
+    const slot: Slot = {
+      raw,
+      remote,
+      key,
+      state: "opening",
+      inFlight: 0,
+      refuse,
+      timers: [],
+      released: false,
+    };
+    slots.set(raw, slot);
+    if (refuse) refusing++;
+    else {
+      held++;
+      perRemote.set(key, (perRemote.get(key) ?? 0) + 1);
+    }
+    raw.once("close", () => {
+      sockets.delete(raw);
+      release(slot);
+    });
+    timer(slot, limits.maxLifetimeMs, () => {
+      cutFor("lifetime", remote);
+      if (slot.conn) slot.conn.destroy();
+      else raw.destroy();
+    });
+    return slot;
+  };
+
+  /** The connection is ready for MQTT (TLS: handshake done): aedes reads it through its meter. */
+  const serve = (slot: Slot, socket: Socket) => {
     socket.setNoDelay(true);
     const conn = new MeteredConnection(socket, opts.maxConnectionBytes ?? 0);
     conn.on("error", () => undefined);
-    if (remote !== undefined) remotes.set(conn, remote);
-    aedes.handle(conn);
+    slot.conn = conn;
+    byConn.set(conn, slot);
+    if (slot.remote !== undefined) remotes.set(conn, slot.remote);
+    conn.once("close", () => release(slot));
+    aedes.handle(conn as unknown as Connection);
   };
 
   let server: Server;
   if (opts.tls) {
-    const tlsServer = createTlsServer(opts.tls, onSocket);
+    const tlsServer = createTlsServer(
+      { ...opts.tls, handshakeTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000 },
+      (tlsSocket) => {
+        const key = peerKey(tlsSocket);
+        const slot = handshaking.get(key);
+        handshaking.delete(key);
+        if (!slot || slot.released) tlsSocket.destroy();
+        else serve(slot, tlsSocket);
+      },
+    );
+    // Node documents "connection" on a TLS server as the TCP stream, before the handshake.
+    tlsServer.on("connection", (raw: Socket) => {
+      const slot = onConnection(raw);
+      if (!slot) return;
+      const key = peerKey(raw);
+      handshaking.set(key, slot);
+      raw.once("close", () => {
+        if (handshaking.get(key) === slot) handshaking.delete(key);
+      });
+    });
     // A failed handshake is the client's problem; the server carries on.
     tlsServer.on("tlsClientError", (_err, socket) => socket.destroy());
     server = tlsServer;
   } else {
-    server = createNetServer(onSocket);
+    server = createNetServer((raw) => {
+      const slot = onConnection(raw);
+      if (slot) serve(slot, raw);
+    });
   }
-  server.maxConnections = opts.maxConnections ?? 1000;
+  // A backstop only: ended sockets still draining (LINGER_MS) hold no slot.
+  server.maxConnections = 2 * limits.maxConnections + REFUSAL_HEADROOM;
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -160,11 +437,25 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     host: opts.host,
     port,
     tls: opts.tls !== undefined,
-    remoteOf: (client) => remotes.get(client.conn),
+    remoteOf: (client) => remotes.get(client.conn as unknown as MeteredConnection),
+    beginRequest: (client) => {
+      const slot = slotOf(client);
+      if (!slot) return;
+      slot.inFlight++;
+      slot.state = "working";
+    },
+    endRequest: (client) => {
+      const slot = slotOf(client);
+      if (!slot) return;
+      slot.inFlight = Math.max(0, slot.inFlight - 1);
+      if (slot.inFlight === 0) slot.state = "answered";
+    },
+    connections: () => held,
     close: () =>
       (closing ??= (async () => {
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
+        for (const slot of [...slots.values()]) release(slot);
         for (const s of sockets) s.destroy();
         await serverClosed;
       })()),

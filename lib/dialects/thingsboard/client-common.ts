@@ -12,6 +12,7 @@ export type TbErrorCode =
   | "CONNECT" // could not reach or lost the server
   | "TLS" // the server's certificate did not verify, or a TLS setting is unusable
   | "REFUSED" // the server refused the session or the subscription
+  | "BUSY" // the server is throttling or full: CONNACK 3 / 0x89 / 0x97, HTTP 429 or 503; retried
   | "STATUS" // an HTTP or CoAP status that is not ThingsBoard's answer
   | "INVALID_ANSWER" // an answer that is not ThingsBoard's JSON
   | "CONFIG"; // this side's configuration cannot work
@@ -34,6 +35,8 @@ export class TbTransientError extends Error implements TbError {
   constructor(
     readonly code: TbErrorCode,
     message: string,
+    /** How long the server asked us to wait before the next attempt (HTTP Retry-After). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = "TbTransientError";

@@ -12,6 +12,21 @@ import {
   type TbExchangeOptions,
 } from "./client-common";
 
+/**
+ * Retry-After (RFC 9110 section 10.2.3): delay-seconds or an HTTP-date. Milliseconds from
+ * now, or undefined when absent or unreadable.
+ */
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  const v = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+}
+
 /** Answers larger than this are not ThingsBoard's: stop reading rather than buffer them. */
 const MAX_ANSWER_BYTES = 256 * 1024;
 
@@ -80,7 +95,13 @@ export const httpExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
         const status = res.statusCode ?? 0;
         if (status === 200 || status === 201) return finish(undefined, Buffer.concat(chunks));
         const msg = `${where} answered HTTP ${status}`;
-        // 5xx and 429 are the server's passing trouble; any other status means a wrong URL or proxy.
+        if (status === 429 || status === 503) {
+          // RFC 6585 section 4 and RFC 9110 section 15.6.4: throttled or overloaded; the
+          // Retry-After it sends is honoured by the retry loop.
+          const after = parseRetryAfter(res.headers["retry-after"]);
+          return finish(new TbTransientError("BUSY", `${msg}: busy, try later`, after));
+        }
+        // Other 5xx are the server's passing trouble; any other status means a wrong URL or proxy.
         finish(
           status >= 500 || status === 429
             ? new TbTransientError("STATUS", msg)

@@ -14,6 +14,12 @@ import {
 
 /** CONNACK codes that mean "you may not": retrying with the same settings cannot help. */
 const REFUSING_CONNACK = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
+/**
+ * CONNACK codes that mean "not now": MQTT 3.1.1 return code 3 (server unavailable), MQTT 5
+ * reason codes 0x88 (server unavailable), 0x89 (server busy), 0x97 (quota exceeded). A
+ * throttling server answers so; the retry policy tries again later.
+ */
+const BUSY_CONNACK = new Set([3, 0x88, 0x89, 0x97]);
 
 /**
  * One provisioning exchange over MQTT, on its own connection: ThingsBoard answers on the
@@ -65,9 +71,12 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     }
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
-        const refused = REFUSING_CONNACK.has(err.code);
         const msg = `${where} refused the connection (CONNACK ${err.code})`;
-        return finish(refused ? new TbFinalError("REFUSED", msg) : new TbTransientError("CONNECT", msg));
+        if (REFUSING_CONNACK.has(err.code)) return finish(new TbFinalError("REFUSED", msg));
+        if (BUSY_CONNACK.has(err.code)) {
+          return finish(new TbTransientError("BUSY", `${where} is busy, try later (CONNACK ${err.code})`));
+        }
+        return finish(new TbTransientError("CONNECT", msg));
       }
       finish(classifyNetworkError(err, where));
     });

@@ -15,7 +15,18 @@ import { startTbMqttAttached } from "./server-mqtt-attached";
 
 export type TbMqttConfig =
   | { mode: "off" }
-  | { mode: "embedded"; host: string; port: number; tls?: TlsOptions; closeAfterMs?: number }
+  | {
+      mode: "embedded";
+      host: string;
+      port: number;
+      tls?: TlsOptions;
+      closeAfterMs?: number;
+      /** Session slots and deadlines (startTbMqttServer's options of the same names). */
+      maxSessions?: number;
+      maxSessionsPerRemote?: number;
+      firstRequestMs?: number;
+      sessionLifetimeMs?: number;
+    }
   | { mode: "attached"; url: string; client?: IClientOptions };
 
 export interface TbHostConfig {
@@ -23,6 +34,8 @@ export interface TbHostConfig {
   coap?: { host: string; port: number };
   /** New MQTT connections per remote; requests are limited by the service's own limiter. */
   connectRate?: RateLimitOptions;
+  /** The service's own limiter: embedded MQTT charges it at CONNECT (see startTbMqttServer). */
+  serviceLimiter?: RateLimiter;
   onViolation?: (what: string, remote: string | undefined) => void;
   onAttachedState?: (state: AttachedState, detail?: string) => void;
 }
@@ -47,7 +60,12 @@ export async function startTbHost(service: TbProvisioningService, cfg: TbHostCon
         port: cfg.mqtt.port,
         tls: cfg.mqtt.tls,
         closeAfterMs: cfg.mqtt.closeAfterMs,
+        maxSessions: cfg.mqtt.maxSessions,
+        maxSessionsPerRemote: cfg.mqtt.maxSessionsPerRemote,
+        firstRequestMs: cfg.mqtt.firstRequestMs,
+        sessionLifetimeMs: cfg.mqtt.sessionLifetimeMs,
         connectLimiter: cfg.connectRate ? new RateLimiter(cfg.connectRate) : undefined,
+        serviceLimiter: cfg.serviceLimiter,
         onViolation: cfg.onViolation,
       });
       closers.push(() => m.close());

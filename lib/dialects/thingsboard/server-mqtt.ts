@@ -5,14 +5,45 @@
  * only provisions. Each answer is written to the asking client alone (never routed
  * through the topic tree), so devices waiting at the same time never see each other's
  * credentials. The session is closed some time after its answer, as ThingsBoard does.
+ *
+ * A session has one job, so its life is bounded whatever keepalive it asks for (see the
+ * broker's limits). Answers go out in the order the requests came; a request past the
+ * session's allowance is answered FAILURE, and the session is closed once every answer is
+ * flushed, so pipelined requests are never lost without an answer.
  */
 
 import type { AuthenticateError, Client, PublishPacket } from "aedes";
 import type { TlsOptions } from "node:tls";
-import { startEmbeddedBroker, type EmbeddedBroker } from "../../transports/embedded-broker";
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  startEmbeddedBroker,
+  type CutReason,
+  type EmbeddedBroker,
+} from "../../transports/embedded-broker";
 import type { RateLimiter } from "../../service/rate-limit";
 import type { TbProvisioningService } from "./server";
-import { encodeResponse, MAX_REQUEST_BYTES, PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
+import {
+  encodeResponse,
+  FAILURE_RESPONSE,
+  MAX_REQUEST_BYTES,
+  PROVISION_USERNAME,
+  TOPIC_REQUEST,
+  TOPIC_RESPONSE,
+} from "./wire";
+
+/** Session limits for ThingsBoard devices: they ask at once and leave after the answer. */
+export const TB_MQTT_SESSION_DEFAULTS = Object.freeze({
+  /** ThingsBoard closes a provisioning session 60 s after answering. */
+  closeAfterMs: 60000,
+  maxRequestsPerSession: 3,
+  maxSessions: DEFAULT_CONNECTION_LIMITS.maxConnections,
+  /** Enough for a gateway onboarding children 50 at a time, well short of all the slots. */
+  maxSessionsPerRemote: DEFAULT_CONNECTION_LIMITS.maxPerRemote,
+  /** A device publishes its request right after its SUBACK. */
+  firstRequestMs: DEFAULT_CONNECTION_LIMITS.firstRequestMs,
+  /** Covers the first request, a flow's decision and the 60 s ThingsBoard waits after answering. */
+  sessionLifetimeMs: DEFAULT_CONNECTION_LIMITS.maxLifetimeMs,
+});
 
 export interface TbMqttServerOptions {
   /** Bind address; default 127.0.0.1. */
@@ -23,14 +54,28 @@ export interface TbMqttServerOptions {
   tls?: TlsOptions;
   /** Close a session this long after answering it (ThingsBoard: 60 s). */
   closeAfterMs?: number;
-  /** Requests one session may make before it is disconnected (default 3). */
+  /** Requests one session may make; later ones are answered FAILURE, then it is closed (default 3). */
   maxRequestsPerSession?: number;
   /** Bytes one session may send in its life (default 4 x MAX_REQUEST_BYTES + 4 KiB). */
   maxSessionBytes?: number;
   /** Most simultaneous sessions (default 1000). */
   maxSessions?: number;
-  /** New connections per remote address; over it, the socket is closed unread. */
+  /** Most simultaneous sessions from one remote address (default 100). */
+  maxSessionsPerRemote?: number;
+  /** Time from CONNECT to the first request before the session is cut, ms (default 10 s). */
+  firstRequestMs?: number;
+  /** Longest life of a session, ms, whatever its keepalive (default 120 s). */
+  sessionLifetimeMs?: number;
+  /** Time from TCP connection to CONNECT, ms (default 10 s). */
+  connectTimeoutMs?: number;
+  /** New connections per remote address, counted at CONNECT; over it: CONNACK 3 (server unavailable). */
   connectLimiter?: RateLimiter;
+  /**
+   * The limiter the service was given. A session takes its token at CONNECT (over the rate:
+   * CONNACK 3, or 0x89 for MQTT 5), and its first request spends that same token, so a
+   * device let in is not throttled half way through.
+   */
+  serviceLimiter?: RateLimiter;
   /** Told (without secrets) when a session is cut for breaking the rules. */
   onViolation?: (what: string, remote: string | undefined) => void;
 }
@@ -41,13 +86,21 @@ export interface TbMqttServer {
   tls: boolean;
   /** Sessions connected now. */
   sessions(): number;
+  /** Connections holding a slot now, CONNECT received or not. */
+  connections(): number;
   close(): Promise<void>;
 }
 
 interface Session {
   requests: number;
   qos: 0 | 1;
+  /** Answers are written in request order, each after the one before. */
+  tail: Promise<void>;
+  /** Past its allowance: closed once every answer is flushed. */
+  closing: boolean;
 }
+
+const FAILURE_TEXT = encodeResponse(FAILURE_RESPONSE);
 
 function refusal(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -57,27 +110,46 @@ export async function startTbMqttServer(
   service: TbProvisioningService,
   opts: TbMqttServerOptions,
 ): Promise<TbMqttServer> {
-  const closeAfterMs = opts.closeAfterMs ?? 60000;
-  const maxRequests = opts.maxRequestsPerSession ?? 3;
+  const d = TB_MQTT_SESSION_DEFAULTS;
+  const closeAfterMs = opts.closeAfterMs ?? d.closeAfterMs;
+  const maxRequests = opts.maxRequestsPerSession ?? d.maxRequestsPerSession;
   const sessions = new WeakMap<Client, Session>();
   const closeTimers = new Set<NodeJS.Timeout>();
   const violation = (what: string, client: Client | null) =>
     opts.onViolation?.(what, client ? broker.remoteOf(client) : undefined);
 
-  const answer = (client: Client, session: Session, body: Buffer) => {
-    const remote = broker.remoteOf(client);
-    void service.handle(body, { transport: "mqtt", remote }).then(({ response }) => {
-      if (client.closed) return;
+  /** Writes one answer to this client alone; resolves once it is handed to the socket. */
+  const write = (client: Client, session: Session, text: string) =>
+    new Promise<void>((resolve) => {
+      if (client.closed) return resolve();
       const packet: PublishPacket = {
         cmd: "publish",
         topic: TOPIC_RESPONSE,
-        payload: Buffer.from(encodeResponse(response)),
+        payload: Buffer.from(text),
         qos: session.qos,
         dup: false,
         retain: false,
       };
       // Straight to this client: the topic tree is never asked who else listens.
-      client.publish(packet, () => undefined);
+      client.publish(packet, () => resolve());
+    });
+
+  const queue = (client: Client, session: Session, answer: Promise<string>, counted: boolean) => {
+    const mine = session.tail
+      .then(() => answer)
+      .then(
+        (text) => write(client, session, text),
+        () => write(client, session, FAILURE_TEXT),
+      );
+    session.tail = mine;
+    void mine.then(() => {
+      if (counted) broker.endRequest(client);
+      if (client.closed) return;
+      if (session.closing) {
+        // Only after the last answer queued: the ones after it are still to be written.
+        if (session.tail === mine) client.close();
+        return;
+      }
       const timer = setTimeout(() => {
         closeTimers.delete(timer);
         client.close();
@@ -87,14 +159,31 @@ export async function startTbMqttServer(
     });
   };
 
+  const cutMessages: Record<CutReason, string> = {
+    evicted: "idle session cut to make room",
+    "first-request deadline": "session cut: no request in time",
+    lifetime: "session cut: lifetime over",
+    throttled: "connection refused: over the rate limit",
+    full: "connection refused: every session slot is busy",
+  };
+
   // The hooks below only run for connections, which arrive after this assignment.
   const broker: EmbeddedBroker = await startEmbeddedBroker({
     host: opts.host ?? "127.0.0.1",
     port: opts.port,
     tls: opts.tls,
     maxConnectionBytes: opts.maxSessionBytes ?? 4 * MAX_REQUEST_BYTES + 4096,
-    maxConnections: opts.maxSessions,
-    admit: (remote) => !opts.connectLimiter || opts.connectLimiter.take(remote),
+    limits: {
+      maxConnections: opts.maxSessions ?? d.maxSessions,
+      maxPerRemote: opts.maxSessionsPerRemote ?? d.maxSessionsPerRemote,
+      firstRequestMs: opts.firstRequestMs ?? d.firstRequestMs,
+      maxLifetimeMs: opts.sessionLifetimeMs ?? d.sessionLifetimeMs,
+      connectTimeoutMs: opts.connectTimeoutMs,
+    },
+    admit: (remote) =>
+      (!opts.connectLimiter || opts.connectLimiter.take(remote)) &&
+      (!opts.serviceLimiter || opts.serviceLimiter.take(remote)),
+    onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
     hooks: {
       preConnect: (_client, packet, cb) => {
         // A will is a publish the session never asked permission for: it could forge a
@@ -104,7 +193,7 @@ export async function startTbMqttServer(
       },
       authenticate: (client, username, _password, done) => {
         if (username === PROVISION_USERNAME || client.id === PROVISION_USERNAME) {
-          sessions.set(client, { requests: 0, qos: 0 });
+          sessions.set(client, { requests: 0, qos: 0, tail: Promise.resolve(), closing: false });
           done(null, true);
         } else {
           done(refusal("this broker only serves provisioning sessions", 5), false);
@@ -128,16 +217,27 @@ export async function startTbMqttServer(
           return;
         }
         session.requests++;
-        if (session.requests > maxRequests) {
-          violation("too many requests in one session", client);
-          cb(new Error("too many requests in one session"));
-          return;
-        }
-        const body = packet.payload;
         // Nobody may subscribe to the request topic, so letting aedes route it costs nothing.
         packet.retain = false;
         cb(null);
-        answer(client, session, Buffer.isBuffer(body) ? body : Buffer.from(body));
+        if (session.requests > maxRequests) {
+          // Refusing the publish would make aedes drop the connection, and with it the
+          // answers still on their way: answer FAILURE instead and close after the last one.
+          if (session.requests === maxRequests + 1) violation("too many requests in one session", client);
+          session.closing = true;
+          queue(client, session, Promise.resolve(FAILURE_TEXT), false);
+          return;
+        }
+        if (session.requests === maxRequests) session.closing = true;
+        broker.beginRequest(client);
+        const remote = broker.remoteOf(client);
+        // The CONNECT paid for the first request; handle() takes the token back at once.
+        if (session.requests === 1) opts.serviceLimiter?.refund(remote);
+        const body = packet.payload;
+        const answer = service
+          .handle(Buffer.isBuffer(body) ? body : Buffer.from(body), { transport: "mqtt", remote })
+          .then(({ response }) => encodeResponse(response));
+        queue(client, session, answer, true);
       },
       // Nothing published by a client can reach a provisioning session.
       authorizeForward: (_client, packet) => (packet.topic === TOPIC_RESPONSE ? packet : null),
@@ -150,6 +250,7 @@ export async function startTbMqttServer(
     port: b.port,
     tls: b.tls,
     sessions: () => b.aedes.connectedClients,
+    connections: () => b.connections(),
     close: async () => {
       for (const t of closeTimers) clearTimeout(t);
       closeTimers.clear();
