@@ -4,6 +4,7 @@
  * the retry policy stops, transient ones are plain Errors and get retried.
  */
 import { FinalError } from "../../retry/run";
+import { describeTlsFailure, tlsFailureOf } from "../../transports/tls-failure";
 
 export type TbErrorCode =
   | "NOT_FOUND" // the server does not know the key/secret pair
@@ -77,23 +78,6 @@ export interface TbExchangeOptions {
 /** Sends one request body to `uri` and resolves with the raw answer body. */
 export type TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) => Promise<Buffer>;
 
-const TLS_CODES = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_REVOKED",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "CERT_SIGNATURE_FAILURE",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "ERR_OSSL_PEM_NO_START_LINE",
-  "ERR_OSSL_X509_KEY_VALUES_MISMATCH",
-]);
-
 /**
  * Maps a socket or TLS error to a TbError. A certificate that does not verify is final:
  * retrying cannot fix it, and a retry loop would hide the reason.
@@ -101,9 +85,8 @@ const TLS_CODES = new Set([
 export function classifyNetworkError(err: unknown, where: string): TbError {
   const e = err as { code?: unknown; message?: unknown; cause?: unknown };
   const code = typeof e?.code === "string" ? e.code : undefined;
-  if (code && (TLS_CODES.has(code) || code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS"))) {
-    return new TbFinalError("TLS", `TLS with ${where} failed: ${code}`);
-  }
+  const tls = tlsFailureOf(err);
+  if (tls) return new TbFinalError("TLS", describeTlsFailure(tls, where));
   if (e?.cause && e.cause !== err) return classifyNetworkError(e.cause, where);
   const detail = code ?? (typeof e?.message === "string" ? e.message : "error");
   return new TbTransientError("CONNECT", `cannot reach ${where}: ${detail}`);

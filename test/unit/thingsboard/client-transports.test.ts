@@ -184,6 +184,21 @@ test("MQTTS: verified by default; another CA is refused; accepted only with veri
       ),
       "TLS",
     );
+    // The error says what failed, in words a person can act on.
+    await assert.rejects(
+      provision(input(url, profile, { deviceName: "tls-other-2" }), {
+        tls: { ca: otherPki.caCert },
+        policy: FAST,
+      }),
+      /TLS with mqtts:\/\/.+ failed: the server's certificate is not signed by a CA this side trusts/,
+    );
+    await assert.rejects(
+      provision(input(url, profile, { deviceName: "tls-host" }), {
+        tls: { ca: pki.caCert, servername: "other.test" },
+        policy: FAST,
+      }),
+      /failed: the server's certificate is for another host name/,
+    );
     assert.equal(profile.requests.length, 1, "nothing was sent to an unverified server");
     const off = await provision(input(url, profile, { deviceName: "tls-off" }), {
       tls: { ca: otherPki.caCert, rejectUnauthorized: false },
