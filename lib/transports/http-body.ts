@@ -125,9 +125,20 @@ export function readRequestBody(req: IncomingMessage, limits: BodyLimits): Promi
 }
 
 /**
+ * How long a cut sender is still read (and the bytes thrown away) after its answer went
+ * out: closing a socket with unread data makes the kernel send RST, and a client still
+ * writing its body then loses the answer it has not read yet. This is the "lingering
+ * close" of RFC 9112 section 9.6; the wait is bounded so that a slow sender cannot hold it.
+ */
+const LINGER_MS = 2000;
+
+/**
  * Sends one answer: the body's length is declared, nothing is cached; `close` asks the
- * client to open a new connection, and `cut` also destroys the socket once the answer is
- * out (the rest of the body is then never read).
+ * client to open a new connection. `cut` is for a body left unread: the whole answer is
+ * written at once, but the response only ends once the client's body has ended (thrown
+ * away, never kept) or LINGER_MS have passed, and then the socket is destroyed. Ending it
+ * at once would let Node's server destroy the socket while the client still writes
+ * (destroySoon in lib/_http_server.js, for a client that sent "Connection: close").
  */
 export function sendAnswer(
   res: ServerResponse,
@@ -137,6 +148,7 @@ export function sendAnswer(
   opts: { close?: boolean; cut?: boolean } = {},
 ): void {
   if (res.headersSent || res.destroyed) return;
+  const req = res.req as IncomingMessage | undefined;
   const out: Record<string, string | number> = {
     ...headers,
     "content-length": Buffer.byteLength(body),
@@ -144,9 +156,24 @@ export function sendAnswer(
   };
   if (opts.close || opts.cut) out.connection = "close";
   res.writeHead(status, out);
-  res.end(body);
-  if (opts.cut) {
-    const req = res.req as IncomingMessage | undefined;
-    res.on("finish", () => (req?.socket ?? res.socket)?.destroy());
+  if (!opts.cut || !req || req.complete) {
+    res.end(body);
+    return;
   }
+  res.write(body);
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    res.end();
+  };
+  const timer = setTimeout(() => {
+    end();
+    req.socket.destroy();
+  }, LINGER_MS);
+  timer.unref?.();
+  req.once("end", end);
+  req.once("close", end);
+  req.resume();
 }

@@ -53,7 +53,7 @@ export function send(url: string, r: RawRequest = {}): Promise<RawAnswer> {
       // A server that answers and then cuts a sender still writing is expected here.
       if (answered) return;
       clearTimeout(timer);
-      reject(err);
+      reject(new Error(`${r.method ?? "POST"} ${url}: ${err.message}`));
     });
     if (r.partial !== undefined) req.write(r.partial);
     else req.end(r.body);
