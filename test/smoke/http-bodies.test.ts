@@ -290,6 +290,16 @@ for (const rt of runtimes()) {
         assert.match(second, /\r\nretry-after: 2\r\n/i);
         assert.match(second, /"status":"FAILURE"/);
       });
+
+      test("the claim goes with our nodes: after they are removed, the path is Node-RED's again", async () => {
+        await deploy({ ...nr, url: nr.url + v.admin }, [{ id: "hb-tab", type: "tab", label: "empty" }]);
+        const res = await send(tbUrl(), { headers: { "content-type": "application/json" }, body: "{}" });
+        assert.equal(res.status, 404);
+        // The editor's parser reads this body again: nothing of ours is left in front of it.
+        const bad = await send(tbUrl(), { headers: { "content-type": "application/json" }, body: "{" });
+        assert.equal(bad.status, 400);
+        assert.doesNotMatch(bad.text, /FAILURE/);
+      });
     });
   }
 }
