@@ -136,7 +136,8 @@ const LINGER_MS = 2000;
  * Sends one answer: the body's length is declared, nothing is cached; `close` asks the
  * client to open a new connection. `cut` is for a body left unread: the whole answer is
  * written at once, but the response only ends once the client's body has ended (thrown
- * away, never kept) or LINGER_MS have passed, and then the socket is destroyed. Ending it
+ * away, never kept) and the connection then closes, or LINGER_MS have passed and the
+ * socket is destroyed. Ending it
  * at once would let Node's server destroy the socket while the client still writes
  * (destroySoon in lib/_http_server.js, for a client that sent "Connection: close").
  */
