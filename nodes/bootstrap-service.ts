@@ -18,6 +18,7 @@ import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/main
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
 import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
+import { formatCounts, LogSummary } from "./shared/log-summary";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ServiceDef extends NodeDef {
@@ -67,6 +68,18 @@ export = function (RED: NodeAPI) {
     let statusTimer: NodeJS.Timeout | undefined;
     let closed = false;
     let modes: string[] = [];
+    // Bad HTTP requests: one log line per minute with counts per reason, never their bytes.
+    const refusals = new LogSummary((line) =>
+      node.warn(
+        line.first !== undefined
+          ? RED._(S + "warn.refused-first", { reason: line.first, seconds: line.seconds })
+          : RED._(S + "warn.refused-summary", {
+              total: line.total ?? 0,
+              seconds: line.seconds,
+              reasons: formatCounts(line.counts ?? {}),
+            }),
+      ),
+    );
 
     const fail = (text: string) => {
       node.status({ fill: "red", shape: "ring", text: RED._(S + "status.failed") });
@@ -176,11 +189,12 @@ export = function (RED: NodeAPI) {
       }
       if (closed) return;
       service = s;
-      unmountHttp = mountOnHttpNode(
-        RED,
-        "use",
-        bootstrapHandler(s, { basePath: (config.basePath ?? "").trim() }),
-      );
+      const handler = bootstrapHandler(s, {
+        basePath: (config.basePath ?? "").trim(),
+        onRefused: (reason) => refusals.count(reason),
+      });
+      // The claim keeps Node-RED's admin body parsers away from these requests.
+      unmountHttp = mountOnHttpNode(RED, "use", handler, handler.claims);
       if (!unmountHttp) node.warn(RED._(S + "errors.no-http"));
       else if (httpNodeAuthOn(RED)) node.warn(RED._(S + "warn.node-auth"));
       if (!modes.includes("secure") && !modes.includes("gcm")) node.warn(RED._(S + "warn.plain-only"));
@@ -209,6 +223,7 @@ export = function (RED: NodeAPI) {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
       unmountHttp?.();
+      refusals.close();
       void started.then(() => {
         node.status({});
         done();

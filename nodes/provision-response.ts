@@ -18,6 +18,7 @@ import { RegistryError } from "../lib/service/registry";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
 import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
+import { formatCounts, LogSummary } from "./shared/log-summary";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ProvisionResponseDef extends NodeDef {
@@ -113,7 +114,19 @@ export = function (RED: NodeAPI) {
     let closed = false;
     let labels: string[] = [];
     let statusTimer: NodeJS.Timeout | undefined;
-    let lastViolationLog = 0;
+    // Refusals of peers (cut MQTT sessions, bad HTTP requests): one log line per minute
+    // with counts per reason, never what the peer sent.
+    const refusals = new LogSummary((line) =>
+      node.warn(
+        line.first !== undefined
+          ? RED._("provision-response.warn.refused-first", { reason: line.first, seconds: line.seconds })
+          : RED._("provision-response.warn.refused-summary", {
+              total: line.total ?? 0,
+              seconds: line.seconds,
+              reasons: formatCounts(line.counts ?? {}),
+            }),
+      ),
+    );
     const pending = new PendingDecisions(num(config.decideTimeout, 10, 0.1) * 1000);
     let unmountHttp: (() => void) | undefined;
     const httpPath = (config.httpPath || HTTP_PATH).trim();
@@ -228,12 +241,7 @@ export = function (RED: NodeAPI) {
           mqtt,
           coap,
           serviceLimiter: ready.limiter,
-          onViolation: (what, remote) => {
-            const now = Date.now();
-            if (now - lastViolationLog < 10000) return;
-            lastViolationLog = now;
-            node.warn(RED._("provision-response.errors.violation", { what, remote: remote ?? "?" }));
-          },
+          onViolation: (what) => refusals.count(`mqtt: ${what}`),
           onAttachedState: (state, detail) => {
             if (state === "connected") showStatus();
             else if (state === "error")
@@ -253,7 +261,11 @@ export = function (RED: NodeAPI) {
         return fail(RED._("provision-response.errors.start", { detail: (err as Error).message }));
       }
       if (config.http) {
-        unmountHttp = mountOnHttpNode(RED, { post: httpPath }, tbHttpHandler(service));
+        const handler = tbHttpHandler(service, {
+          retryAfterSeconds: ready.limiter.retryAfterSeconds,
+          onRefused: (reason) => refusals.count(`http: ${reason}`),
+        });
+        unmountHttp = mountOnHttpNode(RED, { post: httpPath }, handler);
         if (unmountHttp) labels.push("http");
         else node.warn(RED._("provision-response.errors.no-http"));
         if (unmountHttp && httpNodeAuthOn(RED)) node.warn(RED._("provision-response.warn.node-auth"));
@@ -290,6 +302,7 @@ export = function (RED: NodeAPI) {
       if (statusTimer) clearTimeout(statusTimer);
       pending.cancelAll("node closed");
       unmountHttp?.();
+      refusals.close();
       void started
         .then(() => host?.close())
         .catch(() => undefined)

@@ -32,6 +32,11 @@ export class RateLimiter {
     this.maxRemotes = opts.maxRemotes ?? 10000;
   }
 
+  /** Seconds until a refused remote has a token again (for Retry-After). */
+  get retryAfterSeconds(): number {
+    return this.enabled ? 1 / this.opts.perSecond : 1;
+  }
+
   get enabled(): boolean {
     return this.opts.perSecond > 0;
   }

@@ -314,7 +314,7 @@ describe("provision-response node", () => {
     assert.equal(JSON.parse((await nextMessages(good))[0].payload).status, "SUCCESS");
     good.client.end(true);
     const warned = JSON.stringify(srv.warn.args);
-    assert.match(warned, /provision-response.errors.violation/);
+    assert.match(warned, /provision-response.warn.refused-first/);
     assertNoSecrets(allLogs("srv", "prof"));
   });
 

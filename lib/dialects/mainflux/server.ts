@@ -11,6 +11,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import type { RateLimiter } from "../../service/rate-limit";
+import { readRequestBody, sendAnswer, type BodyRefusal } from "../../transports/http-body";
+import { parseJsonBounded } from "../../util/json-limits";
 import { secretsEqual } from "../../util/secrets";
 import {
   cfbEncrypt,
@@ -301,12 +304,10 @@ export class MainfluxBootstrapService {
   private parseBody(req: ServiceRequest): { value: Record<string, unknown> } | Answer {
     if (!(req.contentType ?? "").includes(JSON_TYPE))
       return json(415, errorJson(M.validation, M.contentType));
-    let v: unknown;
-    try {
-      v = JSON.parse((req.body ?? Buffer.alloc(0)).toString("utf8"));
-    } catch {
-      return json(400, errorJson(M.validation, M.malformed));
-    }
+    // Bounded in size and depth (lib/util/json-limits): a deep body is malformed, not a 500.
+    const parsed = parseJsonBounded(req.body ?? Buffer.alloc(0), { maxBytes: MAX_MANAGE_BODY_BYTES });
+    if (!parsed.ok) return json(400, errorJson(M.validation, M.malformed));
+    const v = parsed.value;
     if (typeof v !== "object" || v === null || Array.isArray(v))
       return json(400, errorJson(M.validation, M.malformed));
     return { value: v as Record<string, unknown> };
@@ -394,74 +395,72 @@ export function viewOf(c: StoredConfig): Record<string, unknown> {
   return v;
 }
 
-type ReadBody = { ok: true; body: Buffer } | { ok: false; cut: boolean };
-
-/** Reads up to `limit` bytes; a larger body is drained (or cut when absurd) and not kept. */
-export function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"]);
-    if (Number.isFinite(declared) && declared > limit * 16) {
-      resolve({ ok: false, cut: true });
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = Number.isFinite(declared) && declared > limit;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) over = true;
-      if (!over) chunks.push(c);
-      if (size > limit * 16) {
-        req.removeAllListeners("data");
-        req.pause();
-        resolve({ ok: false, cut: true });
-      }
-    });
-    req.on("end", () =>
-      resolve(over ? { ok: false, cut: false } : { ok: true, body: Buffer.concat(chunks) }),
-    );
-    req.on("error", reject);
-  });
+function send(res: ServerResponse, a: Answer, opts: { close?: boolean; cut?: boolean } = {}): void {
+  sendAnswer(res, a.status, a.headers, a.body, opts);
 }
 
-function send(res: ServerResponse, a: Answer, close = false): void {
-  if (res.headersSent) return;
-  const headers: Record<string, string | number> = {
-    ...a.headers,
-    "content-length": a.body.length,
-    "cache-control": "no-store",
-  };
-  if (close) headers.connection = "close";
-  res.writeHead(a.status, headers);
-  res.end(a.body);
-}
+/** Why a request was refused by the HTTP adapter: fixed words, never request content. */
+export type HttpRefusal = BodyRefusal | "throttled";
 
 export interface HandlerOptions {
   /** A path prefix the endpoints live under (e.g. "/bootstrap"); "" by default. */
   basePath?: string;
   maxBodyBytes?: number;
+  /**
+   * Per-remote flood protection of every endpoint: a request over the rate is answered
+   * 429 with Retry-After (RFC 6585 section 4) before anything else is looked at.
+   */
+  limiter?: RateLimiter;
+  /** Retry-After of a 429 that does not carry its own, in seconds (default 1). */
+  retryAfterSeconds?: number;
+  /** Called once per refused request with a fixed reason. */
+  onRefused?: (reason: HttpRefusal) => void;
 }
 
 type Next = (err?: unknown) => void;
 
+export type BootstrapHandler = ((req: IncomingMessage, res: ServerResponse, next?: Next) => void) & {
+  /** True for the requests this handler serves (method, URL below the mount point). */
+  claims: (method: string, url: string) => boolean;
+};
+
 /**
  * A request handler for node:http, or Express middleware (Node-RED's httpNode): paths
- * that are not this service's go to `next` (or get a 404 without one).
+ * that are not this service's go to `next` (or get a 404 without one). Bodies are read
+ * by lib/transports/http-body within `maxBodyBytes`, and only for the management
+ * endpoints, after their token was checked.
  */
 export function bootstrapHandler(
   service: MainfluxBootstrapService,
   opts: HandlerOptions = {},
-): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+): BootstrapHandler {
   const base = (opts.basePath ?? "").replace(/\/+$/, "");
   const limit = opts.maxBodyBytes ?? MAX_MANAGE_BODY_BYTES;
-  return (req, res, next) => {
+  const retryAfter = String(Math.max(1, Math.ceil(opts.retryAfterSeconds ?? 1)));
+  const pathOf = (url: string): string | undefined => {
+    if (base && !(url === base || url.startsWith(base + "/") || url.startsWith(base + "?"))) return undefined;
+    return url.slice(base.length) || "/";
+  };
+  const ours = (url: string): Route | undefined => {
+    const path = pathOf(url);
+    if (path === undefined) return undefined;
+    const r = route(path);
+    if (r.kind === "none" || (r.kind !== "bootstrap" && !service.managementEnabled)) return undefined;
+    return r;
+  };
+  const throttled = (): Answer =>
+    json(429, errorJson(M.validation, "too many requests from this address"), { "retry-after": retryAfter });
+  const handler = (req: IncomingMessage, res: ServerResponse, next?: Next) => {
     const url = req.url ?? "/";
     const pass = () => (next ? next() : send(res, json(404, errorJson("not found"))));
-    if (base && !(url === base || url.startsWith(base + "/") || url.startsWith(base + "?"))) return pass();
-    const path = url.slice(base.length) || "/";
-    const r = route(path);
-    if (r.kind === "none" || (r.kind !== "bootstrap" && !service.managementEnabled)) return pass();
+    const r = ours(url);
+    if (!r) return pass();
+    const path = pathOf(url) as string;
     const remote = req.socket.remoteAddress;
+    if (opts.limiter && !opts.limiter.take(remote)) {
+      opts.onRefused?.("throttled");
+      return send(res, throttled(), { close: true });
+    }
     void (async () => {
       try {
         let body: Buffer | undefined;
@@ -469,12 +468,18 @@ export function bootstrapHandler(
         if (r.kind !== "bootstrap" && (method === "POST" || method === "PUT")) {
           // The token is checked before a body is read from anyone.
           const denied = service.checkToken(header(req, "authorization"));
-          if (denied) return send(res, denied, true);
-          const read = await readBody(req, limit);
+          if (denied) return send(res, denied, { close: true });
+          const read = await readRequestBody(req, { maxBytes: limit });
           if (!read.ok) {
-            send(res, json(413, errorJson(M.validation, `request body larger than ${limit} bytes`)), true);
-            if (read.cut) res.on("finish", () => req.socket.destroy());
-            return;
+            opts.onRefused?.(read.reason);
+            if (read.reason === "aborted") return void req.socket.destroy();
+            const answer =
+              read.reason === "encoding"
+                ? json(415, errorJson(M.contentType, "only identity content coding is accepted"))
+                : read.reason === "unreadable"
+                  ? json(400, errorJson(M.validation, M.malformed))
+                  : json(413, errorJson(M.validation, `request body larger than ${limit} bytes`));
+            return send(res, answer, { close: true, cut: read.cut });
           }
           body = read.body;
         }
@@ -487,12 +492,18 @@ export function bootstrapHandler(
           remote,
         });
         if (!answer) return pass();
+        if (answer.status === 429) {
+          opts.onRefused?.("throttled");
+          if (!Object.keys(answer.headers).some((h) => h.toLowerCase() === "retry-after"))
+            answer.headers["retry-after"] = retryAfter;
+        }
         send(res, answer);
       } catch {
-        send(res, json(500, errorJson("internal error")), true);
+        send(res, json(500, errorJson("internal error")), { close: true });
       }
     })();
   };
+  return Object.assign(handler, { claims: (_method: string, url: string) => ours(url) !== undefined });
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

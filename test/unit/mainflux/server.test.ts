@@ -8,6 +8,17 @@ import {
   gcmKey,
 } from "../../../lib/dialects/mainflux/crypto";
 import { MAX_MANAGE_BODY_BYTES } from "../../../lib/dialects/mainflux/wire";
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
+import {
+  bootstrapHandler,
+  MainfluxBootstrapService,
+  type HandlerOptions,
+} from "../../../lib/dialects/mainflux/server";
+import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
+import { RateLimiter } from "../../../lib/service/rate-limit";
+import { MemoryBackend } from "../../../lib/stores/memory";
 import {
   CFB_KEY,
   curl,
@@ -323,6 +334,172 @@ describe("mainflux bootstrap service: options and failures", () => {
       assert.equal(miss.status, 404);
     } finally {
       await svc.close();
+    }
+  });
+});
+
+/** A service behind bootstrapHandler with `opts`; `before` may touch each request first. */
+async function handlerServer(
+  opts: HandlerOptions,
+  before?: (req: IncomingMessage, res: ServerResponse, go: () => void) => void,
+) {
+  const service = new MainfluxBootstrapService({
+    registry: new ConfigRegistry(new MemoryBackend()),
+    managementToken: TOKEN,
+  });
+  await service.registry.add(SAMPLE_CONFIG);
+  const handler = bootstrapHandler(service, opts);
+  const server = createServer((req, res) =>
+    before ? before(req, res, () => handler(req, res)) : handler(req, res),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    handler,
+    service,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** Sends headers and `first`, never the rest of the declared body; resolves with the answer. */
+function answerBeforeBody(
+  url: string,
+  headers: Record<string, string | number>,
+  first: Buffer | string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", headers, agent: false });
+    const timer = setTimeout(() => reject(new Error("no answer before the body was sent")), 10000);
+    req.on("response", (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c.toString()));
+      res.on("end", () => {
+        clearTimeout(timer);
+        req.destroy();
+        resolve({ status: res.statusCode ?? 0, text });
+      });
+    });
+    req.on("error", () => undefined);
+    req.write(first);
+  });
+}
+
+describe("mainflux bootstrap service over HTTP: bodies within limits, throttling answered", () => {
+  const auth = `Bearer ${TOKEN}`;
+
+  it("429 with Retry-After for requests over the rate limit (curl)", async () => {
+    let t = 0;
+    const limiter = new RateLimiter({ perSecond: 1 / 3, burst: 1 }, () => t);
+    const s = await handlerServer({ limiter, retryAfterSeconds: 3 });
+    try {
+      const url = `${s.url}/things/bootstrap/${enc(EXTERNAL_ID)}`;
+      const args = ["-H", `Authorization: Thing ${EXTERNAL_KEY}`, url];
+      assert.equal((await curl(args)).status, 200);
+      const r = await curl(args);
+      assert.equal(r.status, 429);
+      assert.match(r.headers, /\r\nretry-after: 3(\r\n|$)/i);
+      assert.equal(typeof body(r.body).message, "string");
+      t = 3000;
+      assert.equal((await curl(args)).status, 200);
+    } finally {
+      s.close();
+    }
+  });
+
+  it("a 429 from the service (its brute-force limit) gets a Retry-After even when it set none", async () => {
+    const s = await handlerServer({ retryAfterSeconds: 7 });
+    s.service.handle = () =>
+      Promise.resolve({
+        status: 429,
+        headers: { "content-type": "application/json" },
+        body: Buffer.from("{}"),
+      });
+    try {
+      const r = await curl(["-H", `Authorization: Thing ${EXTERNAL_KEY}`, `${s.url}/things/bootstrap/x`]);
+      assert.equal(r.status, 429);
+      assert.match(r.headers, /\r\nretry-after: 7(\r\n|$)/i);
+    } finally {
+      s.close();
+    }
+  });
+
+  it("management: gzip is 415 and an oversized body 413 before either is read; deep JSON is 400", async () => {
+    const refused: string[] = [];
+    const s = await handlerServer({ onRefused: (r) => refused.push(r) });
+    try {
+      const headers = { authorization: auth, "content-type": "application/json" };
+      const gz = await answerBeforeBody(
+        `${s.url}/things/configs`,
+        { ...headers, "content-encoding": "gzip", "content-length": 100000 },
+        gzipSync("{}").subarray(0, 5),
+      );
+      assert.equal(gz.status, 415);
+      assert.equal(JSON.parse(gz.text).message, "unsupported content type");
+      const big = await answerBeforeBody(
+        `${s.url}/things/configs`,
+        { ...headers, "content-length": 4_800_000 },
+        "{",
+      );
+      assert.equal(big.status, 413);
+      assert.deepEqual(refused, ["encoding", "too-large"]);
+      const deep = await curl([
+        "-X",
+        "POST",
+        "-H",
+        `Authorization: ${auth}`,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        `{"external_id":${"[".repeat(20000)}${"]".repeat(20000)}}`,
+        `${s.url}/things/configs`,
+      ]);
+      assert.equal(deep.status, 400);
+      assert.equal(body(deep.body).error, "malformed entity specification");
+    } finally {
+      s.close();
+    }
+  });
+
+  it("management answers a body a parser already read (the stream has ended)", async () => {
+    const s = await handlerServer({}, (req, _res, go) => {
+      // As body-parser's json leaves a request: stream read to its end, body parsed.
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        Object.assign(req, { _body: true, body: JSON.parse(Buffer.concat(chunks).toString() || "{}") });
+        go();
+      });
+    });
+    try {
+      const r = await curl([
+        "-X",
+        "PUT",
+        "-H",
+        `Authorization: ${auth}`,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        '{"state":1}',
+        `${s.url}/things/state/${enc(THING_ID)}`,
+      ]);
+      assert.equal(r.status, 200);
+    } finally {
+      s.close();
+    }
+  });
+
+  it("claims exactly the requests it serves", async () => {
+    const s = await handlerServer({ basePath: "/bs" });
+    try {
+      assert.equal(s.handler.claims("POST", "/bs/things/configs"), true);
+      assert.equal(s.handler.claims("GET", "/bs/things/bootstrap/x"), true);
+      assert.equal(s.handler.claims("POST", "/things/configs"), false);
+      assert.equal(s.handler.claims("POST", "/bs/other"), false);
+    } finally {
+      s.close();
     }
   });
 });

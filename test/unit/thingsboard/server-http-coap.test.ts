@@ -3,17 +3,23 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { startTbCoapServer } from "../../../lib/dialects/thingsboard/server-coap";
-import { tbHttpHandler } from "../../../lib/dialects/thingsboard/server-http";
+import { tbHttpHandler, type TbHttpOptions } from "../../../lib/dialects/thingsboard/server-http";
+import { RateLimiter } from "../../../lib/service/rate-limit";
 import type { TbProvisioningService } from "../../../lib/dialects/thingsboard/server";
 import { freeUdpPort } from "../../support/ports";
 import { run } from "../../support/process";
+import { gzipSync } from "node:zlib";
+import { request as httpRequest } from "node:http";
 import { makeService, request } from "../../support/tbserve-fixtures";
 
 const FAILURE = '{"status":"FAILURE","errorMsg":"Failed to provision device!"}';
 const NOT_FOUND = '{"status":"NOT_FOUND","errorMsg":"Provision data was not found!"}';
 
-async function httpServer(service: TbProvisioningService): Promise<{ url: string; server: Server }> {
-  const handler = tbHttpHandler(service);
+async function httpServer(
+  service: TbProvisioningService,
+  opts: TbHttpOptions = {},
+): Promise<{ url: string; server: Server }> {
+  const handler = tbHttpHandler(service, opts);
   const server = createServer((req, res) => {
     if (req.method === "POST" && req.url === "/api/v1/provision") handler(req, res);
     else res.writeHead(404).end();
@@ -100,6 +106,120 @@ function coapAnswer(stdout: string): { code: string; body: string } {
   assert.ok(m, stdout);
   return { code: m[1], body: m[2] ?? "" };
 }
+
+/** Sends headers and `first`, never the rest of the declared body; resolves with the answer. */
+function answerBeforeBody(
+  url: string,
+  headers: Record<string, string | number>,
+  first: Buffer | string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", headers, agent: false });
+    const timer = setTimeout(() => reject(new Error("no answer before the body was sent")), 10000);
+    req.on("response", (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c.toString()));
+      res.on("end", () => {
+        clearTimeout(timer);
+        req.destroy();
+        resolve({ status: res.statusCode ?? 0, text });
+      });
+    });
+    req.on("error", () => undefined);
+    req.write(first);
+  });
+}
+
+describe("ThingsBoard over HTTP: bodies read within limits, throttling answered", () => {
+  it("429 with Retry-After for a request over the rate limit (curl), then served again", async () => {
+    let t = 0;
+    const limiter = new RateLimiter({ perSecond: 0.5, burst: 1 }, () => t);
+    const { service, audits } = makeService({ limiter });
+    const { url, server } = await httpServer(service, { retryAfterSeconds: 2 });
+    try {
+      const args = [
+        "-s",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "@-",
+        url,
+      ];
+      const first = await run("curl", args, { input: request({ deviceName: "r1" }) });
+      assert.match(first.stdout.toString(), /^HTTP\/1\.1 200 /);
+      const second = (await run("curl", args, { input: request({ deviceName: "r2" }) })).stdout.toString();
+      assert.match(second, /^HTTP\/1\.1 429 /);
+      assert.match(second, /\r\nretry-after: 2\r\n/i);
+      assert.ok(second.endsWith(FAILURE));
+      assert.equal(audits.at(-1)?.reason, "throttled");
+      t = 2000;
+      const third = (await run("curl", args, { input: request({ deviceName: "r2" }) })).stdout.toString();
+      assert.match(third, /^HTTP\/1\.1 200 /);
+      assert.match(third, /"status":"SUCCESS"/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it("refuses a gzip body and an oversized one before reading them; reads any content type", async () => {
+    const { service } = makeService();
+    const refused: string[] = [];
+    const { url, server } = await httpServer(service, { onRefused: (r) => refused.push(r) });
+    try {
+      const gz = await answerBeforeBody(
+        url,
+        { "content-type": "application/json", "content-encoding": "gzip", "content-length": 100000 },
+        gzipSync(request()).subarray(0, 10),
+      );
+      assert.deepEqual(gz, { status: 200, text: FAILURE });
+      const big = await answerBeforeBody(
+        url,
+        { "content-type": "application/json", "content-length": 4_800_000 },
+        '{"provisionDeviceKey":"',
+      );
+      assert.deepEqual(big, { status: 200, text: FAILURE });
+      assert.deepEqual(refused, ["encoding", "too-large"]);
+      const plain = await fetch(url, { method: "POST", body: request({ deviceName: "no-type" }) });
+      assert.equal(JSON.parse(await plain.text()).status, "SUCCESS");
+      const deep = await post(url, "[".repeat(20000) + "]".repeat(20000));
+      assert.deepEqual([deep.status, deep.text], [200, FAILURE]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it("uses what a body parser left on the request, a deep object included, without a 500", async () => {
+    const { service } = makeService();
+    const handler = tbHttpHandler(service);
+    let parsed: unknown;
+    const server = createServer((req, res) => {
+      // As body-parser leaves a request it has read (express.json: _body and body set).
+      req.resume();
+      req.on("end", () => {
+        Object.assign(req, { _body: true, body: parsed });
+        handler(req, res);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/provision`;
+    try {
+      parsed = JSON.parse(request({ deviceName: "parsed" }));
+      assert.equal(JSON.parse((await post(url, "ignored")).text).status, "SUCCESS");
+      let deep: unknown = [];
+      for (let i = 0; i < 20000; i++) deep = [deep];
+      parsed = deep;
+      assert.deepEqual(await post(url, "ignored"), { status: 200, text: FAILURE, type: "application/json" });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
 
 describe("ThingsBoard provisioning over CoAP (libcoap's coap-client)", () => {
   it("answers 2.01 on SUCCESS and 4.00 with the same JSON otherwise", async () => {
