@@ -44,6 +44,8 @@ export class CoapTcpServer extends EventEmitter {
   private held = 0;
   private readonly perAddress = new Map<string, number>();
   private readonly refusedSockets = new WeakSet<Socket>();
+  /** Every admitted TCP socket, so close() can also end those still in the TLS handshake. */
+  private readonly sockets = new Set<Socket>();
   private refusedTotal = 0;
   private refusedSinceReport = 0;
   private lastRefusalReport = 0;
@@ -144,6 +146,8 @@ export class CoapTcpServer extends EventEmitter {
     const closed = once(this.server, "close").then(() => undefined);
     this.server.close();
     await Promise.all([...this.connections].map((c) => c.release("server shutting down")));
+    // What is left never finished its TLS handshake: nothing to release, just close it.
+    for (const s of this.sockets) s.destroy();
     await closed;
   }
 
@@ -166,7 +170,9 @@ export class CoapTcpServer extends EventEmitter {
     }
     this.held++;
     this.perAddress.set(addr, fromAddr + 1);
+    this.sockets.add(raw);
     raw.once("close", () => {
+      this.sockets.delete(raw);
       this.held--;
       const left = (this.perAddress.get(addr) ?? 1) - 1;
       if (left > 0) this.perAddress.set(addr, left);

@@ -332,3 +332,17 @@ describe("coaps+tcp listener: the TLS policy", () => {
     }
   });
 });
+
+describe("coaps+tcp listener: close()", () => {
+  it("also ends connections still in (or never starting) their TLS handshake", async () => {
+    const server = tlsServer({ inactivityTimeoutMs: 60000 });
+    server.on("error", () => undefined);
+    const { port } = await server.listen(0, "127.0.0.1");
+    const silent = netConnect({ host: "127.0.0.1", port });
+    silent.on("error", () => undefined);
+    await once(silent, "connect");
+    const gone = new Promise<void>((r) => silent.once("close", () => r()));
+    await within<void>(10000, "close() to finish", (resolve) => void server.close().then(resolve));
+    await within<void>(5000, "the silent socket to be closed", (resolve) => void gone.then(resolve));
+  });
+});
