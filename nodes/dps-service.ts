@@ -12,6 +12,19 @@ interface ServiceDef extends NodeDef {
   port?: string | number;
   tls?: string;
   groups?: string[] | string;
+  maxConnections?: string | number;
+  maxConnectionsPerAddress?: string | number;
+}
+
+/** Defaults of the connection caps (lib/transports/coap-tcp/server.ts has the same). */
+const DEFAULT_MAX_CONNECTIONS = 1000;
+const DEFAULT_MAX_PER_ADDRESS = 50;
+
+/** A whole number from 1; an empty field (flows made before the setting) is the default. */
+function cap(v: string | number | undefined, dflt: number): number | undefined {
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 1 ? n : undefined;
 }
 
 /** What a dps-enrollment-group config node holds at run time. */
@@ -59,6 +72,10 @@ export = function (RED: NodeAPI) {
     if (!problem && groups.length === 0) problem = RED._(S + "errors.no-groups");
     if (!problem && !(Number.isInteger(port) && port >= 0 && port < 65536))
       problem = RED._(S + "errors.port");
+    const maxConnections = cap(config.maxConnections, DEFAULT_MAX_CONNECTIONS);
+    const maxConnectionsPerAddress = cap(config.maxConnectionsPerAddress, DEFAULT_MAX_PER_ADDRESS);
+    if (!problem && (maxConnections === undefined || maxConnectionsPerAddress === undefined))
+      problem = RED._(S + "errors.limits");
     const tlsNode = config.tls ? (RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null) : null;
     if (!problem && (!tlsNode || typeof tlsNode.addTLSOptions !== "function"))
       problem = RED._(S + "errors.tls-missing");
@@ -92,6 +109,8 @@ export = function (RED: NodeAPI) {
           key: opts.key as string,
           passphrase: opts.passphrase as string | undefined,
         },
+        maxConnections,
+        maxConnectionsPerAddress,
         onError: (err) => node.debug(err.message),
       }).then(
         (l) => {

@@ -98,6 +98,11 @@ export function parseCsr(pem: string): ParsedCsr {
     const algSeq = expectTag(alg, 0x30, "CSR signature algorithm");
     algOid = decodeOid(expectTag(children(algSeq.content)[0], 0x06, "CSR signature algorithm").content);
     const bits = expectTag(sigBits, 0x03, "CSR signature");
+    // An ECDSA signature is a DER SEQUENCE of whole octets: its BIT STRING must say 0
+    // unused bits (X.690 §8.6.2.2; RFC 5480 §2.2). Any other count is a forged or broken
+    // encoding even when the octets after it still verify.
+    if (bits.content.length < 2 || bits.content[0] !== 0)
+      throw new DerError("CSR signature: the BIT STRING must have 0 unused bits");
     sig = bits.content.subarray(1);
     const [version, subject, spki] = children(info.content);
     expectTag(version, 0x02, "CSR version");

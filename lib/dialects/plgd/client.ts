@@ -40,18 +40,11 @@ import {
 } from "./status";
 import { getAcls, getCloudConfiguration, getCredentials, getOwner, getTime, type Send } from "./steps";
 import type { DpsConnector, DpsTransport } from "./transport";
+import { setLongTimeout, systemTimerClock, type LongTimer, type TimerClock } from "../../util/long-timer";
 
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+export type Clock = TimerClock;
 
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
+export const systemClock: Clock = systemTimerClock;
 
 export type DpsPhase = DpsStep | "start" | "provisioned" | "renew" | "reset" | "stopped";
 
@@ -115,7 +108,7 @@ export class DpsClient {
   private endpointIndex = 0;
   private transientCount = 0;
   private gen = 0;
-  private timer: unknown;
+  private timer: LongTimer | undefined;
   private ac = new AbortController();
   private transport?: DpsTransport;
   private partial: Partial = {};
@@ -276,18 +269,26 @@ export class DpsClient {
   }
 
   private clearTimer(): void {
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
+  /**
+   * Every wait of the client goes through setLongTimeout: a renewal follows the
+   * certificate's lifetime (243 days for a year-long one), beyond what setTimeout takes.
+   */
   private schedule(gen: number, ms: number, before?: () => void): void {
     this.clearTimer();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = undefined;
-      if (gen !== this.gen) return;
-      before?.();
-      void this.tick(gen);
-    }, ms);
+    this.timer = setLongTimeout(
+      () => {
+        this.timer = undefined;
+        if (gen !== this.gen) return;
+        before?.();
+        void this.tick(gen);
+      },
+      ms,
+      { clock: this.clock },
+    );
   }
 
   private async closeTransport(): Promise<void> {
@@ -580,13 +581,18 @@ export class DpsClient {
     const notAfter = new Date(this.current?.expiresAt ?? 0);
     const delay = renewalDelayMs(notAfter, this.dpsNow(), this.limit());
     this.clearTimer();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = undefined;
-      if (gen !== this.gen) return;
-      this.retryCount = 0;
-      this.mask |= DpsFlag.RENEW_CREDENTIALS;
-      this.emit("renew");
-      void this.tick(gen);
-    }, delay);
+    // Unref'd: a wait of months must not be what keeps a process alive.
+    this.timer = setLongTimeout(
+      () => {
+        this.timer = undefined;
+        if (gen !== this.gen) return;
+        this.retryCount = 0;
+        this.mask |= DpsFlag.RENEW_CREDENTIALS;
+        this.emit("renew");
+        void this.tick(gen);
+      },
+      delay,
+      { clock: this.clock, unref: true },
+    );
   }
 }

@@ -11,6 +11,11 @@ export interface DpsListenOptions {
   tls: Pick<SecureContextOptions, "cert" | "key" | "passphrase">;
   /** plgd's default is 20 s. */
   inactivityTimeoutMs?: number;
+  /** Connections held at once (default 1000) and from one address (default 50). */
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+  /** A message that has begun must be complete within this long (default 10 s). */
+  frameTimeoutMs?: number;
   onError?: (err: Error) => void;
 }
 
@@ -32,9 +37,16 @@ export async function listenDps(opts: DpsListenOptions): Promise<DpsListener> {
       ALPNProtocols: ["coap"],
     },
     handler: (req) => opts.service.handle(req),
+    // The manufacturer chain is judged before any Block1 upload is buffered.
+    authorize: (req) => opts.service.authorize(req),
     maxMessageSize: 262144,
     blockSize: 1024,
     inactivityTimeoutMs: opts.inactivityTimeoutMs ?? 20000,
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...(opts.maxConnectionsPerAddress !== undefined
+      ? { maxConnectionsPerAddress: opts.maxConnectionsPerAddress }
+      : {}),
+    ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });
   server.on("error", (err: Error) => opts.onError?.(err));
   const { port } = await server.listen(opts.port, opts.host);

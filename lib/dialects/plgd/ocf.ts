@@ -3,7 +3,9 @@
  * that say which field is wrong. Field names follow plgd-dev/device's schema package and
  * iotivity-lite's api/plgd client.
  */
-import { decodeAllSync, encode } from "cbor";
+import { encode } from "cbor";
+import { decodeCborBounded } from "../../util/cbor-limits";
+import { parseJsonBounded } from "../../util/json-limits";
 
 export const CF_TEXT = 0;
 export const CF_JSON = 50;
@@ -66,25 +68,31 @@ export function encodeBody(value: object, contentFormat: number = CF_OCF_CBOR): 
   return encode(stripUndefined(value));
 }
 
+/**
+ * The largest body either side decodes (the coaps+tcp listener's Max-Message-Size), and
+ * how deep and how many items: the deepest DPS representation (a credential's
+ * publicdata in creds, an ACE's resources in aclist2) nests 4 levels and has a few
+ * hundred items; the limits refuse bombs before the decoder recurses into them.
+ */
+export const BODY_LIMITS = { maxBytes: 262144, maxDepth: 32, maxItems: 10000 } as const;
+
 /** Decodes a body; CBOR when the format is 60, 10000 or absent, JSON for 50. */
 export function decodeBody(payload: Buffer, contentFormat: number | undefined): unknown {
   if (payload.length === 0) throw new OcfFormatError("the body is empty");
   if (contentFormat === CF_JSON) {
-    try {
-      return JSON.parse(payload.toString("utf8"));
-    } catch {
-      throw new OcfFormatError("the body is not JSON");
-    }
+    const parsed = parseJsonBounded(payload, BODY_LIMITS);
+    if (!parsed.ok) throw new OcfFormatError(`the body is refused: ${parsed.error}`);
+    return parsed.value;
   }
   if (contentFormat !== undefined && !isCborFormat(contentFormat)) {
     throw new OcfFormatError(`unsupported content format ${contentFormat} (expected 60 or 10000)`);
   }
-  let items: unknown[];
-  try {
-    items = decodeAllSync(payload);
-  } catch {
-    throw new OcfFormatError("the body is not CBOR");
-  }
+  const decoded = decodeCborBounded(payload, BODY_LIMITS);
+  if (!decoded.ok)
+    throw new OcfFormatError(
+      decoded.error === "body is not CBOR" ? "the body is not CBOR" : `the body is refused: ${decoded.error}`,
+    );
+  const items = decoded.items;
   // One representation per body: trailing bytes mean a broken or forged message.
   if (items.length !== 1) throw new OcfFormatError("the body is not one CBOR item");
   return items[0] instanceof Map ? Object.fromEntries(items[0]) : items[0];

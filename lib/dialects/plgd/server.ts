@@ -85,6 +85,12 @@ function hrefs(list: string[]): AceResource[] {
   return list.map((href) => ({ href, if: ["*"] }));
 }
 
+function stepOf(rawPath: string): { path: string; step?: keyof typeof PATHS; stepName?: string } {
+  const path = rawPath.replace(/^\/+|\/+$/g, "");
+  const step = (Object.keys(PATHS) as Array<keyof typeof PATHS>).find((k) => PATHS[k] === path);
+  return { path, step, stepName: step === "cloud" ? "cloud-configuration" : step };
+}
+
 function text(code: string, message: string): CoapResponse {
   return { code, contentFormat: CF_TEXT, payload: Buffer.from(message, "utf8") };
 }
@@ -112,10 +118,27 @@ export class DpsService {
     return this.index.anchors();
   }
 
+  /**
+   * Whether the device's manufacturer chain opens an enrollment group; a refusal (4.01 or
+   * 4.03, audited) otherwise. The listener asks this before it buffers any of a
+   * request, so a device without an acceptable certificate cannot upload anything.
+   */
+  authorize(req: DpsServerRequest): CoapResponse | undefined {
+    const match = this.matchOf(req);
+    if (match.ok) return undefined;
+    const { path, stepName } = stepOf(req.path);
+    const fingerprint = req.peerCertificateChain?.[0]?.fingerprint256;
+    return this.refusal(
+      req,
+      undefined,
+      new Refusal(match.status, match.reason, "denied"),
+      stepName ?? `/${path}`,
+      fingerprint,
+    );
+  }
+
   async handle(req: DpsServerRequest): Promise<CoapResponse> {
-    const path = req.path.replace(/^\/+|\/+$/g, "");
-    const step = (Object.keys(PATHS) as Array<keyof typeof PATHS>).find((k) => PATHS[k] === path);
-    const stepName = step === "cloud" ? "cloud-configuration" : step;
+    const { path, step, stepName } = stepOf(req.path);
     let group: EnrollmentGroup | undefined;
     const fingerprint = req.peerCertificateChain?.[0]?.fingerprint256;
     try {
@@ -179,15 +202,25 @@ export class DpsService {
         );
       else if (err instanceof PkiError) r = new Refusal("4.00", err.message, "invalid");
       else r = new Refusal("5.00", `internal error: ${(err as Error).message}`, "error");
-      this.audit(req, group, {
-        outcome: r.code.startsWith("5") ? "error" : "refused",
-        reason: r.reason,
-        detail: r.message,
-        step: stepName ?? `/${path}`,
-        deviceId: fingerprint ? this.devices.get(fingerprint) : undefined,
-      });
-      return text(r.code, r.message);
+      return this.refusal(req, group, r, stepName ?? `/${path}`, fingerprint);
     }
+  }
+
+  private refusal(
+    req: DpsServerRequest,
+    group: EnrollmentGroup | undefined,
+    r: Refusal,
+    step: string,
+    fingerprint: string | undefined,
+  ): CoapResponse {
+    this.audit(req, group, {
+      outcome: r.code.startsWith("5") ? "error" : "refused",
+      reason: r.reason,
+      detail: r.message,
+      step,
+      deviceId: fingerprint ? this.devices.get(fingerprint) : undefined,
+    });
+    return text(r.code, r.message);
   }
 
   private matchOf(req: DpsServerRequest): MatchResult {

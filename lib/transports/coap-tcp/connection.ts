@@ -26,8 +26,17 @@ export interface ConnectionOptions {
   blockWise: boolean;
   /** "127.0.0.1:5684", for messages. */
   remote: string;
-  /** Close (with Release) after this long without traffic in either direction. */
+  /**
+   * Close (with Release) after this long without traffic in either direction. Only whole
+   * messages count as traffic: bytes of a message still arriving do not.
+   */
   inactivityTimeoutMs?: number;
+  /**
+   * A message that has begun must be complete within this long, however its bytes trickle
+   * in (a peer sending one byte a second would otherwise hold the connection for ever).
+   * Abort when it is not. Default: no deadline.
+   */
+  frameTimeoutMs?: number;
 }
 
 /** Counters for tests and benchmarks. */
@@ -68,6 +77,7 @@ export class CoapTcpConnection extends EventEmitter {
   private readonly pings = new Map<string, Pending>();
   private readonly tokens = new TokenSource();
   private inactivityTimer?: NodeJS.Timeout;
+  private frameTimer?: NodeJS.Timeout;
   private lingerTimer?: NodeJS.Timeout;
   private ending = false;
   private started = false;
@@ -238,8 +248,9 @@ export class CoapTcpConnection extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     this.stats.bytesReceived += chunk.length;
-    this.touch();
     const { messages, error } = this.parser.push(chunk);
+    if (messages.length > 0) this.touch();
+    if (!error) this.frameDeadline(messages.length > 0);
     for (const msg of messages) {
       if (this.closed) return;
       this.stats.messagesReceived++;
@@ -354,10 +365,34 @@ export class CoapTcpConnection extends EventEmitter {
     this.socket.write(frame);
   }
 
+  /** Starts, keeps or stops the deadline of the message now arriving. */
+  private frameDeadline(completedSome: boolean): void {
+    const ms = this.opts.frameTimeoutMs;
+    if (!ms || this.closed || this.ending) return;
+    if (this.parser.pending === 0) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = undefined;
+      return;
+    }
+    // A message that began in this chunk after others completed gets its own deadline.
+    if (this.frameTimer && !completedSome) return;
+    clearTimeout(this.frameTimer);
+    this.frameTimer = setTimeout(() => {
+      this.frameTimer = undefined;
+      if (this.closed || this.ending || this.parser.pending === 0) return;
+      const text = `a message from ${this.opts.remote} was not complete within ${ms} ms (${this.parser.pending} bytes of it received)`;
+      this.closeReason ??= `aborted: ${text}`;
+      this.closeCode ??= "COAP_TIMEOUT";
+      this.emit("problem", new CoapTcpError("COAP_TIMEOUT", text));
+      this.abort(`message not complete within ${ms} ms`);
+    }, ms);
+  }
+
   private endSoon(): void {
     if (this.ending) return;
     this.ending = true;
     clearTimeout(this.inactivityTimer);
+    clearTimeout(this.frameTimer);
     this.socket.end();
     this.lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS);
     this.lingerTimer.unref();
@@ -384,6 +419,14 @@ export class CoapTcpConnection extends EventEmitter {
       `${err.message} ${(err as NodeJS.ErrnoException).code ?? ""}`,
     );
     const code: CoapTcpErrorCode = tls ? "COAP_TLS" : "COAP_CLOSED";
+    if ((err as NodeJS.ErrnoException).code === "ERR_TLS_SESSION_ATTACK") {
+      // Node counts renegotiations and reports the flood on the socket, but keeps it open
+      // (https://nodejs.org/api/tls.html#client-initiated-renegotiation-attack-mitigation).
+      const why = `${this.opts.remote} renegotiated TLS too often; connection closed`;
+      if (!this.closeReason) this.emit("problem", new CoapTcpError("COAP_TLS", why, { cause: err }));
+      this.destroy(why, "COAP_TLS");
+      return;
+    }
     const reason = `${tls ? "TLS" : "socket"} error with ${this.opts.remote}: ${errorText(err)}`;
     if (!this.closeReason) {
       this.closeReason = reason;
@@ -412,6 +455,7 @@ export class CoapTcpConnection extends EventEmitter {
     this.closeReason ??= reason;
     this.closeCode ??= code;
     clearTimeout(this.inactivityTimer);
+    clearTimeout(this.frameTimer);
     clearTimeout(this.lingerTimer);
     this.failPending(this.closedError());
     this.emit("close", this.closeReason, this.closeCode);

@@ -9,6 +9,7 @@ export type CoapTcpErrorCode =
   | "COAP_ABORTED" // the peer sent Abort (7.05)
   | "COAP_PROTOCOL" // the peer broke RFC 8323 / 7252 / 7959
   | "COAP_TOO_LARGE" // a message or body exceeds a Max-Message-Size
+  | "COAP_BUSY" // a connection limit of the server was reached
   | "COAP_BAD_REQUEST"; // the caller's request cannot be encoded
 
 export class CoapTcpError extends Error {

@@ -116,6 +116,16 @@ export class ServerSession {
       return this.reply(msg, Code.BAD_OPTION, [], diag(errorText(err)));
     }
     const key = transferKey(method, msg.options);
+    // Authorization comes before anything of a request is kept: a client the server will
+    // refuse gets its 4.01/4.03 at the first block, never 2.31 Continue (RFC 7959 §2.5
+    // lets a server answer block 0 with the final response).
+    const continuing = block1
+      ? block1.num > 0 && this.uploads.has(uploadKey(key, msg.options))
+      : block2 !== undefined && block2.num > 0 && this.downloads.has(key);
+    if (!continuing && this.opts.authorize) {
+      const refusal = await this.authorize(method, msg);
+      if (refusal) return this.respondWithBody(msg, key, refusal, block2, []);
+    }
     let payload = msg.payload;
     if (block1) {
       const upload = this.receiveBlock1(msg, uploadKey(key, msg.options), block1);
@@ -316,10 +326,25 @@ export class ServerSession {
     return t;
   }
 
-  private async callHandler(method: CoapMethod, msg: CoapMessage, payload: Buffer): Promise<CoapResponse> {
+  /** The server's authorize hook; a failing hook refuses with 5.00 rather than serving. */
+  private async authorize(method: CoapMethod, msg: CoapMessage): Promise<CoapResponse | undefined> {
+    const authorize = this.opts.authorize;
+    if (!authorize) return undefined;
+    const req = this.requestOf(method, msg, Buffer.alloc(0));
+    try {
+      return (await authorize(req)) ?? undefined;
+    } catch (err) {
+      this.report(
+        new Error(`authorizing ${method} ${req.path} from ${req.remote} failed: ${errorText(err)}`),
+      );
+      return { code: "5.00", payload: diag("authorization failed") };
+    }
+  }
+
+  private requestOf(method: CoapMethod, msg: CoapMessage, payload: Buffer): CoapServerRequest {
     const contentFormat = contentFormatOf(msg.options);
     const accept = acceptOf(msg.options);
-    const req: CoapServerRequest = {
+    return {
       method,
       path: pathOf(msg.options),
       query: queryOf(msg.options),
@@ -330,6 +355,10 @@ export class ServerSession {
       remote: this.conn.opts.remote,
       ...this.tlsPeer,
     };
+  }
+
+  private async callHandler(method: CoapMethod, msg: CoapMessage, payload: Buffer): Promise<CoapResponse> {
+    const req = this.requestOf(method, msg, payload);
     const where = `${method} ${req.path} from ${req.remote}`;
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -71,4 +71,16 @@ export interface CoapTcpServerOptions {
   inactivityTimeoutMs?: number;
   /** Longest a handler may take before the client gets 5.03. Default: no limit. */
   requestTimeoutMs?: number;
+  /** A message that has begun must be complete within this long. Default 10000. */
+  frameTimeoutMs?: number;
+  /** Connections held at once (TLS handshakes included); more are closed at once. Default 1000. */
+  maxConnections?: number;
+  /** Connections held at once from one remote address. Default 50. */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Decides whether a request may be served before anything of it is buffered or the
+   * handler runs: called once per request, at the first block of a Block1 upload (RFC
+   * 7959 §2.5). Return a response (4.01, 4.03) to refuse; undefined to go on.
+   */
+  authorize?: (req: CoapServerRequest) => CoapResponse | undefined | Promise<CoapResponse | undefined>;
 }
