@@ -7,6 +7,7 @@
 
 import type { Credentials } from "../model/result";
 import { StoreError, type EntryMetaInput, type JsonValue, type StoreBackend } from "../stores/backend";
+import { isWellFormed } from "../stores/entry";
 
 export type DeviceState = "pre-provisioned" | "provisioned";
 
@@ -62,6 +63,14 @@ export class DeviceRegistry {
   key(profile: string, name: string): string {
     if (profile.length === 0) throw new RegistryError("INVALID_PROFILE", "a profile name is required");
     if (name.length === 0) throw new RegistryError("INVALID_NAME", "a device name is required");
+    // A lone surrogate cannot be stored apart from U+FFFD (see isWellFormed), so it is refused.
+    if (!isWellFormed(profile))
+      throw new RegistryError("INVALID_PROFILE", "a profile name must be well-formed Unicode");
+    if (!isWellFormed(name))
+      throw new RegistryError(
+        "INVALID_NAME",
+        "a device name must be well-formed Unicode (it holds a lone surrogate)",
+      );
     // eslint-disable-next-line no-control-regex
     if (/[\u0000-\u001f\u007f]/.test(name))
       throw new RegistryError("INVALID_NAME", "a device name may not hold control characters");
