@@ -6,7 +6,8 @@
 
 import type { Credentials } from "../../model/result";
 import type { ProvisioningRequest, RefusalReason } from "../../model/service";
-import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { auditEvent, lockAuditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { FailureLimiter, type AttemptSubject } from "../../service/failure-limit";
 import type { FlowAnswer } from "../../service/pending";
 import type { RateLimiter } from "../../service/rate-limit";
 import { DeviceRegistry, RegistryError, type RegisteredDevice } from "../../service/registry";
@@ -46,6 +47,11 @@ export interface TbServiceOptions {
   onAudit?: (event: ServiceAuditEvent) => void;
   /** Per-remote flood protection, shared by every transport. */
   limiter?: RateLimiter;
+  /**
+   * Brute-force protection: failures per address and per profile (right key, wrong
+   * secret), slowing then locking. Absent: counting is off.
+   */
+  failures?: FailureLimiter;
 }
 
 export interface RequestContext {
@@ -58,6 +64,8 @@ export interface RequestContext {
 export interface TbOutcome {
   response: TbProvisionResponse;
   audit: ServiceAuditEvent;
+  /** Set when the request was refused for a while ("locked", "throttled"): when to retry. */
+  retryAfterMs?: number;
 }
 
 /** Registry keys of ThingsBoard devices start with this segment. */
@@ -83,18 +91,35 @@ export function checkProfiles(profiles: TbProfile[]): string | undefined {
   return undefined;
 }
 
-type Refusal = { status: "NOT_FOUND" | "FAILURE"; reason: RefusalReason | "error"; detail: string };
+type Refusal = {
+  status: "NOT_FOUND" | "FAILURE";
+  reason: RefusalReason | "error";
+  detail: string;
+  retryAfterMs?: number;
+};
 
 export class TbProvisioningService {
   private readonly profiles: TbProfile[];
   readonly registry: DeviceRegistry;
   readonly counts = { provisioned: 0, refused: 0 };
+  /** Refusals (within `counts.refused`) because of a lock after failed attempts. */
+  lockedRefusals = 0;
 
   constructor(private readonly opts: TbServiceOptions) {
     const problem = checkProfiles(opts.profiles);
     if (problem) throw new Error(problem);
     this.profiles = [...opts.profiles];
     this.registry = opts.registry;
+  }
+
+  /** Addresses and profiles locked right now after too many failures. */
+  lockedNow(): number {
+    return this.opts.failures?.lockedCount() ?? 0;
+  }
+
+  /** The audit event for a lock that just began (FailureLimiter's onLock). */
+  static lockEvent(lock: Parameters<typeof lockAuditEvent>[1]): ServiceAuditEvent {
+    return lockAuditEvent("thingsboard", lock, "profile");
   }
 
   profileNames(): string[] {
@@ -121,32 +146,89 @@ export class TbProvisioningService {
     }
   }
 
-  private findProfile(key: string, secret: string): TbProfile | undefined {
-    if (key.length === 0 || secret.length === 0) return undefined;
+  /** The profile a provisionDeviceKey names (the key is not the secret: ThingsBoard's "account"). */
+  private profileByKey(key: string): TbProfile | undefined {
+    if (key.length === 0) return undefined;
     // Compare against every profile so the time taken does not tell which keys exist.
     let found: TbProfile | undefined;
     for (const p of this.profiles) {
       if (secretsEqual(p.provisionDeviceKey, key) && p.provisionDeviceKey.length > 0 && !found) found = p;
     }
-    if (!found) return undefined;
-    return secretsEqual(found.provisionDeviceSecret, secret) && found.provisionDeviceSecret.length > 0
-      ? found
-      : undefined;
+    return found;
+  }
+
+  private secretMatches(p: TbProfile, secret: string): boolean {
+    return (
+      secret.length > 0 && p.provisionDeviceSecret.length > 0 && secretsEqual(p.provisionDeviceSecret, secret)
+    );
+  }
+
+  /**
+   * The brute-force gate, after a delay was waited out: others may have failed meanwhile,
+   * so it decides again. The caller compares the secret with no await after the last
+   * check, so requests in parallel cannot overshoot the lock.
+   */
+  private async waitGate(
+    f: FailureLimiter,
+    subject: AttemptSubject,
+    delayMs: number,
+  ): Promise<Refusal | undefined> {
+    if (!(await f.wait(subject.remote, delayMs)))
+      return this.limitRefusal({ action: "throttled", retryAfterMs: delayMs });
+    const again = f.check(subject);
+    return again.action === "go" ? undefined : this.limitRefusal(again);
+  }
+
+  private limitRefusal(v: {
+    action: "locked" | "throttled";
+    retryAfterMs: number;
+    subject?: string;
+  }): Refusal {
+    return v.action === "locked"
+      ? {
+          status: "FAILURE",
+          reason: "locked",
+          detail:
+            v.subject === "account"
+              ? "too many failed attempts for this provision key from this address"
+              : "too many failed attempts from this address",
+          retryAfterMs: v.retryAfterMs,
+        }
+      : {
+          status: "FAILURE",
+          reason: "throttled",
+          detail: "too many requests waiting after failed attempts",
+          retryAfterMs: v.retryAfterMs,
+        };
   }
 
   private async handleParsed(req: TbProvisionRequest, ctx: RequestContext): Promise<TbOutcome> {
     const base = { dialect: "thingsboard" as const, transport: ctx.transport, remote: ctx.remote };
     const named = req.deviceName === undefined ? undefined : req.deviceName.trim();
     const audit = { ...base, deviceName: named?.slice(0, 256) };
-    const profile = this.findProfile(req.provisionDeviceKey, req.provisionDeviceSecret);
+    const byKey = this.profileByKey(req.provisionDeviceKey);
+    // A wrong secret for a known key counts against that key's profile; an unknown key
+    // only against the address (so made-up keys cannot fill the map of accounts).
+    const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
+    const f = this.opts.failures;
+    const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
+    let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);
+    const delayedMs = verdict.action === "go" && verdict.delayMs > 0 ? verdict.delayMs : undefined;
+    if (f && !refusal && delayedMs) refusal = await this.waitGate(f, subject, delayedMs);
+    if (refusal) return this.refuse(byKey ? { ...audit, profile: byKey.name } : audit, refusal);
+    const profile = byKey && this.secretMatches(byKey, req.provisionDeviceSecret) ? byKey : undefined;
     if (!profile) {
-      return this.refuse(audit, {
-        status: "NOT_FOUND",
-        reason: "not-found",
-        detail: "unknown key or wrong secret",
-      });
+      this.opts.failures?.failed(subject);
+      return this.refuse(
+        { ...audit, delayedMs },
+        {
+          status: "NOT_FOUND",
+          reason: "not-found",
+          detail: "unknown key or wrong secret",
+        },
+      );
     }
-    const withProfile = { ...audit, profile: profile.name };
+    const withProfile = { ...audit, profile: profile.name, delayedMs };
     if (named === "")
       return this.refuse(withProfile, { status: "FAILURE", reason: "invalid", detail: "blank device name" });
     const deviceName = named ?? randomAlphanumeric(20);
@@ -288,18 +370,28 @@ export class TbProvisioningService {
       remote?: string;
       deviceName?: string;
       profile?: string;
+      delayedMs?: number;
     },
     r: Refusal,
   ): TbOutcome {
     this.counts.refused++;
+    // Refusals of the failure limit carry a retry time; the per-remote rate limit's do not.
+    const limited = (r.reason === "locked" || r.reason === "throttled") && r.retryAfterMs !== undefined;
+    if (r.reason === "locked") this.lockedRefusals++;
     const event = auditEvent({
       ...base,
-      outcome: r.reason === "error" ? "error" : "refused",
+      outcome: r.reason === "error" ? "error" : limited ? (r.reason as "locked" | "throttled") : "refused",
       reason: r.reason,
       detail: r.detail,
+      retryAfterS: limited ? Math.max(1, Math.ceil((r.retryAfterMs ?? 0) / 1000)) : undefined,
     });
     this.emit(event);
-    return { response: r.status === "NOT_FOUND" ? NOT_FOUND_RESPONSE : FAILURE_RESPONSE, audit: event };
+    const out: TbOutcome = {
+      response: r.status === "NOT_FOUND" ? NOT_FOUND_RESPONSE : FAILURE_RESPONSE,
+      audit: event,
+    };
+    if (r.retryAfterMs !== undefined) out.retryAfterMs = r.retryAfterMs;
+    return out;
   }
 
   private emit(e: ServiceAuditEvent): void {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { TbProvisioningService, tbRegistry } from "../../../lib/dialects/thingsboard/server";
+import type { ServiceAuditEvent } from "../../../lib/service/audit";
+import { FailureLimiter } from "../../../lib/service/failure-limit";
 import { PendingDecisions } from "../../../lib/service/pending";
 import { RateLimiter } from "../../../lib/service/rate-limit";
 import { StoreError, type StoreBackend } from "../../../lib/stores/backend";
@@ -344,5 +346,124 @@ describe("ThingsBoard provisioning service core", () => {
     await answer(service, request({ provisionDeviceSecret: "wrong-secret-abc" }));
     const text = JSON.stringify(audits);
     for (const s of [SECRET, KEY, "dev-token-xyz", "wrong-secret-abc"]) assert.ok(!text.includes(s), s);
+  });
+});
+
+describe("ThingsBoard provisioning service: brute force (issue 8, defect 8)", () => {
+  // Delays of 1-2 ms keep the run short; the counts, not the timing, are asserted.
+  const fast = { slowAfter: 5, lockAfter: 100, baseDelayMs: 1, maxDelayMs: 2, lockMs: 3600000 };
+
+  function guarded(over: Partial<typeof fast> = {}) {
+    const audits: ServiceAuditEvent[] = [];
+    const failures = new FailureLimiter({ ...fast, ...over }, Date.now, (lock) =>
+      audits.push(TbProvisioningService.lockEvent(lock)),
+    );
+    const made = makeService({ failures, onAudit: (e) => audits.push(e) });
+    return { ...made, audits, failures };
+  }
+
+  it("refuses 2,000 wrong secrets from one address after 100, with audit events; others are served at once", async () => {
+    const { service, audits } = guarded();
+    const statuses: Record<string, number> = {};
+    for (let i = 0; i < 2000; i++) {
+      const out = await service.handle(request({ provisionDeviceSecret: `guess-${i}`, deviceName: "x" }), {
+        transport: "test",
+        remote: "10.9.9.9",
+      });
+      const key = `${out.response.status}/${out.audit.outcome}`;
+      statuses[key] = (statuses[key] ?? 0) + 1;
+      // Meanwhile an honest device on another address is answered, never delayed.
+      if (i % 400 === 399) {
+        const ok = await service.handle(request({ deviceName: `honest-${i}` }), {
+          transport: "test",
+          remote: "10.1.1.1",
+        });
+        assert.equal(ok.response.status, "SUCCESS");
+        assert.equal(ok.audit.delayedMs, undefined);
+      }
+    }
+    assert.deepEqual(statuses, { "NOT_FOUND/refused": 100, "FAILURE/locked": 1900 });
+    // Failures past the fifth were answered late; each lock (the address, and the profile
+    // whose key was right) was announced once.
+    assert.equal(audits.filter((e) => (e.delayedMs ?? 0) > 0).length, 95);
+    const lock = audits.filter((e) => e.outcome === "locked" && e.transport === "any");
+    assert.deepEqual(
+      lock.map((e) => [e.remote, e.profile]),
+      [
+        ["10.9.9.9", undefined],
+        [undefined, "fleet"],
+      ],
+    );
+    const refused = audits.find((e) => e.outcome === "locked" && e.transport === "test");
+    assert.equal(refused?.reason, "locked");
+    assert.ok((refused?.retryAfterS ?? 0) > 3000);
+    // Even the right secret from the locked address is refused until the lock ends.
+    const locked = await service.handle(request({ deviceName: "late" }), {
+      transport: "test",
+      remote: "10.9.9.9",
+    });
+    assert.equal(locked.audit.outcome, "locked");
+    assert.equal(service.lockedNow(), 2);
+    const text = JSON.stringify(audits);
+    for (const s of [SECRET, KEY, "guess-1"]) assert.ok(!text.includes(s), s);
+  });
+
+  it("parallel wrong guesses cannot overshoot the lock", async () => {
+    const { service } = guarded({ slowAfter: 1000 });
+    const outs = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        service.handle(request({ provisionDeviceSecret: `p-${i}` }), { transport: "t", remote: "10.2.2.2" }),
+      ),
+    );
+    const evaluated = outs.filter((o) => o.response.status === "NOT_FOUND").length;
+    assert.equal(evaluated, 100);
+    assert.equal(
+      outs.filter((o) => o.audit.outcome === "throttled" || o.audit.outcome === "locked").length,
+      300 - evaluated,
+    );
+  });
+
+  it("a profile locked by guesses from many addresses still serves addresses with a clean record", async () => {
+    const { service } = guarded({ slowAfter: 1000 });
+    for (let a = 0; a < 50; a++)
+      for (let i = 0; i < 3; i++)
+        await service.handle(request({ provisionDeviceSecret: `w-${a}-${i}` }), {
+          transport: "t",
+          remote: `10.3.0.${a}`,
+        });
+    // One of the guessing addresses, with the right secret now: refused (profile locked for it).
+    const suspect = await service.handle(request({ deviceName: "s" }), {
+      transport: "t",
+      remote: "10.3.0.49",
+    });
+    assert.equal(suspect.audit.outcome, "locked");
+    assert.match(suspect.audit.detail ?? "", /provision key/);
+    // A device elsewhere is provisioned without delay.
+    const honest = await service.handle(request({ deviceName: "h" }), {
+      transport: "t",
+      remote: "192.168.7.7",
+    });
+    assert.equal(honest.response.status, "SUCCESS");
+    assert.equal(honest.audit.delayedMs, undefined);
+    // Unknown keys count against the address only.
+    const unknown = await service.handle(request({ provisionDeviceKey: "nope" }), {
+      transport: "t",
+      remote: "192.168.7.8",
+    });
+    assert.equal(unknown.response.status, "NOT_FOUND");
+  });
+
+  it("can be turned off", async () => {
+    const { service } = guarded({ enabled: false } as never);
+    for (let i = 0; i < 150; i++)
+      assert.equal(
+        (
+          await service.handle(request({ provisionDeviceSecret: "w" }), {
+            transport: "t",
+            remote: "10.4.4.4",
+          })
+        ).response.status,
+        "NOT_FOUND",
+      );
   });
 });
