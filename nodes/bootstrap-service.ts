@@ -10,12 +10,14 @@ import { cfbKey, checkKeyId, gcmKey } from "../lib/dialects/mainflux/crypto";
 import { manage, ManageError } from "../lib/dialects/mainflux/manage";
 import { ConfigRegistry, RegistryError, summaryOf } from "../lib/dialects/mainflux/registry";
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
+import { lockAuditEvent } from "../lib/service/audit";
+import { FailureLimiter, failureLimitOptions, type FailureLimitSettings } from "../lib/service/failure-limit";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
 import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
-interface ServiceDef extends NodeDef {
+interface ServiceDef extends NodeDef, FailureLimitSettings {
   store?: string;
   basePath?: string;
   allowPlain?: boolean;
@@ -69,14 +71,17 @@ export = function (RED: NodeAPI) {
     };
     const showStatus = () => {
       if (!service || closed) return;
+      const locked = service.lockedNow();
       node.status({
-        fill: "green",
+        // Yellow while addresses or external ids are locked out after failed attempts.
+        fill: locked > 0 ? "yellow" : "green",
         shape: "dot",
-        text: RED._(S + "status.serving", {
+        text: RED._(S + (locked > 0 ? "status.serving-locked" : "status.serving"), {
           modes: modes.join("+"),
           configs: service.registry.size,
           ok: service.counts.bootstrapped,
           refused: service.counts.refused,
+          locked,
         }),
       });
     };
@@ -116,6 +121,10 @@ export = function (RED: NodeAPI) {
           allowPlain: config.allowPlain !== false,
           managementToken: cred(creds.managementToken) || undefined,
           fields: config.fields === "mainflux" ? "mainflux" : "thing",
+          failures: new FailureLimiter(failureLimitOptions(config), Date.now, (lock) => {
+            node.send([null, { topic: "audit", payload: lockAuditEvent("mainflux", lock, "deviceName") }]);
+            scheduleStatus();
+          }),
           onAudit: (event) => {
             node.send([null, { topic: "audit", payload: event }]);
             scheduleStatus();

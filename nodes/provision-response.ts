@@ -11,6 +11,8 @@ import { startTbHost, type TbHost, type TbMqttConfig } from "../lib/dialects/thi
 import { tbHttpHandler } from "../lib/dialects/thingsboard/server-http";
 import { manage, ManageError } from "../lib/dialects/thingsboard/server-manage";
 import { HTTP_PATH } from "../lib/dialects/thingsboard/wire";
+import { lockAuditEvent } from "../lib/service/audit";
+import { FailureLimiter, failureLimitOptions, type FailureLimitSettings } from "../lib/service/failure-limit";
 import { PendingDecisions } from "../lib/service/pending";
 import { RateLimiter } from "../lib/service/rate-limit";
 import { RegistryError } from "../lib/service/registry";
@@ -19,7 +21,7 @@ import { MemoryBackend } from "../lib/stores/memory";
 import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { storeFromConfig } from "./shared/store-ref";
 
-interface ProvisionResponseDef extends NodeDef {
+interface ProvisionResponseDef extends NodeDef, FailureLimitSettings {
   profile?: string;
   profile2?: string;
   profile3?: string;
@@ -40,6 +42,7 @@ interface ProvisionResponseDef extends NodeDef {
   closeAfter?: string | number;
   rateLimit?: string | number;
   rateBurst?: string | number;
+  repeatWindow?: string | number;
 }
 
 interface ProvisionResponseCreds {
@@ -104,13 +107,16 @@ export = function (RED: NodeAPI) {
 
     const showStatus = () => {
       if (!service) return;
+      const locked = service.lockedNow();
       node.status({
-        fill: "green",
+        // Yellow while addresses or profiles are locked out after failed attempts.
+        fill: locked > 0 ? "yellow" : "green",
         shape: "dot",
-        text: RED._("provision-response.status.serving", {
+        text: RED._(`provision-response.status.${locked > 0 ? "serving-locked" : "serving"}`, {
           transports: labels.join(", ") || RED._("provision-response.status.nothing"),
           provisioned: service.counts.provisioned,
           refused: service.counts.refused,
+          locked,
         }),
       });
     };
@@ -145,15 +151,20 @@ export = function (RED: NodeAPI) {
       }
       const rate = num(config.rateLimit, 20);
       const burst = num(config.rateBurst, 100, 1);
+      const audit = (event: unknown) => {
+        node.send([null, { topic: "audit", payload: event }]);
+        scheduleStatus();
+      };
       try {
         const s = new TbProvisioningService({
           profiles,
           registry: tbRegistry(backend),
           limiter: new RateLimiter({ perSecond: rate, burst }),
-          onAudit: (event) => {
-            node.send([null, { topic: "audit", payload: event }]);
-            scheduleStatus();
-          },
+          failures: new FailureLimiter(failureLimitOptions(config), Date.now, (lock) =>
+            audit(lockAuditEvent("thingsboard", lock, "profile")),
+          ),
+          repeatWindowMs: num(config.repeatWindow, 0) * 1000,
+          onAudit: audit,
           decide: config.decide
             ? (request) => {
                 const { correlationId, answer } = pending.ask();

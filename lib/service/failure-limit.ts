@@ -255,3 +255,33 @@ export class FailureLimiter {
     }
   }
 }
+
+/** The dialog settings every serving node offers for the failure limit. */
+export interface FailureLimitSettings {
+  failLimit?: boolean;
+  failSlowAfter?: string | number;
+  failLockAfter?: string | number;
+  failLockMinutes?: string | number;
+}
+
+function setting(v: unknown, fallback: number, min: number): number {
+  const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+/**
+ * Options from a node's settings: on unless `failLimit` is false; a missing or invalid
+ * number keeps its default. The window is at least as long as the lock, so that a lock
+ * of an hour after 100 failures keeps to "at most 100 an hour".
+ */
+export function failureLimitOptions(s: FailureLimitSettings): Partial<FailureLimitOptions> {
+  const d = FAILURE_LIMIT_DEFAULTS;
+  const lockMs = setting(s.failLockMinutes, d.lockMs / 60000, 0.01) * 60000;
+  return {
+    enabled: s.failLimit !== false,
+    slowAfter: Math.floor(setting(s.failSlowAfter, d.slowAfter, 0)),
+    lockAfter: Math.floor(setting(s.failLockAfter, d.lockAfter, 1)),
+    lockMs,
+    windowMs: Math.max(d.windowMs, lockMs),
+  };
+}
