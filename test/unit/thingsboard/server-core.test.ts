@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { TbProvisioningService, tbRegistry } from "../../../lib/dialects/thingsboard/server";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { FailureLimiter } from "../../../lib/service/failure-limit";
+import { manage } from "../../../lib/dialects/thingsboard/server-manage";
 import { PendingDecisions } from "../../../lib/service/pending";
 import { RateLimiter } from "../../../lib/service/rate-limit";
 import { StoreError, type StoreBackend } from "../../../lib/stores/backend";
@@ -465,5 +466,135 @@ describe("ThingsBoard provisioning service: brute force (issue 8, defect 8)", ()
         ).response.status,
         "NOT_FOUND",
       );
+  });
+});
+
+describe("ThingsBoard provisioning service: credentials held by another device (issue 8, defect 10)", () => {
+  it("of two devices racing for one client-chosen token exactly one gets SUCCESS", async () => {
+    const { service } = makeService();
+    for (let round = 0; round < 5; round++) {
+      const token = `shared-token-${round}`;
+      const outs = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          answer(
+            service,
+            request({ deviceName: `racer-${round}-${i}`, credentialsType: "ACCESS_TOKEN", token }),
+          ),
+        ),
+      );
+      assert.equal(outs.filter((o) => o.includes("SUCCESS")).length, 1, outs.join("\n"));
+      assert.equal(outs.filter((o) => o === FAILURE).length, 19);
+    }
+    // Later requests for it are refused too; another token is fine.
+    assert.equal(
+      await answer(
+        service,
+        request({ deviceName: "late", credentialsType: "ACCESS_TOKEN", token: "shared-token-0" }),
+      ),
+      FAILURE,
+    );
+    assert.match(await answer(service, request({ deviceName: "late", token: "own-token" })), /SUCCESS/);
+  });
+
+  it("refuses an MQTT_BASIC client id and user name pair and an X.509 certificate held by another device", async () => {
+    const pki = makeTestPki();
+    const { service, audits } = makeService();
+    const basic = { credentialsType: "MQTT_BASIC", clientId: "cid-1", username: "user-1", password: "p1" };
+    const outs = await Promise.all([
+      answer(service, request({ deviceName: "m1", ...basic })),
+      answer(service, request({ deviceName: "m2", ...basic, password: "other" })),
+    ]);
+    assert.equal(outs.filter((o) => o.includes("SUCCESS")).length, 1);
+    assert.equal(audits.find((e) => e.detail?.includes("another device"))?.reason, "invalid");
+    // Same client id with another user name is another credential (as in ThingsBoard).
+    assert.match(
+      await answer(service, request({ deviceName: "m3", ...basic, username: "user-3" })),
+      /SUCCESS/,
+    );
+    const cert = pki.serverCert;
+    const x = await Promise.all(
+      ["x1", "x2", "x3"].map((n) =>
+        answer(service, request({ deviceName: n, credentialsType: "X509_CERTIFICATE", hash: cert })),
+      ),
+    );
+    assert.equal(x.filter((o) => o.includes("SUCCESS")).length, 1);
+  });
+
+  it("pre-provisioned credentials count, and a revoked device's token is free again", async () => {
+    const { service } = makeService();
+    await manage(service, "add", { name: "pre", credentials: { type: "ACCESS_TOKEN", token: "pre-token" } });
+    await assert.rejects(
+      manage(service, "add", { name: "pre-2", credentials: { type: "ACCESS_TOKEN", token: "pre-token" } }),
+      (err: Error & { code?: string }) => err.code === "CREDENTIALS_TAKEN",
+    );
+    assert.equal(await answer(service, request({ deviceName: "d", token: "pre-token" })), FAILURE);
+    await manage(service, "revoke", { name: "pre" });
+    assert.match(await answer(service, request({ deviceName: "d", token: "pre-token" })), /SUCCESS/);
+    // The index keeps no credential in its keys.
+    const keys = (await service.registry.backend.list()).map((e) => e.key).join(" ");
+    assert.ok(!keys.includes("pre-token"), keys);
+  });
+});
+
+describe("ThingsBoard provisioning service: the repeat window (issue 8, defect 9)", () => {
+  function withWindow(ms: number) {
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const made = makeService({ repeatWindowMs: ms, now: () => now });
+    return { ...made, advance: (d: number) => (now += d) };
+  }
+
+  it("the identical request within the window gets the same credentials; outside it or changed, FAILURE", async () => {
+    const { service, audits, advance } = withWindow(60000);
+    const first = await answer(service, request({ deviceName: "crash-1" }));
+    assert.match(first, /SUCCESS/);
+    advance(30000);
+    assert.equal(await answer(service, request({ deviceName: "crash-1" })), first);
+    assert.equal(audits.at(-1)?.repeated, true);
+    assert.equal((await service.registry.get("fleet", "crash-1"))?.provisionings, 1);
+    // A different body (another requested token), a wrong secret: not the same request.
+    assert.equal(await answer(service, request({ deviceName: "crash-1", token: "mine" })), FAILURE);
+    assert.equal(
+      await answer(service, request({ deviceName: "crash-1", provisionDeviceSecret: "x" })),
+      NOT_FOUND,
+    );
+    // Device-chosen credentials repeat too.
+    const chosen = await answer(
+      service,
+      request({ deviceName: "crash-2", credentialsType: "MQTT_BASIC", clientId: "c" }),
+    );
+    assert.equal(
+      await answer(service, request({ deviceName: "crash-2", credentialsType: "MQTT_BASIC", clientId: "c" })),
+      chosen,
+    );
+    advance(30001);
+    assert.equal(await answer(service, request({ deviceName: "crash-1" })), FAILURE);
+    assert.equal(audits.at(-1)?.reason, "already-provisioned");
+  });
+
+  it("a rotated provision secret ends the repeat; off (the default) keeps ThingsBoard's FAILURE", async () => {
+    const backend = new MemoryBackend();
+    const a = makeService({ backend, repeatWindowMs: 60000 }).service;
+    assert.match(await answer(a, request({ deviceName: "rot" })), /SUCCESS/);
+    const rotated = new TbProvisioningService({
+      profiles: [profile({ provisionDeviceSecret: "new-secret" })],
+      registry: tbRegistry(backend),
+      repeatWindowMs: 60000,
+    });
+    assert.equal(
+      await answer(rotated, request({ deviceName: "rot", provisionDeviceSecret: "new-secret" })),
+      FAILURE,
+    );
+    const { service } = makeService();
+    assert.match(await answer(service, request({ deviceName: "off" })), /SUCCESS/);
+    assert.equal(await answer(service, request({ deviceName: "off" })), FAILURE);
+  });
+
+  it("identical requests racing within the window all get the one device's credentials", async () => {
+    const { service } = withWindow(60000);
+    const outs = await Promise.all(
+      Array.from({ length: 10 }, () => answer(service, request({ deviceName: "r" }))),
+    );
+    assert.equal(new Set(outs).size, 1);
+    assert.match(outs[0], /SUCCESS/);
   });
 });
