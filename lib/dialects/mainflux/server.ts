@@ -270,10 +270,11 @@ export class MainfluxBootstrapService {
         delayedMs = v.delayMs;
       }
     }
-    if (!cfg) {
-      f?.failed({ remote });
-      return refuse(404, M.readConfig, M.notFound, "not-found", "unknown external id");
-    }
+    // An unknown id is not counted: the external id is no secret (often the MAC address),
+    // and a device polls with it until its configuration is added (upstream's agent
+    // retries); locking it out would keep it from ever bootstrapping. Guesses of the key
+    // are what is counted.
+    if (!cfg) return refuse(404, M.readConfig, M.notFound, "not-found", "unknown external id");
 
     let key: string;
     let seal: ((plain: Buffer) => Answer) | undefined;
