@@ -62,6 +62,7 @@ export = function (RED: NodeAPI) {
     let unmountHttp: (() => void) | undefined;
     let service: MainfluxBootstrapService | undefined;
     let statusTimer: NodeJS.Timeout | undefined;
+    let lockTimer: NodeJS.Timeout | undefined;
     let closed = false;
     let modes: string[] = [];
 
@@ -72,6 +73,12 @@ export = function (RED: NodeAPI) {
     const showStatus = () => {
       if (!service || closed) return;
       const locked = service.lockedNow();
+      // Locks end without a request: look again later so the status does not stay yellow.
+      if (locked > 0 && !lockTimer && !closed)
+        lockTimer = setTimeout(() => {
+          lockTimer = undefined;
+          showStatus();
+        }, 60000);
       node.status({
         // Yellow while addresses or external ids are locked out after failed attempts.
         fill: locked > 0 ? "yellow" : "green",
@@ -200,6 +207,7 @@ export = function (RED: NodeAPI) {
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
+      if (lockTimer) clearTimeout(lockTimer);
       unmountHttp?.();
       void started.then(() => {
         node.status({});

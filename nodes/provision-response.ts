@@ -100,6 +100,7 @@ export = function (RED: NodeAPI) {
     let closed = false;
     let labels: string[] = [];
     let statusTimer: NodeJS.Timeout | undefined;
+    let lockTimer: NodeJS.Timeout | undefined;
     let lastViolationLog = 0;
     const pending = new PendingDecisions(num(config.decideTimeout, 10, 0.1) * 1000);
     let unmountHttp: (() => void) | undefined;
@@ -108,6 +109,12 @@ export = function (RED: NodeAPI) {
     const showStatus = () => {
       if (!service) return;
       const locked = service.lockedNow();
+      // Locks end without a request: look again later so the status does not stay yellow.
+      if (locked > 0 && !lockTimer && !closed)
+        lockTimer = setTimeout(() => {
+          lockTimer = undefined;
+          showStatus();
+        }, 60000);
       node.status({
         // Yellow while addresses or profiles are locked out after failed attempts.
         fill: locked > 0 ? "yellow" : "green",
@@ -280,6 +287,7 @@ export = function (RED: NodeAPI) {
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
+      if (lockTimer) clearTimeout(lockTimer);
       pending.cancelAll("node closed");
       unmountHttp?.();
       void started
