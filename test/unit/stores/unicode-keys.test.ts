@@ -8,6 +8,7 @@ import { ContextBackend, type ContextApi } from "../../../lib/stores/context";
 import { FileBackend } from "../../../lib/stores/file";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import { TokenFileBackend } from "../../../lib/stores/token-file";
+import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
 import { DeviceRegistry } from "../../../lib/service/registry";
 import {
   realGlobalContext,
@@ -110,4 +111,21 @@ test("registry: device names and profiles with lone surrogates are refused with 
     (await reg.list()).map((d) => d.name),
     [REPLACEMENT],
   );
+});
+
+test("Mainflux configurations: external ids and thing ids with lone surrogates are INVALID, not a store failure", async () => {
+  const reg = new ConfigRegistry(new MemoryBackend());
+  await reg.load();
+  for (const cfg of [
+    { external_id: LONE_HIGH, external_key: "k" },
+    { external_id: LONE_LOW, external_key: "k" },
+    { external_id: "ok-id", external_key: "k", thing_id: LONE_LOW },
+  ]) {
+    await assert.rejects(
+      async () => reg.add(cfg),
+      (err: Error & { code?: string }) => err.code === "INVALID" && /Unicode/.test(err.message),
+    );
+  }
+  assert.equal((await reg.add({ external_id: REPLACEMENT, external_key: "k" })).external_id, REPLACEMENT);
+  assert.equal(reg.size, 1);
 });
