@@ -70,6 +70,17 @@ export interface AttemptSubject {
   remote?: string;
   /** A ThingsBoard profile name, a Mainflux external id; never a secret. One limiter serves one service. */
   account?: string;
+  /**
+   * Kept apart from other scopes' counts of the same address. UDP source addresses can be
+   * forged (RFC 7252 section 11.4, CoAP's own security considerations), so CoAP counts
+   * in scope "udp": forged failures cannot lock the address out of MQTT or HTTP.
+   */
+  scope?: string;
+}
+
+function addressId(s: AttemptSubject): string | undefined {
+  if (s.remote === undefined) return undefined;
+  return (s.scope ? `${s.scope} ` : "") + addressUnit(s.remote);
 }
 
 /**
@@ -180,15 +191,15 @@ export class FailureLimiter {
 
   /**
    * Decides, before the secret is looked at, whether this attempt may be evaluated and
-   * after how long. Call it again (`final`) right before the comparison when a delay was
-   * waited out, with no await between that call and `failed()`/nothing: then requests
-   * that waited in parallel cannot overshoot the lock.
+   * after how long. Call it again right before the comparison when a delay was waited
+   * out, and let no await come between the last check and `failed()`: then requests in
+   * parallel cannot overshoot the lock.
    */
   check(s: AttemptSubject): LimitVerdict {
     if (!this.opts.enabled) return { action: "go", delayMs: 0 };
     const t = this.now();
-    const addr =
-      s.remote === undefined ? undefined : this.addresses.peek(addressUnit(s.remote), t, this.opts);
+    const aid = addressId(s);
+    const addr = aid === undefined ? undefined : this.addresses.peek(aid, t, this.opts);
     if (addr && addr.lockedUntil > t)
       return { action: "locked", subject: "address", retryAfterMs: addr.lockedUntil - t };
     const addrFailures = addr?.failures ?? 0;
@@ -208,12 +219,12 @@ export class FailureLimiter {
   }
 
   /**
-   * Waits out a delay for `remote`, refusing when too many of its requests are already
+   * Waits out a delay for the subject's address, refusing when too many of its requests are already
    * waiting (so a flood cannot hold unbounded timers and sockets). Resolves true to go on.
    */
-  async wait(remote: string | undefined, delayMs: number, signal?: AbortSignal): Promise<boolean> {
+  async wait(s: AttemptSubject, delayMs: number, signal?: AbortSignal): Promise<boolean> {
     if (delayMs <= 0) return true;
-    const id = remote === undefined ? "" : addressUnit(remote);
+    const id = addressId(s) ?? "";
     const c = this.addresses.touch(id, this.now());
     if (c.waiting >= this.opts.maxWaiting) return false;
     c.waiting++;
@@ -235,7 +246,8 @@ export class FailureLimiter {
   failed(s: AttemptSubject): void {
     if (!this.opts.enabled) return;
     const t = this.now();
-    if (s.remote !== undefined) this.count(this.addresses, "address", addressUnit(s.remote), t);
+    const aid = addressId(s);
+    if (aid !== undefined) this.count(this.addresses, "address", aid, t);
     if (s.account !== undefined) this.count(this.accounts, "account", s.account, t);
   }
 

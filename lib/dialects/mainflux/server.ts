@@ -261,7 +261,7 @@ export class MainfluxBootstrapService {
       const v = f.check(subject);
       if (v.action !== "go") return limited(v);
       if (v.delayMs > 0) {
-        if (!(await f.wait(remote, v.delayMs)))
+        if (!(await f.wait(subject, v.delayMs)))
           return limited({ action: "throttled", retryAfterMs: v.delayMs });
         // Others may have failed meanwhile; from here to the comparison nothing awaits,
         // so requests waiting in parallel cannot overshoot the lock.

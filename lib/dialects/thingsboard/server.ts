@@ -221,7 +221,7 @@ export class TbProvisioningService {
     subject: AttemptSubject,
     delayMs: number,
   ): Promise<Refusal | undefined> {
-    if (!(await f.wait(subject.remote, delayMs)))
+    if (!(await f.wait(subject, delayMs)))
       return this.limitRefusal({ action: "throttled", retryAfterMs: delayMs });
     const again = f.check(subject);
     return again.action === "go" ? undefined : this.limitRefusal(again);
@@ -258,6 +258,7 @@ export class TbProvisioningService {
     // A wrong secret for a known key counts against that key's profile; an unknown key
     // only against the address (so made-up keys cannot fill the map of accounts).
     const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
+    if (ctx.transport === "coap") subject.scope = "udp";
     const f = this.opts.failures;
     const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
     let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);

@@ -62,8 +62,16 @@ describe("failure limiter", () => {
   it("refuses requests over maxWaiting while others wait out their delay", async () => {
     const f = new FailureLimiter({ slowAfter: 0, baseDelayMs: 5, maxDelayMs: 5, maxWaiting: 2 });
     f.failed({ remote: "w" });
-    const waits = await Promise.all([1, 2, 3, 4].map(() => f.wait("w", 5)));
+    const waits = await Promise.all([1, 2, 3, 4].map(() => f.wait({ remote: "w" }, 5)));
     assert.deepEqual(waits, [true, true, false, false]);
+  });
+
+  it("keeps a scope's counts apart: forged UDP failures do not lock the address elsewhere", () => {
+    const f = new FailureLimiter({ lockAfter: 2, slowAfter: 100 });
+    f.failed({ remote: "10.5.5.5", scope: "udp" });
+    f.failed({ remote: "10.5.5.5", scope: "udp" });
+    assert.equal(f.check({ remote: "10.5.5.5", scope: "udp" }).action, "locked");
+    assert.deepEqual(f.check({ remote: "10.5.5.5" }), { action: "go", delayMs: 0 });
   });
 
   it("counts IPv6 by /64 and IPv4-mapped addresses as IPv4", () => {
