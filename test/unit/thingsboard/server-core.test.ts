@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import * as http from "node:http";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { TbProvisioningService, tbRegistry } from "../../../lib/dialects/thingsboard/server";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { FailureLimiter } from "../../../lib/service/failure-limit";
+import { tbHttpHandler } from "../../../lib/dialects/thingsboard/server-http";
 import { manage } from "../../../lib/dialects/thingsboard/server-manage";
 import { PendingDecisions } from "../../../lib/service/pending";
 import { RateLimiter } from "../../../lib/service/rate-limit";
@@ -452,6 +456,55 @@ describe("ThingsBoard provisioning service: brute force (issue 8, defect 8)", ()
       remote: "192.168.7.8",
     });
     assert.equal(unknown.response.status, "NOT_FOUND");
+  });
+
+  it("over real HTTP: 2,000 wrong secrets from 127.0.0.1 are refused after 100; 127.0.0.2 is served meanwhile", async () => {
+    const { service, audits } = guarded();
+    const server = createServer(tbHttpHandler(service));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const port = (server.address() as AddressInfo).port;
+    const attacker = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: "127.0.0.1" });
+    const honest = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: "127.0.0.2" });
+    const post = (body: string, agent: http.Agent) =>
+      new Promise<string>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: "127.0.0.1",
+            port,
+            path: "/api/v1/provision",
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json" },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+          },
+        );
+        req.setTimeout(15000, () => req.destroy(new Error("no answer within 15 s")));
+        req.on("error", reject);
+        req.end(body);
+      });
+    try {
+      const answers: Record<string, number> = {};
+      for (let i = 0; i < 2000; i++) {
+        const a = JSON.parse(await post(request({ provisionDeviceSecret: `h-${i}` }), attacker))
+          .status as string;
+        answers[a] = (answers[a] ?? 0) + 1;
+        if (i % 500 === 499) assert.match(await post(request({ deviceName: `web-${i}` }), honest), /SUCCESS/);
+      }
+      assert.deepEqual(answers, { NOT_FOUND: 100, FAILURE: 1900 });
+      assert.equal(audits.filter((e) => e.outcome === "locked" && e.transport === "http").length, 1900);
+      const served = audits.filter((e) => e.outcome === "provisioned");
+      assert.equal(served.length, 4);
+      assert.ok(served.every((e) => e.remote?.endsWith("127.0.0.2") && e.delayedMs === undefined));
+    } finally {
+      attacker.destroy();
+      honest.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it("can be turned off", async () => {
