@@ -15,13 +15,15 @@ import {
   type StoredConfig,
 } from "../lib/dialects/mainflux/registry";
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
+import { lockAuditEvent } from "../lib/service/audit";
+import { FailureLimiter, failureLimitOptions, type FailureLimitSettings } from "../lib/service/failure-limit";
 import type { StoreBackend } from "../lib/stores/backend";
 import { MemoryBackend } from "../lib/stores/memory";
 import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { formatCounts, LogSummary } from "./shared/log-summary";
 import { storeFromConfig } from "./shared/store-ref";
 
-interface ServiceDef extends NodeDef {
+interface ServiceDef extends NodeDef, FailureLimitSettings {
   store?: string;
   basePath?: string;
   allowPlain?: boolean;
@@ -66,6 +68,7 @@ export = function (RED: NodeAPI) {
     let unmountHttp: (() => void) | undefined;
     let service: MainfluxBootstrapService | undefined;
     let statusTimer: NodeJS.Timeout | undefined;
+    let lockTimer: NodeJS.Timeout | undefined;
     let closed = false;
     let modes: string[] = [];
     // Bad HTTP requests: one log line per minute with counts per reason, never their bytes.
@@ -87,14 +90,23 @@ export = function (RED: NodeAPI) {
     };
     const showStatus = () => {
       if (!service || closed) return;
+      const locked = service.lockedNow();
+      // Locks end without a request: look again later so the status does not stay yellow.
+      if (locked > 0 && !lockTimer && !closed)
+        lockTimer = setTimeout(() => {
+          lockTimer = undefined;
+          showStatus();
+        }, 60000);
       node.status({
-        fill: "green",
+        // Yellow while addresses or external ids are locked out after failed attempts.
+        fill: locked > 0 ? "yellow" : "green",
         shape: "dot",
-        text: RED._(S + "status.serving", {
+        text: RED._(S + (locked > 0 ? "status.serving-locked" : "status.serving"), {
           modes: modes.join("+"),
           configs: service.registry.size,
           ok: service.counts.bootstrapped,
           refused: service.counts.refused,
+          locked,
         }),
       });
     };
@@ -134,6 +146,10 @@ export = function (RED: NodeAPI) {
           allowPlain: config.allowPlain !== false,
           managementToken: cred(creds.managementToken) || undefined,
           fields: config.fields === "mainflux" ? "mainflux" : "thing",
+          failures: new FailureLimiter(failureLimitOptions(config), Date.now, (lock) => {
+            node.send([null, { topic: "audit", payload: lockAuditEvent("mainflux", lock, "deviceName") }]);
+            scheduleStatus();
+          }),
           onAudit: (event) => {
             node.send([null, { topic: "audit", payload: event }]);
             scheduleStatus();
@@ -222,6 +238,7 @@ export = function (RED: NodeAPI) {
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
+      if (lockTimer) clearTimeout(lockTimer);
       unmountHttp?.();
       refusals.close();
       void started.then(() => {

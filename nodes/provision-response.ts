@@ -11,6 +11,8 @@ import { startTbHost, type TbHost, type TbMqttConfig } from "../lib/dialects/thi
 import { tbHttpHandler } from "../lib/dialects/thingsboard/server-http";
 import { manage, ManageError } from "../lib/dialects/thingsboard/server-manage";
 import { HTTP_PATH } from "../lib/dialects/thingsboard/wire";
+import { lockAuditEvent } from "../lib/service/audit";
+import { FailureLimiter, failureLimitOptions, type FailureLimitSettings } from "../lib/service/failure-limit";
 import { PendingDecisions } from "../lib/service/pending";
 import { DEFAULT_RATE_LIMIT, RateLimiter } from "../lib/service/rate-limit";
 import { TB_MQTT_SESSION_DEFAULTS } from "../lib/dialects/thingsboard/server-mqtt";
@@ -21,7 +23,7 @@ import { httpNodeAuthOn, mountOnHttpNode } from "./shared/http-node";
 import { formatCounts, LogSummary } from "./shared/log-summary";
 import { storeFromConfig } from "./shared/store-ref";
 
-interface ProvisionResponseDef extends NodeDef {
+interface ProvisionResponseDef extends NodeDef, FailureLimitSettings {
   profile?: string;
   profile2?: string;
   profile3?: string;
@@ -46,6 +48,7 @@ interface ProvisionResponseDef extends NodeDef {
   mqttLifetime?: string | number;
   rateLimit?: string | number;
   rateBurst?: string | number;
+  repeatWindow?: string | number;
 }
 
 interface ProvisionResponseCreds {
@@ -127,19 +130,29 @@ export = function (RED: NodeAPI) {
             }),
       ),
     );
+    let lockTimer: NodeJS.Timeout | undefined;
     const pending = new PendingDecisions(num(config.decideTimeout, 10, 0.1) * 1000);
     let unmountHttp: (() => void) | undefined;
     const httpPath = (config.httpPath || HTTP_PATH).trim();
 
     const showStatus = () => {
       if (!service) return;
+      const locked = service.lockedNow();
+      // Locks end without a request: look again later so the status does not stay yellow.
+      if (locked > 0 && !lockTimer && !closed)
+        lockTimer = setTimeout(() => {
+          lockTimer = undefined;
+          showStatus();
+        }, 60000);
       node.status({
-        fill: "green",
+        // Yellow while addresses or profiles are locked out after failed attempts.
+        fill: locked > 0 ? "yellow" : "green",
         shape: "dot",
-        text: RED._("provision-response.status.serving", {
+        text: RED._(`provision-response.status.${locked > 0 ? "serving-locked" : "serving"}`, {
           transports: labels.join(", ") || RED._("provision-response.status.nothing"),
           provisioned: service.counts.provisioned,
           refused: service.counts.refused,
+          locked,
         }),
       });
     };
@@ -177,15 +190,20 @@ export = function (RED: NodeAPI) {
       // One limiter for the service and the embedded broker's CONNECT check: a device is
       // charged once, and refused with CONNACK 3 before it sends anything when over its rate.
       const limiter = new RateLimiter({ perSecond: rate, burst });
+      const audit = (event: unknown) => {
+        node.send([null, { topic: "audit", payload: event }]);
+        scheduleStatus();
+      };
       try {
         const s = new TbProvisioningService({
           profiles,
           registry: tbRegistry(backend),
           limiter,
-          onAudit: (event) => {
-            node.send([null, { topic: "audit", payload: event }]);
-            scheduleStatus();
-          },
+          failures: new FailureLimiter(failureLimitOptions(config), Date.now, (lock) =>
+            audit(lockAuditEvent("thingsboard", lock, "profile")),
+          ),
+          repeatWindowMs: num(config.repeatWindow, 0) * 1000,
+          onAudit: audit,
           decide: config.decide
             ? (request) => {
                 const { correlationId, answer } = pending.ask();
@@ -300,6 +318,7 @@ export = function (RED: NodeAPI) {
     node.on("close", (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
+      if (lockTimer) clearTimeout(lockTimer);
       pending.cancelAll("node closed");
       unmountHttp?.();
       refusals.close();

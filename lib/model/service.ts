@@ -16,7 +16,8 @@ export interface ProvisioningRequest {
   remote?: string;
 }
 
-export type RefusalReason = "not-found" | "already-provisioned" | "invalid" | "throttled" | "denied";
+export type RefusalReason =
+  "not-found" | "already-provisioned" | "invalid" | "throttled" | "denied" | "locked";
 
 export type Decision =
   | { approve: true; credentials: Credentials; configuration?: Configuration }
@@ -27,7 +28,8 @@ export interface AuditEvent {
   at: string;
   dialect: Dialect;
   transport: string;
-  outcome: "provisioned" | "refused" | "error";
+  /** "locked": refused unread after too many failures; "throttled": too many waiting. */
+  outcome: "provisioned" | "refused" | "error" | "locked" | "throttled";
   reason?: RefusalReason | string;
   deviceName?: string;
   deviceId?: string;

@@ -5,8 +5,11 @@
  * "create unless present" cannot succeed twice.
  */
 
+import { createHash } from "node:crypto";
 import type { Credentials } from "../model/result";
 import { StoreError, type EntryMetaInput, type JsonValue, type StoreBackend } from "../stores/backend";
+import { isWellFormed } from "../stores/entry";
+import { KeyLock } from "../stores/key-lock";
 
 export type DeviceState = "pre-provisioned" | "provisioned";
 
@@ -23,7 +26,24 @@ export interface RegisteredDevice {
   provisionedAt?: string;
   /** How many times credentials were handed out (re-provisioning counts). */
   provisionings: number;
+  /**
+   * A keyed digest of the request that provisioned the device (never the request), so an
+   * identical repeat within the service's repeat window can get the same answer.
+   */
+  requestDigest?: string;
 }
+
+/** Who holds a credential: the index entry's value. */
+interface CredentialOwner {
+  profile: string;
+  name: string;
+}
+
+/**
+ * One lock per backend, so that every registry over one store (two serving nodes, or a
+ * node redeployed while its old instance finishes) serialises claims of one credential.
+ */
+const claimLocks = new WeakMap<StoreBackend, KeyLock>();
 
 /** What listing shows: names and dates, never credentials. */
 export interface DeviceSummary {
@@ -62,12 +82,108 @@ export class DeviceRegistry {
   key(profile: string, name: string): string {
     if (profile.length === 0) throw new RegistryError("INVALID_PROFILE", "a profile name is required");
     if (name.length === 0) throw new RegistryError("INVALID_NAME", "a device name is required");
+    // A lone surrogate cannot be stored apart from U+FFFD (see isWellFormed), so it is refused.
+    if (!isWellFormed(profile))
+      throw new RegistryError("INVALID_PROFILE", "a profile name must be well-formed Unicode");
+    if (!isWellFormed(name))
+      throw new RegistryError(
+        "INVALID_NAME",
+        "a device name must be well-formed Unicode (it holds a lone surrogate)",
+      );
     // eslint-disable-next-line no-control-regex
     if (/[\u0000-\u001f\u007f]/.test(name))
       throw new RegistryError("INVALID_NAME", "a device name may not hold control characters");
     const key = `${this.profilePrefix(profile)}${name}`;
     if (key.length > MAX_KEY) throw new RegistryError("INVALID_NAME", "the device name is too long");
     return key;
+  }
+
+  /**
+   * The index entry of one credential id. Hashed: store keys show in file names and
+   * listings, and a credential id can be an access token.
+   */
+  private indexKey(credentialId: string): string {
+    return `${this.prefix}-credentials/${createHash("sha256").update(credentialId, "utf8").digest("hex")}`;
+  }
+
+  /**
+   * Runs `fn` holding the claim of the credential ids for one device, so that no two
+   * devices hold the same credentials (ThingsBoard keeps credentials_id unique). Claims of
+   * one id are serialised; the claim is written before `fn` commits the device (a crash
+   * in between leaves an index entry whose owner does not hold the credentials: stale,
+   * and taken over by the next claim). `fn` returns `keep: false` when it stored nothing,
+   * and the claims made for it are undone. Resolves "taken" when another device holds one.
+   */
+  async withCredentials<T>(
+    ids: string[],
+    owner: CredentialOwner,
+    holds: (device: RegisteredDevice, id: string) => boolean,
+    fn: () => Promise<{ keep: boolean; result: T }>,
+  ): Promise<{ taken: true } | { taken: false; result: T }> {
+    const unique = [...new Set(ids)].sort();
+    let lock = claimLocks.get(this.backend);
+    if (!lock) claimLocks.set(this.backend, (lock = new KeyLock()));
+    const l = lock;
+    type Inner = { taken: true } | { taken: false; result: T; keep: boolean };
+    const run = async (i: number): Promise<Inner> => {
+      if (i === unique.length) return { taken: false, ...(await fn()) };
+      const key = this.indexKey(unique[i]);
+      return l.run(key, async (): Promise<Inner> => {
+        const cur = await this.wrap(() => this.backend.get(key));
+        const o = cur?.value as unknown as CredentialOwner | undefined;
+        const mine = o !== undefined && o.profile === owner.profile && o.name === owner.name;
+        if (o && !mine) {
+          let dev: RegisteredDevice | undefined;
+          try {
+            dev = await this.get(o.profile, o.name);
+          } catch {
+            dev = undefined;
+          }
+          if (dev && holds(dev, unique[i])) return { taken: true };
+        }
+        if (!mine) {
+          const value = { profile: owner.profile, name: owner.name };
+          await this.wrap(() => this.backend.set(key, value, this.indexMeta()));
+        }
+        let inner: Inner;
+        try {
+          inner = await run(i + 1);
+        } catch (err) {
+          if (!mine) await this.undoClaim(key, cur);
+          throw err;
+        }
+        if (!mine && (inner.taken || !inner.keep)) await this.undoClaim(key, cur);
+        return inner;
+      });
+    };
+    const out = await run(0);
+    return out.taken ? out : { taken: false, result: out.result };
+  }
+
+  private indexMeta(): EntryMetaInput {
+    return { kind: "credential", protocol: this.protocol };
+  }
+
+  private async undoClaim(key: string, before: { value: JsonValue } | undefined): Promise<void> {
+    await this.wrap(async () => {
+      if (before) await this.backend.set(key, before.value, this.indexMeta());
+      else await this.backend.delete(key);
+    }).catch(() => undefined);
+  }
+
+  /** Forgets the claim of credential ids a device gave up (revoked, re-provisioned). */
+  async releaseCredentials(ids: string[], owner: CredentialOwner): Promise<void> {
+    let lock = claimLocks.get(this.backend);
+    if (!lock) claimLocks.set(this.backend, (lock = new KeyLock()));
+    for (const id of new Set(ids)) {
+      const key = this.indexKey(id);
+      await lock.run(key, async () => {
+        const cur = await this.wrap(() => this.backend.get(key));
+        const o = cur?.value as unknown as CredentialOwner | undefined;
+        if (o && o.profile === owner.profile && o.name === owner.name)
+          await this.wrap(() => this.backend.delete(key));
+      });
+    }
   }
 
   private profilePrefix(profile: string): string {

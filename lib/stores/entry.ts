@@ -1,5 +1,16 @@
 import { StoreError, type EntryMeta, type EntryMetaInput, type JsonValue, type StoredEntry } from "./backend";
 
+/**
+ * False when the string holds a lone UTF-16 surrogate. UTF-8 cannot encode one: Buffer.from
+ * and TextEncoder write U+FFFD instead (WHATWG Encoding, "UTF-8 encode"), so "\ud800-x",
+ * "\udc00-x" and "\ufffd-x" would share one file name or context variable. With the `u`
+ * flag a surrogate pair is one code point, so only a lone surrogate is in category Cs
+ * (String.prototype.isWellFormed, ES2024, says the same).
+ */
+export function isWellFormed(s: string): boolean {
+  return !/\p{Cs}/u.test(s);
+}
+
 /** Keys are short printable names: flows type them, and file backends map them to file names. */
 export function checkKey(key: unknown): string {
   if (typeof key !== "string" || key.length === 0) throw new StoreError("INVALID_KEY", "a key is required");
@@ -7,6 +18,8 @@ export function checkKey(key: unknown): string {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(key))
     throw new StoreError("INVALID_KEY", "a key may not hold control characters");
+  if (!isWellFormed(key))
+    throw new StoreError("INVALID_KEY", "a key must be well-formed Unicode (it holds a lone surrogate)");
   return key;
 }
 

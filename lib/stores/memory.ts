@@ -17,7 +17,8 @@ export class MemoryBackend implements StoreBackend {
     return e && toEntry(key, structuredClone(e.value), { ...e.meta });
   }
 
-  set(key: string, value: JsonValue, meta?: Parameters<StoreBackend["set"]>[2]): Promise<StoredEntry> {
+  // async, so that a bad key or value rejects like every other backend instead of throwing.
+  async set(key: string, value: JsonValue, meta?: Parameters<StoreBackend["set"]>[2]): Promise<StoredEntry> {
     checkKey(key);
     const v = checkValue(value);
     const m = makeMeta(meta);
@@ -39,7 +40,7 @@ export class MemoryBackend implements StoreBackend {
     });
   }
 
-  update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
+  async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
     checkKey(key);
     return this.lock.run(key, async () => {
       const cur = this.entries.get(key);

@@ -299,4 +299,26 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     assert.equal(r.status, 404);
     assert.ok(!r.body.toString().includes("thing-key-1"));
   });
+  it("guard settings: after the set number of wrong keys an address gets 429, audited, status yellow", async () => {
+    backends.set("device", new MemoryBackend());
+    backends.set("service", new MemoryBackend());
+    await helper.load(
+      nodes,
+      flow({ url: http.url }, { failSlowAfter: 1000, failLockAfter: 3, failLockMinutes: 5 }),
+      CREDS,
+    );
+    await nextInput<Msg>(helper.getNode("results"));
+    const audits: Msg[] = [];
+    helper.getNode("audit").on("input", (m: Msg) => audits.push(m));
+    const url = `${http.url}/things/bootstrap/dev-env-1`;
+    for (let i = 0; i < 3; i++)
+      assert.equal((await curl(["-H", `Authorization: Thing wrong-${i}`, url])).status, 403);
+    const r = await curl(["-H", "Authorization: Thing env-external-key", url]);
+    assert.equal(r.status, 429);
+    assert.match(r.headers, /retry-after: \d+/i);
+    const status = await statusOf(helper.getNode("svc") as TestNode, ["yellow"]);
+    assert.match(status.text, /serving-locked/);
+    assert.equal(audits.filter((m) => m.payload.outcome === "locked").length, 3);
+    assert.ok(!JSON.stringify(audits).includes("env-external-key"));
+  });
 });

@@ -333,4 +333,48 @@ describe("provision-response node", () => {
     );
     assert.deepEqual(fills.map((f) => f.fill).sort(), ["green", "red"]);
   });
+  it("guard settings lock an address out after failed attempts, audited and in the status; repeat window", async () => {
+    await helper.load(
+      nodes,
+      flow({
+        mqtt: "off",
+        http: true,
+        failSlowAfter: 1000,
+        failLockAfter: 3,
+        failLockMinutes: 5,
+        repeatWindow: 60,
+      }),
+      creds,
+    );
+    const srv = helper.getNode("srv");
+    await statusOf(srv, ["green"]);
+    const audits = collect("audit");
+    const { url, server } = await serveHttpNode();
+    const post = async (body: string) =>
+      (
+        await fetch(`${url}/api/v1/provision`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        })
+      ).text();
+    try {
+      // The repeat window: the identical request again gets the same credentials.
+      const first = await post(request({ deviceName: "node-rep" }));
+      assert.match(first, /SUCCESS/);
+      assert.equal(await post(request({ deviceName: "node-rep" })), first);
+      for (let i = 0; i < 3; i++)
+        assert.match(await post(request({ provisionDeviceSecret: `wrong-${i}` })), /NOT_FOUND/);
+      assert.equal(await post(request({ deviceName: "after-lock" })), FAILURE);
+      const locked = audits.filter((m) => m.payload.outcome === "locked");
+      assert.equal(locked.filter((m) => m.payload.transport === "any").length, 2);
+      assert.equal(locked.filter((m) => m.payload.transport === "http").length, 1);
+      const status = await statusOf(srv, ["yellow"]);
+      assert.match(status.text, /locked-out|serving-locked/);
+      assert.ok(!JSON.stringify(audits).includes(SECRET));
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
 });

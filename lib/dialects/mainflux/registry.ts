@@ -79,6 +79,7 @@ function idOf(v: unknown, what: string, required: boolean): string | undefined {
   if (typeof v !== "string") throw invalid(`${what} must be a string`);
   if (v.length > MAX_ID) throw invalid(`${what} may be at most ${MAX_ID} characters long`);
   if (CONTROL.test(v)) throw invalid(`${what} may not hold control characters`);
+  if (/\p{Cs}/u.test(v)) throw invalid(`${what} must be well-formed Unicode (it holds a lone surrogate)`);
   return v;
 }
 

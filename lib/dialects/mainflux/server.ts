@@ -10,7 +10,8 @@
  * (it only connects the thing to its channels), so it does not here either.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { auditEvent, lockAuditEvent, type ServiceAuditEvent } from "../../service/audit";
+import type { FailureLimiter, LimitVerdict, LockEvent } from "../../service/failure-limit";
 import type { RateLimiter } from "../../service/rate-limit";
 import { readRequestBody, sendAnswer, type BodyRefusal } from "../../transports/http-body";
 import { parseJsonBounded } from "../../util/json-limits";
@@ -60,6 +61,11 @@ export interface BootstrapServiceOptions {
   onAudit?: (event: ServiceAuditEvent) => void;
   now?: () => number;
   replay?: ReplayGuard;
+  /**
+   * Brute-force protection: failures per address and per external id (known id, wrong
+   * key), slowing then locking (429 with Retry-After). Absent: counting is off.
+   */
+  failures?: FailureLimiter;
 }
 
 export interface Answer {
@@ -138,9 +144,27 @@ export class MainfluxBootstrapService {
     return Boolean(this.opts.managementToken);
   }
 
+  /** Addresses and external ids locked right now after too many failures. */
+  lockedNow(): number {
+    return this.opts.failures?.lockedCount() ?? 0;
+  }
+
+  /** The audit event for a lock that just began (FailureLimiter's onLock). */
+  static lockEvent(lock: LockEvent): ServiceAuditEvent {
+    return lockAuditEvent("mainflux", lock, "deviceName");
+  }
+
   private audit(
-    outcome: "provisioned" | "refused" | "error",
-    fields: { reason?: string; detail?: string; deviceName?: string; deviceId?: string; remote?: string },
+    outcome: ServiceAuditEvent["outcome"],
+    fields: {
+      reason?: string;
+      detail?: string;
+      deviceName?: string;
+      deviceId?: string;
+      remote?: string;
+      delayedMs?: number;
+      retryAfterS?: number;
+    },
     transport = "http",
   ): void {
     if (outcome === "provisioned") this.counts.bootstrapped++;
@@ -169,9 +193,39 @@ export class MainfluxBootstrapService {
     remote?: string,
   ): Promise<Answer> {
     const transport = secure ? "http+secure" : "http";
+    let delayedMs: number | undefined;
     const refuse = (status: number, message: string, error: string, reason: string, detail: string) => {
-      this.audit("refused", { reason, detail, deviceName: externalId || undefined, remote }, transport);
+      this.audit(
+        "refused",
+        { reason, detail, deviceName: externalId || undefined, remote, delayedMs },
+        transport,
+      );
       return json(status, errorJson(message, error));
+    };
+    const f = this.opts.failures;
+    // 429 with Retry-After (RFC 6585 section 4, RFC 9110 section 10.2.3): upstream has no
+    // such answer; a client written for it sees an HTTP error and retries later.
+    const limited = (v: Exclude<LimitVerdict, { action: "go" }>) => {
+      const retryAfterS = Math.max(1, Math.ceil(v.retryAfterMs / 1000));
+      const locked = v.action === "locked";
+      const detail = !locked
+        ? "too many requests waiting after failed attempts"
+        : v.subject === "account"
+          ? "too many failed attempts for this external id from this address"
+          : "too many failed attempts from this address";
+      this.audit(
+        v.action,
+        { reason: v.action, detail, deviceName: externalId || undefined, remote, retryAfterS },
+        transport,
+      );
+      return json(429, errorJson(M.validation, locked ? "too many failed attempts" : "too many requests"), {
+        "retry-after": String(retryAfterS),
+      });
+    };
+    /** A key that does not open or match: counted against the address and the id. */
+    const wrongKey = (status: number, message: string, error: string, reason: string, detail: string) => {
+      f?.failed({ remote, account: externalId });
+      return refuse(status, message, error, reason, detail);
     };
     if (!externalId) return refuse(400, M.validation, M.missingId, "invalid", "no external id");
     const auth = authorization ?? "";
@@ -190,6 +244,9 @@ export class MainfluxBootstrapService {
         "denied",
         "plain disabled",
       );
+    // A locked address is refused before anything is read.
+    const early = f?.check({ remote });
+    if (early && early.action !== "go") return limited(early);
     let cfg: StoredConfig | undefined;
     try {
       cfg = await this.opts.registry.get(externalId);
@@ -201,6 +258,25 @@ export class MainfluxBootstrapService {
       );
       return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
     }
+    // Only an id that exists is an account: made-up ids cannot fill the limiter's map.
+    const subject = { remote, account: cfg ? externalId : undefined };
+    if (f) {
+      const v = f.check(subject);
+      if (v.action !== "go") return limited(v);
+      if (v.delayMs > 0) {
+        if (!(await f.wait(subject, v.delayMs)))
+          return limited({ action: "throttled", retryAfterMs: v.delayMs });
+        // Others may have failed meanwhile; from here to the comparison nothing awaits,
+        // so requests waiting in parallel cannot overshoot the lock.
+        const again = f.check(subject);
+        if (again.action !== "go") return limited(again);
+        delayedMs = v.delayMs;
+      }
+    }
+    // An unknown id is not counted: the external id is no secret (often the MAC address),
+    // and a device polls with it until its configuration is added (upstream's agent
+    // retries); locking it out would keep it from ever bootstrapping. Guesses of the key
+    // are what is counted.
     if (!cfg) return refuse(404, M.readConfig, M.notFound, "not-found", "unknown external id");
 
     let key: string;
@@ -236,7 +312,7 @@ export class MainfluxBootstrapService {
         });
       } catch (err) {
         const why = err instanceof KeyError ? err.message : "the request cannot be read";
-        return refuse(403, M.externalKeySecure, why, "denied", why);
+        return wrongKey(403, M.externalKeySecure, why, "denied", why);
       }
     } else {
       const k = this.opts.cfbKey;
@@ -252,7 +328,7 @@ export class MainfluxBootstrapService {
         key = cfbExternalKey(k, presented);
       } catch (err) {
         const why = err instanceof KeyError ? err.message : "the key cannot be decrypted";
-        return refuse(403, M.externalKeySecure, why, "denied", why);
+        return wrongKey(403, M.externalKeySecure, why, "denied", why);
       }
       seal = (plain) => ({
         status: 200,
@@ -261,7 +337,13 @@ export class MainfluxBootstrapService {
       });
     }
     if (!secretsEqual(key, cfg.external_key))
-      return refuse(403, secure ? M.externalKeySecure : M.externalKey, "", "denied", "external key mismatch");
+      return wrongKey(
+        403,
+        secure ? M.externalKeySecure : M.externalKey,
+        "",
+        "denied",
+        "external key mismatch",
+      );
 
     const plain = Buffer.from(
       answerJson(
@@ -285,6 +367,7 @@ export class MainfluxBootstrapService {
         deviceId: cfg.thing_id,
         remote,
         detail: gcm ? "gcm" : secure ? "secure" : "plain",
+        delayedMs,
       },
       transport,
     );

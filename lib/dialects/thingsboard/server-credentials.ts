@@ -122,3 +122,29 @@ export function successResponse(c: Credentials): TbProvisionResponse {
   const v = credentialsType === "X509_CERTIFICATE" ? c.certificate : c.token;
   return { status: "SUCCESS", credentialsType, credentialsValue: v ?? "" };
 }
+
+/**
+ * The ids by which ThingsBoard keeps credentials unique across devices (its
+ * device_credentials.credentials_id: the access token; for MQTT_BASIC the client id and
+ * user name together, DeviceCredentialsServiceImpl.formatSimpleMqttCredentials; for
+ * X.509 a hash of the certificate). Ours hash the certificate's DER (SHA-256), so that
+ * two PEM spellings of one certificate are the same credentials.
+ */
+export function credentialIds(c: Credentials): string[] {
+  switch (c.type) {
+    case "ACCESS_TOKEN":
+      return c.token ? [`ACCESS_TOKEN:${c.token}`] : [];
+    case "MQTT_BASIC":
+      return c.clientId || c.username ? [`MQTT_BASIC:${c.clientId ?? ""}|${c.username ?? ""}`] : [];
+    case "X509_CERTIFICATE": {
+      if (!c.certificate) return [];
+      try {
+        return [`X509_CERTIFICATE:${new X509Certificate(c.certificate).fingerprint256}`];
+      } catch {
+        return [`X509_CERTIFICATE:${c.certificate.replace(/\s+/g, "")}`];
+      }
+    }
+    default:
+      return [];
+  }
+}

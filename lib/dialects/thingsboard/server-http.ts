@@ -40,13 +40,17 @@ export async function answerHttp(
   remote?: string,
   retryAfterSeconds = 1,
 ): Promise<HttpAnswer> {
-  const { response, audit } = await service.handle(body, { transport: "http", remote });
-  if (audit.reason === "throttled")
+  const { response, audit, retryAfterMs } = await service.handle(body, { transport: "http", remote });
+  // Over the rate, or slowed and locked after failed attempts: the failure guard knows
+  // when its lock ends; the rate limiter's token comes back after 1/rate seconds.
+  if (audit.reason === "throttled" || audit.reason === "locked") {
+    const seconds = retryAfterMs !== undefined ? retryAfterMs / 1000 : retryAfterSeconds;
     return {
       status: 429,
       body: encodeResponse(response),
-      headers: { "retry-after": String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+      headers: { "retry-after": String(Math.max(1, Math.ceil(seconds))) },
     };
+  }
   return { status: 200, body: encodeResponse(response) };
 }
 

@@ -7,7 +7,7 @@ import type { Credentials } from "../../model/result";
 import type { DeviceSummary } from "../../service/registry";
 import type { JsonValue } from "../../stores/backend";
 import type { TbProvisioningService } from "./server";
-import { completeCredentials } from "./server-credentials";
+import { completeCredentials, credentialIds } from "./server-credentials";
 
 export type ManageOperation = "add" | "revoke" | "list";
 
@@ -18,7 +18,7 @@ export type ManageResult =
 
 export class ManageError extends Error {
   constructor(
-    readonly code: "UNKNOWN_OPERATION" | "INVALID" | "UNKNOWN_PROFILE",
+    readonly code: "UNKNOWN_OPERATION" | "INVALID" | "UNKNOWN_PROFILE" | "CREDENTIALS_TAKEN",
     message: string,
   ) {
     super(message);
@@ -63,8 +63,14 @@ export async function manage(
   }
   const profile = profileOf(service, p.profile);
   const name = nameOf(p.name);
-  if (operation === "revoke")
-    return { operation, profile, name, revoked: await service.registry.revoke(profile, name) };
+  if (operation === "revoke") {
+    const before = await service.registry.get(profile, name);
+    const revoked = await service.registry.revoke(profile, name);
+    // Its credentials are free for another device again.
+    if (revoked && before?.credentials)
+      await service.registry.releaseCredentials(credentialIds(before.credentials), { profile, name });
+    return { operation, profile, name, revoked };
+  }
 
   let credentials: Credentials | undefined;
   if (p.credentials !== undefined) {
@@ -76,6 +82,16 @@ export async function manage(
   if (p.attributes !== undefined) {
     attributes = JSON.parse(JSON.stringify(record(p.attributes))) as Record<string, JsonValue>;
   }
-  const added = await service.registry.add(profile, { name, credentials, attributes });
-  return { operation, profile, name, added };
+  // As in ThingsBoard, credentials another device holds are refused.
+  const claimed = await service.registry.withCredentials(
+    credentials ? credentialIds(credentials) : [],
+    { profile, name },
+    (dev, id) => dev.credentials !== undefined && credentialIds(dev.credentials).includes(id),
+    async () => {
+      const added = await service.registry.add(profile, { name, credentials, attributes });
+      return { keep: added, result: added };
+    },
+  );
+  if (claimed.taken) throw new ManageError("CREDENTIALS_TAKEN", "these credentials belong to another device");
+  return { operation, profile, name, added: claimed.result };
 }

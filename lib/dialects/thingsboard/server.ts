@@ -4,15 +4,22 @@
  * PROTOCOLS.md section 1. Transports (MQTT, HTTP, CoAP) only carry bytes to `handle`.
  */
 
+import { createHmac } from "node:crypto";
 import type { Credentials } from "../../model/result";
 import type { ProvisioningRequest, RefusalReason } from "../../model/service";
-import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { auditEvent, lockAuditEvent, type ServiceAuditEvent } from "../../service/audit";
+import { FailureLimiter, type AttemptSubject } from "../../service/failure-limit";
 import type { FlowAnswer } from "../../service/pending";
 import type { RateLimiter } from "../../service/rate-limit";
 import { DeviceRegistry, RegistryError, type RegisteredDevice } from "../../service/registry";
 import type { JsonValue, StoreBackend } from "../../stores/backend";
 import { randomAlphanumeric, secretsEqual } from "../../util/secrets";
-import { credentialsFromFlow, credentialsFromRequest, successResponse } from "./server-credentials";
+import {
+  credentialIds,
+  credentialsFromFlow,
+  credentialsFromRequest,
+  successResponse,
+} from "./server-credentials";
 import {
   FAILURE_RESPONSE,
   NOT_FOUND_RESPONSE,
@@ -46,6 +53,19 @@ export interface TbServiceOptions {
   onAudit?: (event: ServiceAuditEvent) => void;
   /** Per-remote flood protection, shared by every transport. */
   limiter?: RateLimiter;
+  /**
+   * Brute-force protection: failures per address and per profile (right key, wrong
+   * secret), slowing then locking. Absent: counting is off.
+   */
+  failures?: FailureLimiter;
+  /**
+   * Opt-in (0, the default, keeps ThingsBoard's behaviour): within this many ms of a
+   * device's provisioning, its identical request (same key, secret, name and requested
+   * credentials) gets the same credentials again instead of FAILURE.
+   */
+  repeatWindowMs?: number;
+  /** For tests. */
+  now?: () => number;
 }
 
 export interface RequestContext {
@@ -58,6 +78,8 @@ export interface RequestContext {
 export interface TbOutcome {
   response: TbProvisionResponse;
   audit: ServiceAuditEvent;
+  /** Set when the request was refused for a while ("locked", "throttled"): when to retry. */
+  retryAfterMs?: number;
 }
 
 /** Registry keys of ThingsBoard devices start with this segment. */
@@ -83,18 +105,69 @@ export function checkProfiles(profiles: TbProfile[]): string | undefined {
   return undefined;
 }
 
-type Refusal = { status: "NOT_FOUND" | "FAILURE"; reason: RefusalReason | "error"; detail: string };
+type AuditBase = {
+  dialect: "thingsboard";
+  transport: string;
+  remote?: string;
+  deviceName?: string;
+  profile?: string;
+  delayedMs?: number;
+};
+
+/**
+ * What makes a request "identical": the profile's key and secret, the device name and
+ * every credential field the device sent. An HMAC keyed by the provision secret, so the
+ * stored digest says nothing without it, and rotating the secret ends every repeat.
+ */
+function requestDigest(profile: TbProfile, deviceName: string, req: TbProvisionRequest): string {
+  const fields = [
+    profile.provisionDeviceKey,
+    deviceName,
+    req.credentialsType ?? null,
+    req.token ?? null,
+    req.clientId ?? null,
+    req.username ?? null,
+    req.password ?? null,
+    req.hash ?? null,
+    req.gateway ?? null,
+  ];
+  return createHmac("sha256", profile.provisionDeviceSecret).update(JSON.stringify(fields)).digest("hex");
+}
+
+type Refusal = {
+  status: "NOT_FOUND" | "FAILURE";
+  reason: RefusalReason | "error";
+  detail: string;
+  retryAfterMs?: number;
+};
 
 export class TbProvisioningService {
   private readonly profiles: TbProfile[];
   readonly registry: DeviceRegistry;
   readonly counts = { provisioned: 0, refused: 0 };
+  /** Refusals (within `counts.refused`) because of a lock after failed attempts. */
+  lockedRefusals = 0;
+
+  private readonly repeatWindowMs: number;
+  private readonly now: () => number;
 
   constructor(private readonly opts: TbServiceOptions) {
     const problem = checkProfiles(opts.profiles);
     if (problem) throw new Error(problem);
     this.profiles = [...opts.profiles];
     this.registry = opts.registry;
+    this.repeatWindowMs = Math.max(0, opts.repeatWindowMs ?? 0);
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Addresses and profiles locked right now after too many failures. */
+  lockedNow(): number {
+    return this.opts.failures?.lockedCount() ?? 0;
+  }
+
+  /** The audit event for a lock that just began (FailureLimiter's onLock). */
+  static lockEvent(lock: Parameters<typeof lockAuditEvent>[1]): ServiceAuditEvent {
+    return lockAuditEvent("thingsboard", lock, "profile");
   }
 
   profileNames(): string[] {
@@ -121,32 +194,90 @@ export class TbProvisioningService {
     }
   }
 
-  private findProfile(key: string, secret: string): TbProfile | undefined {
-    if (key.length === 0 || secret.length === 0) return undefined;
+  /** The profile a provisionDeviceKey names (the key is not the secret: ThingsBoard's "account"). */
+  private profileByKey(key: string): TbProfile | undefined {
+    if (key.length === 0) return undefined;
     // Compare against every profile so the time taken does not tell which keys exist.
     let found: TbProfile | undefined;
     for (const p of this.profiles) {
       if (secretsEqual(p.provisionDeviceKey, key) && p.provisionDeviceKey.length > 0 && !found) found = p;
     }
-    if (!found) return undefined;
-    return secretsEqual(found.provisionDeviceSecret, secret) && found.provisionDeviceSecret.length > 0
-      ? found
-      : undefined;
+    return found;
+  }
+
+  private secretMatches(p: TbProfile, secret: string): boolean {
+    return (
+      secret.length > 0 && p.provisionDeviceSecret.length > 0 && secretsEqual(p.provisionDeviceSecret, secret)
+    );
+  }
+
+  /**
+   * The brute-force gate, after a delay was waited out: others may have failed meanwhile,
+   * so it decides again. The caller compares the secret with no await after the last
+   * check, so requests in parallel cannot overshoot the lock.
+   */
+  private async waitGate(
+    f: FailureLimiter,
+    subject: AttemptSubject,
+    delayMs: number,
+  ): Promise<Refusal | undefined> {
+    if (!(await f.wait(subject, delayMs)))
+      return this.limitRefusal({ action: "throttled", retryAfterMs: delayMs });
+    const again = f.check(subject);
+    return again.action === "go" ? undefined : this.limitRefusal(again);
+  }
+
+  private limitRefusal(v: {
+    action: "locked" | "throttled";
+    retryAfterMs: number;
+    subject?: string;
+  }): Refusal {
+    return v.action === "locked"
+      ? {
+          status: "FAILURE",
+          reason: "locked",
+          detail:
+            v.subject === "account"
+              ? "too many failed attempts for this provision key from this address"
+              : "too many failed attempts from this address",
+          retryAfterMs: v.retryAfterMs,
+        }
+      : {
+          status: "FAILURE",
+          reason: "throttled",
+          detail: "too many requests waiting after failed attempts",
+          retryAfterMs: v.retryAfterMs,
+        };
   }
 
   private async handleParsed(req: TbProvisionRequest, ctx: RequestContext): Promise<TbOutcome> {
     const base = { dialect: "thingsboard" as const, transport: ctx.transport, remote: ctx.remote };
     const named = req.deviceName === undefined ? undefined : req.deviceName.trim();
     const audit = { ...base, deviceName: named?.slice(0, 256) };
-    const profile = this.findProfile(req.provisionDeviceKey, req.provisionDeviceSecret);
+    const byKey = this.profileByKey(req.provisionDeviceKey);
+    // A wrong secret for a known key counts against that key's profile; an unknown key
+    // only against the address (so made-up keys cannot fill the map of accounts).
+    const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
+    if (ctx.transport === "coap") subject.scope = "udp";
+    const f = this.opts.failures;
+    const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
+    let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);
+    const delayedMs = verdict.action === "go" && verdict.delayMs > 0 ? verdict.delayMs : undefined;
+    if (f && !refusal && delayedMs) refusal = await this.waitGate(f, subject, delayedMs);
+    if (refusal) return this.refuse(byKey ? { ...audit, profile: byKey.name } : audit, refusal);
+    const profile = byKey && this.secretMatches(byKey, req.provisionDeviceSecret) ? byKey : undefined;
     if (!profile) {
-      return this.refuse(audit, {
-        status: "NOT_FOUND",
-        reason: "not-found",
-        detail: "unknown key or wrong secret",
-      });
+      this.opts.failures?.failed(subject);
+      return this.refuse(
+        { ...audit, delayedMs },
+        {
+          status: "NOT_FOUND",
+          reason: "not-found",
+          detail: "unknown key or wrong secret",
+        },
+      );
     }
-    const withProfile = { ...audit, profile: profile.name };
+    const withProfile = { ...audit, profile: profile.name, delayedMs };
     if (named === "")
       return this.refuse(withProfile, { status: "FAILURE", reason: "invalid", detail: "blank device name" });
     const deviceName = named ?? randomAlphanumeric(20);
@@ -161,9 +292,12 @@ export class TbProvisioningService {
     if (!requested.ok)
       return this.refuse(inProfile, { status: "FAILURE", reason: "invalid", detail: requested.detail });
 
+    // The identical request again (the answer was lost): same credentials, when enabled.
+    const digest = this.repeatWindowMs > 0 ? requestDigest(profile, deviceName, req) : undefined;
     // A cheap look first, so the flow is not asked about a request that must fail anyway.
     const before = await this.registry.get(profile.name, deviceName);
-    const early = this.stateRefusal(profile, before);
+    const early = this.stateRefusal(profile, before, digest);
+    if (early && "repeat" in early) return this.repeated(inProfile, early.repeat);
     if (early) return this.refuse(inProfile, early);
 
     let credentials = requested.credentials;
@@ -191,35 +325,75 @@ export class TbProvisioningService {
         attributes = JSON.parse(JSON.stringify(answer.attributes)) as Record<string, JsonValue>;
     }
 
-    const now = new Date().toISOString();
-    type Done = { refusal: Refusal } | { issued: Credentials; reprovisioned: boolean };
-    const outcome = await this.registry.transact<Done>(profile.name, deviceName, (cur) => {
-      const refusal = this.stateRefusal(profile, cur);
-      if (refusal) return { result: { refusal } };
-      const reprovisioned = cur?.state === "provisioned";
-      // A pre-provisioned device's own credentials, unless the flow chose others or this
-      // is a re-provisioning (which always issues fresh ones).
-      const keep =
-        cur &&
-        cur.state === "pre-provisioned" &&
-        cur.credentials &&
-        !this.flowChoseCredentials(credentials, requested);
-      const issued: Credentials = keep && cur.credentials ? cur.credentials : credentials;
-      const next: RegisteredDevice = {
-        name: deviceName,
-        profile: profile.name,
-        state: "provisioned",
-        credentials: issued,
-        createdAt: cur?.createdAt ?? now,
-        provisionedAt: now,
-        provisionings: (cur?.provisionings ?? 0) + 1,
-      };
-      const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
-      if (req.gateway !== undefined) attrs.gateway = req.gateway;
-      if (Object.keys(attrs).length > 0) next.attributes = attrs;
-      return { next, result: { issued, reprovisioned } };
-    });
+    // A pre-provisioned device's own credentials, unless the flow chose others or this
+    // is a re-provisioning (which always issues fresh ones).
+    const chosen = (cur: RegisteredDevice | undefined): Credentials =>
+      cur &&
+      cur.state === "pre-provisioned" &&
+      cur.credentials &&
+      !this.flowChoseCredentials(credentials, requested)
+        ? cur.credentials
+        : credentials;
+    const candidate = chosen(before);
+    const ids = credentialIds(candidate);
+
+    const now = new Date(this.now()).toISOString();
+    type Done =
+      | { refusal: Refusal }
+      | { repeat: Credentials }
+      | { issued: Credentials; reprovisioned: boolean; previous?: Credentials };
+    const owner = { profile: profile.name, name: deviceName };
+    // ThingsBoard refuses credentials another device holds; the claim of their ids and
+    // the device's write are one step for every other request claiming the same ids.
+    const claimed = await this.registry.withCredentials<Done>(
+      ids,
+      owner,
+      (dev, id) => dev.credentials !== undefined && credentialIds(dev.credentials).includes(id),
+      async () => {
+        const done = await this.registry.transact<Done>(profile.name, deviceName, (cur) => {
+          const refusal = this.stateRefusal(profile, cur, digest);
+          if (refusal) return { result: "repeat" in refusal ? refusal : { refusal } };
+          const issued = chosen(cur);
+          if (credentialIds(issued).join("\n") !== ids.join("\n")) {
+            // The device changed between the look and the write (added or revoked meanwhile).
+            return {
+              result: {
+                refusal: { status: "FAILURE", reason: "error", detail: "the device changed meanwhile" },
+              },
+            };
+          }
+          const reprovisioned = cur?.state === "provisioned";
+          const next: RegisteredDevice = {
+            name: deviceName,
+            profile: profile.name,
+            state: "provisioned",
+            credentials: issued,
+            createdAt: cur?.createdAt ?? now,
+            provisionedAt: now,
+            provisionings: (cur?.provisionings ?? 0) + 1,
+          };
+          if (digest) next.requestDigest = digest;
+          const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
+          if (req.gateway !== undefined) attrs.gateway = req.gateway;
+          if (Object.keys(attrs).length > 0) next.attributes = attrs;
+          return { next, result: { issued, reprovisioned, previous: cur?.credentials } };
+        });
+        return { keep: "issued" in done, result: done };
+      },
+    );
+    if (claimed.taken)
+      return this.refuse(inProfile, {
+        status: "FAILURE",
+        reason: "invalid",
+        detail: "these credentials belong to another device",
+      });
+    const outcome = claimed.result;
     if ("refusal" in outcome) return this.refuse(inProfile, outcome.refusal);
+    if ("repeat" in outcome) return this.repeated(inProfile, outcome.repeat);
+    if (outcome.previous) {
+      const gone = credentialIds(outcome.previous).filter((id) => !ids.includes(id));
+      if (gone.length > 0) await this.registry.releaseCredentials(gone, owner).catch(() => undefined);
+    }
 
     this.counts.provisioned++;
     const event = auditEvent({
@@ -232,6 +406,20 @@ export class TbProvisioningService {
     return { response: successResponse(outcome.issued), audit: event };
   }
 
+  /** The answer to an identical repeat within the window: what the device was given before. */
+  private repeated(inProfile: AuditBase, issued: Credentials): TbOutcome {
+    this.counts.provisioned++;
+    const event = auditEvent({
+      ...inProfile,
+      outcome: "provisioned",
+      credentialsType: issued.type,
+      repeated: true,
+      detail: "identical request repeated within the window: the same credentials again",
+    });
+    this.emit(event);
+    return { response: successResponse(issued), audit: event };
+  }
+
   private flowChoseCredentials(
     final: Credentials,
     requested: { ok: true; credentials: Credentials },
@@ -239,14 +427,23 @@ export class TbProvisioningService {
     return final !== requested.credentials;
   }
 
-  /** ThingsBoard's strategy rules, plus the opt-in re-provision policy. */
-  private stateRefusal(profile: TbProfile, cur: RegisteredDevice | undefined): Refusal | undefined {
+  /**
+   * ThingsBoard's strategy rules, plus the opt-in re-provision policy and repeat window:
+   * an existing device's identical request (same digest) within the window gets its
+   * credentials again instead of "already provisioned".
+   */
+  private stateRefusal(
+    profile: TbProfile,
+    cur: RegisteredDevice | undefined,
+    digest?: string,
+  ): Refusal | { repeat: Credentials } | undefined {
     if (profile.strategy === "check-pre-provisioned" && !cur) {
       return { status: "FAILURE", reason: "not-found", detail: "device is not pre-provisioned" };
     }
     if (!cur) return undefined;
     const exists = profile.strategy === "allow-create" || cur.state === "provisioned";
     if (exists && !profile.allowReprovision) {
+      if (digest && this.withinWindow(cur, digest) && cur.credentials) return { repeat: cur.credentials };
       return {
         status: "FAILURE",
         reason: "already-provisioned",
@@ -254,6 +451,13 @@ export class TbProvisioningService {
       };
     }
     return undefined;
+  }
+
+  private withinWindow(cur: RegisteredDevice, digest: string): boolean {
+    if (cur.state !== "provisioned" || !cur.requestDigest || !cur.provisionedAt) return false;
+    if (!secretsEqual(cur.requestDigest, digest)) return false;
+    const age = this.now() - Date.parse(cur.provisionedAt);
+    return age >= 0 && age <= this.repeatWindowMs;
   }
 
   /** What the flow sees: the request without the provision secret or any device secret. */
@@ -288,18 +492,28 @@ export class TbProvisioningService {
       remote?: string;
       deviceName?: string;
       profile?: string;
+      delayedMs?: number;
     },
     r: Refusal,
   ): TbOutcome {
     this.counts.refused++;
+    // Refusals of the failure limit carry a retry time; the per-remote rate limit's do not.
+    const limited = (r.reason === "locked" || r.reason === "throttled") && r.retryAfterMs !== undefined;
+    if (r.reason === "locked") this.lockedRefusals++;
     const event = auditEvent({
       ...base,
-      outcome: r.reason === "error" ? "error" : "refused",
+      outcome: r.reason === "error" ? "error" : limited ? (r.reason as "locked" | "throttled") : "refused",
       reason: r.reason,
       detail: r.detail,
+      retryAfterS: limited ? Math.max(1, Math.ceil((r.retryAfterMs ?? 0) / 1000)) : undefined,
     });
     this.emit(event);
-    return { response: r.status === "NOT_FOUND" ? NOT_FOUND_RESPONSE : FAILURE_RESPONSE, audit: event };
+    const out: TbOutcome = {
+      response: r.status === "NOT_FOUND" ? NOT_FOUND_RESPONSE : FAILURE_RESPONSE,
+      audit: event,
+    };
+    if (r.retryAfterMs !== undefined) out.retryAfterMs = r.retryAfterMs;
+    return out;
   }
 
   private emit(e: ServiceAuditEvent): void {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as http from "node:http";
 import { after, before, describe, it } from "node:test";
 import {
   cfbAuthorization,
@@ -19,6 +20,8 @@ import {
 import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
 import { RateLimiter } from "../../../lib/service/rate-limit";
 import { MemoryBackend } from "../../../lib/stores/memory";
+import type { ServiceAuditEvent } from "../../../lib/service/audit";
+import { FailureLimiter } from "../../../lib/service/failure-limit";
 import {
   CFB_KEY,
   curl,
@@ -500,6 +503,104 @@ describe("mainflux bootstrap service over HTTP: bodies within limits, throttling
       assert.equal(s.handler.claims("POST", "/bs/other"), false);
     } finally {
       s.close();
+    }
+  });
+});
+
+describe("mainflux bootstrap service: brute force (issue 8, defect 8)", () => {
+  /** One GET over a kept-alive connection from the given loopback address. */
+  function get(
+    url: string,
+    key: string,
+    agent: http.Agent,
+  ): Promise<{ status: number; retryAfter?: string; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.get(url, { agent, headers: { authorization: `Thing ${key}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            retryAfter: res.headers["retry-after"],
+            body: Buffer.concat(chunks).toString("utf8"),
+          }),
+        );
+      });
+      req.setTimeout(15000, () => req.destroy(new Error("no answer within 15 s")));
+      req.on("error", reject);
+    });
+  }
+
+  it("refuses 2,000 wrong external keys from one address after 100 with 429, audited; others are served", async () => {
+    const locks: ServiceAuditEvent[] = [];
+    // Delays of 1-2 ms keep the run short; the counts, not the timing, are asserted.
+    const failures = new FailureLimiter(
+      { slowAfter: 5, lockAfter: 100, baseDelayMs: 1, maxDelayMs: 2 },
+      Date.now,
+      (l) => locks.push(MainfluxBootstrapService.lockEvent(l)),
+    );
+    const svc = await startService({ failures });
+    const attacker = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: "127.0.0.1" });
+    const honest = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: "127.0.0.2" });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      const url = `${svc.url}/things/bootstrap/${enc(EXTERNAL_ID)}`;
+      const statuses: Record<number, number> = {};
+      for (let i = 0; i < 2000; i++) {
+        const r = await get(url, `wrong-${i}`, attacker);
+        statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+        if (r.status === 429) assert.ok(Number(r.retryAfter) > 3000, r.retryAfter);
+        if (i % 500 === 499) {
+          const ok = await get(url, EXTERNAL_KEY, honest);
+          assert.equal(ok.status, 200);
+          assert.equal(body(Buffer.from(ok.body)).thing_key, THING_KEY);
+        }
+      }
+      assert.deepEqual(statuses, { 403: 100, 429: 1900 });
+      // The right key from the locked address waits for the lock to end.
+      assert.equal((await get(url, EXTERNAL_KEY, attacker)).status, 429);
+      const a = svc.audit;
+      assert.equal(a.filter((e) => e.outcome === "locked").length, 1901);
+      assert.equal(a.filter((e) => e.outcome === "provisioned" && e.remote?.endsWith("127.0.0.2")).length, 4);
+      assert.ok(a.filter((e) => e.outcome === "provisioned").every((e) => e.delayedMs === undefined));
+      assert.equal(a.filter((e) => (e.delayedMs ?? 0) > 0).length, 95);
+      assert.deepEqual(
+        locks.map((e) => [e.remote, e.deviceName]),
+        [
+          ["127.0.0.1", undefined],
+          [undefined, EXTERNAL_ID],
+        ],
+      );
+      assert.equal(svc.service.lockedNow(), 2);
+      const text = JSON.stringify([a, locks]);
+      for (const s of [EXTERNAL_KEY, "wrong-1", THING_KEY]) assert.ok(!text.includes(s), s);
+    } finally {
+      attacker.destroy();
+      honest.destroy();
+      await svc.close();
+    }
+  });
+
+  it("parallel wrong keys cannot overshoot the lock; unknown ids (a device polling) are not counted", async () => {
+    const failures = new FailureLimiter({ slowAfter: 1000, lockAfter: 10 });
+    const svc = await startService({ failures });
+    try {
+      await svc.registry.add(SAMPLE_CONFIG);
+      const s = svc.service;
+      // A device polling before its configuration exists is never slowed or locked.
+      for (let i = 0; i < 50; i++)
+        assert.equal((await s.bootstrap(false, "not-yet", "Thing k", "127.0.0.8")).status, 404);
+      assert.equal(s.lockedNow(), 0);
+      const tries = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          s.bootstrap(false, EXTERNAL_ID, `Thing w-${i}`, "127.0.0.9").then((r) => r.status),
+        ),
+      );
+      // The check and the count happen with no await between them.
+      assert.equal(tries.filter((t) => t === 403).length, 10);
+      assert.equal(tries.filter((t) => t === 429).length, 30);
+    } finally {
+      await svc.close();
     }
   });
 });
