@@ -29,6 +29,7 @@ import {
 } from "node:net";
 import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
+import { serverTlsOptions } from "./tls-policy";
 import { pathToFileURL } from "node:url";
 
 // aedes 1.x is an ES module; TypeScript's CommonJS output would turn import() into
@@ -384,7 +385,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   let server: Server;
   if (opts.tls) {
     const tlsServer = createTlsServer(
-      { ...opts.tls, handshakeTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000 },
+      serverTlsOptions({
+        ...opts.tls,
+        handshakeTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000,
+      }),
       (tlsSocket) => {
         const key = peerKey(tlsSocket);
         const slot = handshaking.get(key);
