@@ -1,4 +1,5 @@
 import { retryDelayMs, type RetryPolicy } from "./policy";
+import { setLongTimeout } from "../util/long-timer";
 
 /** An error that must not be retried (a FAILURE answer, a 403, a bad configuration). */
 export class FinalError extends Error {
@@ -57,12 +58,14 @@ export class AbortedError extends Error {
 export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new AbortedError());
-    const timer = setTimeout(() => {
+    // Retry intervals come from a dialog or a server's Retry-After: any length is possible,
+    // and setTimeout fires at once past 2^31-1 ms.
+    const timer = setLongTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
-      clearTimeout(timer);
+      timer.cancel();
       reject(new AbortedError());
     };
     signal?.addEventListener("abort", onAbort, { once: true });

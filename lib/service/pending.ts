@@ -6,6 +6,7 @@
 
 import { randomUUID } from "node:crypto";
 import type { Credentials } from "../model/result";
+import { setLongTimeout, type LongTimer } from "../util/long-timer";
 
 export type FlowAnswer =
   | { approve: true; credentials?: Partial<Credentials>; attributes?: Record<string, unknown> }
@@ -15,7 +16,7 @@ export type AnswerResult = "answered" | "unknown" | "invalid";
 
 interface Waiting {
   resolve: (a: FlowAnswer) => void;
-  timer: NodeJS.Timeout;
+  timer: LongTimer;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -53,7 +54,8 @@ export class PendingDecisions {
   ask(): { correlationId: string; answer: Promise<FlowAnswer> } {
     const correlationId = randomUUID();
     const answer = new Promise<FlowAnswer>((resolve) => {
-      const timer = setTimeout(() => {
+      // The timeout is the user's; a long one must not overflow into an instant refusal.
+      const timer = setLongTimeout(() => {
         this.waiting.delete(correlationId);
         resolve({ approve: false, reason: "no decision in time", timedOut: true });
       }, this.timeoutMs);
@@ -70,7 +72,7 @@ export class PendingDecisions {
     const parsed = parseFlowAnswer(payload);
     if (!parsed) return "invalid";
     this.waiting.delete(correlationId);
-    clearTimeout(w.timer);
+    w.timer.cancel();
     w.resolve(parsed);
     return "answered";
   }
@@ -78,7 +80,7 @@ export class PendingDecisions {
   /** Refuses every open decision (node closing). */
   cancelAll(reason: string): void {
     for (const [id, w] of this.waiting) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.resolve({ approve: false, reason });
       this.waiting.delete(id);
     }

@@ -6,7 +6,7 @@ import {
   validateRetryPolicy,
   parseIntervals,
 } from "../../lib/retry/policy";
-import { runWithRetry, FinalError, AbortedError } from "../../lib/retry/run";
+import { runWithRetry, FinalError, AbortedError, abortableDelay } from "../../lib/retry/run";
 
 test("default schedule loops 10,20,40,80,120 s with plgd jitter t/2 + [0,t/2)", () => {
   const p = validateRetryPolicy(undefined);
@@ -100,4 +100,30 @@ test("runWithRetry aborts promptly during a wait", async () => {
     { signal: ac.signal, onRetry: () => ac.abort() },
   );
   await assert.rejects(pending, AbortedError);
+});
+
+test("a retry interval past 24.8 days waits instead of firing at once (no TimeoutOverflowWarning)", async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on("warning", onWarning);
+  const ac = new AbortController();
+  let settled = "pending";
+  const wait = abortableDelay(40 * 86_400_000, ac.signal).then(
+    () => (settled = "resolved"),
+    () => (settled = "aborted"),
+  );
+  try {
+    // setTimeout's overflow would fire after 1 ms: give it far more than that.
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(settled, "pending");
+    assert.deepEqual(
+      warnings.filter((w) => w.name === "TimeoutOverflowWarning"),
+      [],
+    );
+  } finally {
+    ac.abort();
+    await wait;
+    process.off("warning", onWarning);
+  }
+  assert.equal(settled, "aborted");
 });
