@@ -485,17 +485,7 @@ export class TbProvisioningService {
     return out;
   }
 
-  private refuse(
-    base: {
-      dialect: "thingsboard";
-      transport: string;
-      remote?: string;
-      deviceName?: string;
-      profile?: string;
-      delayedMs?: number;
-    },
-    r: Refusal,
-  ): TbOutcome {
+  private refuse(base: AuditBase, r: Refusal): TbOutcome {
     this.counts.refused++;
     // Refusals of the failure limit carry a retry time; the per-remote rate limit's do not.
     const limited = (r.reason === "locked" || r.reason === "throttled") && r.retryAfterMs !== undefined;

@@ -9,7 +9,8 @@ import {
   gcmKey,
 } from "../../../lib/dialects/mainflux/crypto";
 import { MAX_MANAGE_BODY_BYTES } from "../../../lib/dialects/mainflux/wire";
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { answerBeforeBody } from "../../support/http-peers";
 import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import {
@@ -365,29 +366,6 @@ async function handlerServer(
       server.close();
     },
   };
-}
-
-/** Sends headers and `first`, never the rest of the declared body; resolves with the answer. */
-function answerBeforeBody(
-  url: string,
-  headers: Record<string, string | number>,
-  first: Buffer | string,
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers, agent: false });
-    const timer = setTimeout(() => reject(new Error("no answer before the body was sent")), 10000);
-    req.on("response", (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => (text += c.toString()));
-      res.on("end", () => {
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, text });
-      });
-    });
-    req.on("error", () => undefined);
-    req.write(first);
-  });
 }
 
 describe("mainflux bootstrap service over HTTP: bodies within limits, throttling answered", () => {

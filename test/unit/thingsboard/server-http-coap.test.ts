@@ -9,7 +9,7 @@ import type { TbProvisioningService } from "../../../lib/dialects/thingsboard/se
 import { freeUdpPort } from "../../support/ports";
 import { run } from "../../support/process";
 import { gzipSync } from "node:zlib";
-import { request as httpRequest } from "node:http";
+import { answerBeforeBody } from "../../support/http-peers";
 import { makeService, request } from "../../support/tbserve-fixtures";
 
 const FAILURE = '{"status":"FAILURE","errorMsg":"Failed to provision device!"}';
@@ -105,29 +105,6 @@ function coapAnswer(stdout: string): { code: string; body: string } {
   const m = /t:ACK c:(\d\.\d\d)[^\n]*?(?: :: '(.*)')?\n/.exec(stdout);
   assert.ok(m, stdout);
   return { code: m[1], body: m[2] ?? "" };
-}
-
-/** Sends headers and `first`, never the rest of the declared body; resolves with the answer. */
-function answerBeforeBody(
-  url: string,
-  headers: Record<string, string | number>,
-  first: Buffer | string,
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers, agent: false });
-    const timer = setTimeout(() => reject(new Error("no answer before the body was sent")), 10000);
-    req.on("response", (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => (text += c.toString()));
-      res.on("end", () => {
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, text });
-      });
-    });
-    req.on("error", () => undefined);
-    req.write(first);
-  });
 }
 
 describe("ThingsBoard over HTTP: bodies read within limits, throttling answered", () => {
