@@ -24,6 +24,7 @@ import {
 import { describeTlsFailure, tlsFailureOf } from "../../transports/tls-failure";
 import { MainfluxError, MainfluxFinalError } from "./errors";
 import { BOOTSTRAP_PATH, MAX_RESPONSE_BYTES, parseAnswer, SECURE_PATH, toResult } from "./wire";
+import { parseJsonBounded } from "../../util/json-limits";
 
 export type BootstrapMode = "plain" | "secure" | "gcm";
 
@@ -139,7 +140,9 @@ export function prepare(req: BootstrapRequest, now: () => number = Date.now): Pr
 /** Upstream's JSON error body, shortened, for a message; never echoes what we sent. */
 function serviceSays(body: Buffer): string {
   try {
-    const o = JSON.parse(body.toString("utf8")) as { message?: unknown; error?: unknown };
+    const parsed = parseJsonBounded(body, { maxBytes: 64 * 1024 });
+    if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null) return "";
+    const o = parsed.value as { message?: unknown; error?: unknown };
     const parts = [o.message, o.error].filter((s): s is string => typeof s === "string" && s.length > 0);
     return parts.length ? `: ${parts.join(": ").slice(0, 200)}` : "";
   } catch {

@@ -12,6 +12,10 @@
  * in the node help.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { parseJsonBounded } from "../../util/json-limits";
+
+/** A GCM request holds a version, an id, a time and a nonce: a few hundred bytes. */
+const GCM_REQUEST_BYTES = 4096;
 
 export const IV_BYTES = 16;
 export const CFB_KEY_LENGTHS = [16, 24, 32] as const;
@@ -173,12 +177,9 @@ export function gcmParts(value: string): { keyId: string; token: string } {
 /** Opens and checks the shape of a GCM request; the window and replay checks are the caller's. */
 export function gcmOpenRequest(key: Buffer, keyId: string, externalId: string, token: string): GcmRequest {
   const plain = open(key, Buffer.from(token, "base64url"), requestAad(keyId, externalId));
-  let v: unknown;
-  try {
-    v = JSON.parse(plain.toString("utf8"));
-  } catch {
-    throw new KeyError("the GCM request is not JSON");
-  }
+  const parsed = parseJsonBounded(plain, { maxBytes: GCM_REQUEST_BYTES });
+  if (!parsed.ok) throw new KeyError("the GCM request is not JSON within its limits");
+  const v = parsed.value;
   const o = (typeof v === "object" && v !== null ? v : {}) as Record<string, unknown>;
   if (
     o.v !== 1 ||

@@ -8,11 +8,17 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { ProvisioningResult } from "../../model/result";
 import { toPem } from "../../pki/pem";
 import { MainfluxFinalError } from "./errors";
+import { parseJsonBounded } from "../../util/json-limits";
 
 export const BOOTSTRAP_PATH = "/things/bootstrap/";
 export const SECURE_PATH = "/things/bootstrap/secure/";
 /** The most a client reads of an answer; a configuration with certificates fits easily. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
+/**
+ * A configuration's content is the operator's JSON: allow more nesting than a request.
+ * Sizes are the reader's to bound (maxResponseBytes), not the parser's.
+ */
+const CONTENT_DEPTH = 64;
 /** The most the management endpoints read of a request body. */
 export const MAX_MANAGE_BODY_BYTES = 64 * 1024;
 
@@ -63,12 +69,14 @@ function channelsOf(v: unknown): Channel[] {
 
 /** Reads an answer's JSON text; throws BAD_RESPONSE (final) when it is not one. */
 export function parseAnswer(text: string): BootstrapAnswer {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw bad("the bootstrap answer is not JSON");
-  }
+  const parsed = parseJsonBounded(text, { maxBytes: Infinity, maxDepth: CONTENT_DEPTH });
+  if (!parsed.ok)
+    throw bad(
+      parsed.error === "body is not JSON"
+        ? "the bootstrap answer is not JSON"
+        : `the bootstrap answer: ${parsed.error}`,
+    );
+  const v = parsed.value;
   if (typeof v !== "object" || v === null || Array.isArray(v))
     throw bad("the bootstrap answer is not an object");
   const o = v as Record<string, unknown>;
@@ -95,11 +103,8 @@ export function parseAnswer(text: string): BootstrapAnswer {
 /** `content` parsed when it is JSON, as it came when it is not. */
 export function parseContent(content: string | undefined): unknown {
   if (content === undefined) return undefined;
-  try {
-    return JSON.parse(content) as unknown;
-  } catch {
-    return content;
-  }
+  const parsed = parseJsonBounded(content, { maxBytes: Infinity, maxDepth: CONTENT_DEPTH });
+  return parsed.ok ? parsed.value : content;
 }
 
 function derOf(value: string, what: string): Buffer {

@@ -4,6 +4,8 @@
  * devices and servers send.
  */
 
+import { parseJsonBounded } from "../../util/json-limits";
+
 export const TOPIC_REQUEST = "/provision/request";
 export const TOPIC_RESPONSE = "/provision/response";
 export const PROVISION_USERNAME = "provision";
@@ -18,6 +20,8 @@ export const MSG_FAILURE = "Failed to provision device!";
 
 /** Largest request body the serving side accepts; a documented limit, not ThingsBoard's. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
+/** Largest answer a device reads (an X.509 answer carries a certificate chain). */
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 export interface TbProvisionRequest {
   provisionDeviceKey: string;
@@ -73,12 +77,10 @@ const optionalString = ["deviceName", "token", "clientId", "username", "password
 export function parseRequest(body: Buffer | string): ParsedRequest {
   const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
   if (size > MAX_REQUEST_BYTES) return { ok: false, error: `request larger than ${MAX_REQUEST_BYTES} bytes` };
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString());
-  } catch {
-    return { ok: false, error: "request is not JSON" };
-  }
+  const parsed = parseJsonBounded(body, { maxBytes: MAX_REQUEST_BYTES });
+  if (!parsed.ok)
+    return { ok: false, error: parsed.error === "body is not JSON" ? "request is not JSON" : parsed.error };
+  const json = parsed.value;
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     return { ok: false, error: "request is not a JSON object" };
   }
@@ -117,12 +119,13 @@ export type ParsedResponse =
  * emits and the older ones its documentation shows (provisionDeviceStatus, accessToken).
  */
 export function parseResponse(body: Buffer | string): ParsedResponse {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString());
-  } catch {
-    return { status: "INVALID", errorMsg: "answer is not JSON" };
-  }
+  const parsed = parseJsonBounded(body, { maxBytes: MAX_RESPONSE_BYTES });
+  if (!parsed.ok)
+    return {
+      status: "INVALID",
+      errorMsg: parsed.error === "body is not JSON" ? "answer is not JSON" : `answer: ${parsed.error}`,
+    };
+  const json = parsed.value;
   if (typeof json !== "object" || json === null)
     return { status: "INVALID", errorMsg: "answer is not an object" };
   const o = json as Record<string, unknown>;
@@ -141,9 +144,9 @@ export function parseResponse(body: Buffer | string): ParsedResponse {
       return { status, credentialsType: type, credentialsValue: value };
     if (typeof value === "string") {
       try {
-        const parsed: unknown = JSON.parse(value);
-        if (typeof parsed === "object" && parsed !== null) {
-          return { status, credentialsType: type, credentialsValue: parsed as TbMqttBasicValue };
+        const inner = parseJsonBounded(value, { maxBytes: MAX_RESPONSE_BYTES });
+        if (inner.ok && typeof inner.value === "object" && inner.value !== null) {
+          return { status, credentialsType: type, credentialsValue: inner.value as TbMqttBasicValue };
         }
       } catch {
         /* fall through */
