@@ -183,7 +183,8 @@ export function tbHttpInput(r: Rng, i: number): HttpInput {
 }
 
 /** Every byte of the UTF-8 form percent-encoded (encodeURIComponent throws on lone surrogates). */
-const percent = (s: string) => [...Buffer.from(s, "utf8")].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
+const percent = (s: string) =>
+  [...Buffer.from(s, "utf8")].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
 
 /** Headers and paths against Mainflux's GET /things/bootstrap[/secure]/{id}. */
 export function bootstrapInput(r: Rng, i: number): HttpInput {

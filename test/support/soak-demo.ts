@@ -15,6 +15,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -76,6 +77,8 @@ export interface SoakDemo {
   alive: () => boolean;
   stop: () => Promise<void>;
   kill9: () => Promise<void>;
+  /** Stops node-red and deletes the user directory. */
+  remove: () => Promise<void>;
 }
 
 /** settings.js source: demo settings, trace logging, and the stats listener. */
@@ -260,6 +263,15 @@ export async function startSoakDemo(
       const exited = once(child, "exit");
       child.kill("SIGKILL");
       await exited;
+    },
+    remove: async () => {
+      comms.close();
+      if (alive()) {
+        const exited = once(child, "exit");
+        child.kill("SIGKILL");
+        await exited;
+      }
+      rmSync(userDir as string, { recursive: true, force: true });
     },
   };
 }
