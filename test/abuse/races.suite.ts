@@ -27,60 +27,89 @@ describe("races", { concurrency: false }, () => {
     await demo?.remove();
   });
 
-  test(`${RACERS} requests for one new name at once give exactly one SUCCESS`, { timeout: 180000 }, async () => {
-    const row = emptyRow("races: one name");
-    rows.push(row);
-    const name = "race-one-name";
-    const answers = await storm(demo, { count: RACERS, concurrency: RACERS, prefix: "x", names: () => name });
-    row.inputs = answers.length;
-    const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
-    const failures = answers.filter((a) => a.answer?.status === "FAILURE").length;
-    const other = answers.filter((a) => !a.answer || (a.answer.status !== "SUCCESS" && a.answer.status !== "FAILURE"));
-    row.duplicates = Math.max(0, ok.length - 1);
-    row.lost = other.length;
-    row.notes = `${ok.length} SUCCESS, ${failures} FAILURE, ${other.length} other (${[...new Set(other.map((o) => o.error ?? o.answer?.status))].slice(0, 3).join("; ")})`;
-    assert.equal(ok.length, 1, row.notes);
-    const { byName } = registryTokens(demo.userDir);
-    assert.equal(byName.get(name), String(ok[0].answer?.credentialsValue), "the registry holds what the winner got");
-  });
+  test(
+    `${RACERS} requests for one new name at once give exactly one SUCCESS`,
+    { timeout: 180000 },
+    async () => {
+      const row = emptyRow("races: one name");
+      rows.push(row);
+      const name = "race-one-name";
+      const answers = await storm(demo, {
+        count: RACERS,
+        concurrency: RACERS,
+        prefix: "x",
+        names: () => name,
+      });
+      row.inputs = answers.length;
+      const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
+      const failures = answers.filter((a) => a.answer?.status === "FAILURE").length;
+      const other = answers.filter(
+        (a) => !a.answer || (a.answer.status !== "SUCCESS" && a.answer.status !== "FAILURE"),
+      );
+      row.duplicates = Math.max(0, ok.length - 1);
+      row.lost = other.length;
+      row.notes = `${ok.length} SUCCESS, ${failures} FAILURE, ${other.length} other (${[...new Set(other.map((o) => o.error ?? o.answer?.status))].slice(0, 3).join("; ")})`;
+      assert.equal(ok.length, 1, row.notes);
+      const { byName } = registryTokens(demo.userDir);
+      assert.equal(
+        byName.get(name),
+        String(ok[0].answer?.credentialsValue),
+        "the registry holds what the winner got",
+      );
+    },
+  );
 
-  test("devices provisioning at the same time never see each other's answers", { timeout: 180000 }, async () => {
-    const row = emptyRow("races: distinct devices");
-    rows.push(row);
-    const n = 300;
-    // Every MQTT session also watches the response topic: it must only ever get its own answer.
-    const watchers = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => {
-        const c = mqttConnect(`mqtt://127.0.0.1:${demo.ports.mqtt}`, {
-          username: "provision",
-          protocolVersion: 4,
-          reconnectPeriod: 0,
-          localAddress: sourceAddress(5000 + i),
-        } as never);
-        const seen: string[] = [];
-        c.on("message", (_t, p) => seen.push(p.toString()));
-        c.on("error", () => undefined);
-        return new Promise<{ end: () => void; seen: string[] }>((resolve) =>
-          c.on("connect", () =>
-            c.subscribe("/provision/response", { qos: 1 }, () => resolve({ end: () => c.end(true), seen })),
-          ),
-        );
-      }),
-    );
-    const answers = await storm(demo, { count: n, concurrency: 60, prefix: "distinct" });
-    row.inputs = answers.length;
-    const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
-    const tokens = ok.map((a) => String(a.answer?.credentialsValue));
-    row.duplicates = tokens.length - new Set(tokens).size;
-    const { byName } = registryTokens(demo.userDir);
-    const mismatched = ok.filter((a) => byName.get(a.name) !== String(a.answer?.credentialsValue)).map((a) => a.name);
-    const leakedToWatchers = watchers.reduce((s, w) => s + w.seen.length, 0);
-    for (const w of watchers) w.end();
-    row.lost = answers.length - ok.length;
-    row.leaks = leakedToWatchers;
-    assert.equal(ok.length, n, `every distinct device gets SUCCESS: ${answers.filter((a) => !ok.includes(a)).slice(0, 3).map((a) => a.error ?? JSON.stringify(a.answer)).join("; ")}`);
-    assert.equal(row.duplicates, 0, "no token handed to two devices");
-    assert.deepEqual(mismatched, [], "each device's registry entry holds what that device got");
-    assert.equal(leakedToWatchers, 0, "no session receives an answer meant for another device");
-  });
+  test(
+    "devices provisioning at the same time never see each other's answers",
+    { timeout: 180000 },
+    async () => {
+      const row = emptyRow("races: distinct devices");
+      rows.push(row);
+      const n = 300;
+      // Every MQTT session also watches the response topic: it must only ever get its own answer.
+      const watchers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => {
+          const c = mqttConnect(`mqtt://127.0.0.1:${demo.ports.mqtt}`, {
+            username: "provision",
+            protocolVersion: 4,
+            reconnectPeriod: 0,
+            localAddress: sourceAddress(5000 + i),
+          } as never);
+          const seen: string[] = [];
+          c.on("message", (_t, p) => seen.push(p.toString()));
+          c.on("error", () => undefined);
+          return new Promise<{ end: () => void; seen: string[] }>((resolve) =>
+            c.on("connect", () =>
+              c.subscribe("/provision/response", { qos: 1 }, () => resolve({ end: () => c.end(true), seen })),
+            ),
+          );
+        }),
+      );
+      const answers = await storm(demo, { count: n, concurrency: 60, prefix: "distinct" });
+      row.inputs = answers.length;
+      const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
+      const tokens = ok.map((a) => String(a.answer?.credentialsValue));
+      row.duplicates = tokens.length - new Set(tokens).size;
+      const { byName } = registryTokens(demo.userDir);
+      const mismatched = ok
+        .filter((a) => byName.get(a.name) !== String(a.answer?.credentialsValue))
+        .map((a) => a.name);
+      const leakedToWatchers = watchers.reduce((s, w) => s + w.seen.length, 0);
+      for (const w of watchers) w.end();
+      row.lost = answers.length - ok.length;
+      row.leaks = leakedToWatchers;
+      assert.equal(
+        ok.length,
+        n,
+        `every distinct device gets SUCCESS: ${answers
+          .filter((a) => !ok.includes(a))
+          .slice(0, 3)
+          .map((a) => a.error ?? JSON.stringify(a.answer))
+          .join("; ")}`,
+      );
+      assert.equal(row.duplicates, 0, "no token handed to two devices");
+      assert.deepEqual(mismatched, [], "each device's registry entry holds what that device got");
+      assert.equal(leakedToWatchers, 0, "no session receives an answer meant for another device");
+    },
+  );
 });
