@@ -36,6 +36,12 @@ export const DEMO_SECRETS = {
 };
 const CREDENTIAL_SECRET = "soak-credential-secret-5e6f";
 
+/** node-red processes this test process started: none outlives it, even when a test fails. */
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
 export interface Ports {
   http: number;
   mqtt: number;
@@ -214,6 +220,8 @@ export async function startSoakDemo(
     env: demoEnv(userDir),
     stdio: ["ignore", "pipe", "pipe"],
   });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   let out = "";
   child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (out += c.toString()));
