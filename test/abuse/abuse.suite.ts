@@ -131,7 +131,7 @@ describe("abuse", { concurrency: false }, () => {
           if (p.s.destroyed) continue;
           if (p.what.startsWith("HTTP")) p.s.write("X");
           else if (p.what.startsWith("coaps"))
-            p.s.write(frame.subarray(k % frame.length, (k % frame.length) + 1));
+            p.s.write(frame.subarray((k - 1) % frame.length, ((k - 1) % frame.length) + 1));
         }
       }, 1000);
       try {

@@ -43,13 +43,16 @@ describe("races", { concurrency: false }, () => {
       row.inputs = answers.length;
       const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
       const failures = answers.filter((a) => a.answer?.status === "FAILURE").length;
-      const other = answers.filter(
-        (a) => !a.answer || (a.answer.status !== "SUCCESS" && a.answer.status !== "FAILURE"),
+      const refused = answers.filter(
+        (a) => a.answer && a.answer.status !== "SUCCESS" && a.answer.status !== "FAILURE",
       );
+      // No answer at all: reset, or closed without one (a refusal must be the protocol's, defect 14).
+      const other = answers.filter((a) => !a.answer);
       row.duplicates = Math.max(0, ok.length - 1);
       row.lost = other.length;
-      row.notes = `${ok.length} SUCCESS, ${failures} FAILURE, ${other.length} other (${[...new Set(other.map((o) => o.error ?? o.answer?.status))].slice(0, 3).join("; ")})`;
+      row.notes = `${ok.length} SUCCESS, ${failures} FAILURE, ${refused.length} refused (${[...new Set(refused.map((o) => o.answer?.status))].join(", ")}), ${other.length} without an answer (${[...new Set(other.map((o) => `${o.via}: ${o.error ?? o.answer?.status}`))].slice(0, 3).join("; ")})`;
       assert.equal(ok.length, 1, row.notes);
+      assert.equal(other.length, 0, `every request gets an answer in its protocol's terms: ${row.notes}`);
       const { byName } = registryTokens(demo.userDir);
       assert.equal(
         byName.get(name),
@@ -104,7 +107,7 @@ describe("races", { concurrency: false }, () => {
         `every distinct device gets SUCCESS: ${answers
           .filter((a) => !ok.includes(a))
           .slice(0, 3)
-          .map((a) => a.error ?? JSON.stringify(a.answer))
+          .map((a) => `${a.via}: ${a.error ?? JSON.stringify(a.answer)}`)
           .join("; ")}`,
       );
       assert.equal(row.duplicates, 0, "no token handed to two devices");

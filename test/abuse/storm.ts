@@ -42,7 +42,9 @@ export async function storm(
       try {
         const answer =
           via === "http"
-            ? ((await tbHttp(demo.ports.http, name, { localAddress })).answer ?? { status: "NO-JSON" })
+            ? await tbHttp(demo.ports.http, name, { localAddress }).then(
+                (a) => a.answer ?? { status: `HTTP_${a.http}` },
+              )
             : await tbMqtt(demo.ports.mqtt, name, { localAddress, timeoutMs: 20000 });
         answers.push({ name, via, answer });
       } catch (err) {

@@ -122,7 +122,13 @@ export function tbMqtt(
       if (err) reject(err);
       else resolve(value as TbAnswer);
     };
-    client.on("error", (err) => finish(err));
+    // A refused CONNECT (MQTT 3.1.1 CONNACK return code, e.g. 3 "server unavailable") is
+    // an answer in the protocol's terms, not a lost request.
+    client.on("error", (err) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "number") finish(null, { status: `CONNACK_${code}` });
+      else finish(err);
+    });
     client.on("close", () => finish(new Error("MQTT session closed without an answer")));
     client.on("message", (_topic, payload) => {
       try {
