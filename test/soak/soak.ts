@@ -66,7 +66,7 @@ export async function runSoak(demo: SoakDemo, minutes: number, everyMs = 1500): 
   let lastProc: ProcStats = demo.proc();
   let lastAt = Date.now();
   const sample = async (phase: Sample["phase"], gc = true): Promise<Stats> => {
-    const s = await demo.stats({ gc });
+    const s = await demo.stats({ gc, reset: true });
     const p = demo.proc();
     const now = Date.now();
     samples.push({
