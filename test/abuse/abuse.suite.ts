@@ -352,7 +352,7 @@ describe("abuse", { concurrency: false }, () => {
         }),
       );
       row.inputs += cborPeers.length * 3;
-      const eld = (await demo.stats({ reset: true })).eldMaxMs;
+      const eld = (await demo.stats({ reset: true })).blockedMaxMs;
       if (eld > 100) {
         row.stalls++;
         problems.push(

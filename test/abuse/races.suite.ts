@@ -7,9 +7,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as mqttConnect } from "mqtt";
-import { startSoakDemo, type SoakDemo } from "../support/soak-demo";
+import { setTimeout as delay } from "node:timers/promises";
+import { DEMO_SECRETS, startSoakDemo, type SoakDemo } from "../support/soak-demo";
 import { emptyRow, formatTable, recordRow, type SummaryRow } from "../support/soak-summary";
 import { demoReady } from "../soak/soak";
+import { tbHttp } from "../support/soak-devices";
 import { registryTokens, sourceAddress, storm } from "./storm";
 
 const RACERS = Number(process.env.RACERS ?? 1000);
@@ -113,6 +115,93 @@ describe("races", { concurrency: false }, () => {
       assert.equal(row.duplicates, 0, "no token handed to two devices");
       assert.deepEqual(mismatched, [], "each device's registry entry holds what that device got");
       assert.equal(leakedToWatchers, 0, "no session receives an answer meant for another device");
+    },
+  );
+
+  test(
+    "a client-chosen access token is never given to two devices (defect 10)",
+    { timeout: 60000 },
+    async () => {
+      const row = emptyRow("races: one chosen token");
+      rows.push(row);
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          tbHttp(demo.ports.http, `chosen-token-${i}`, {
+            localAddress: sourceAddress(7000 + i),
+            extra: { credentialsType: "ACCESS_TOKEN", token: "the-same-chosen-token" },
+          }),
+        ),
+      );
+      row.inputs = answers.length;
+      const ok = answers.filter((a) => a.answer?.status === "SUCCESS");
+      row.duplicates = Math.max(0, ok.length - 1);
+      assert.ok(ok.length <= 1, `${ok.length} devices got SUCCESS with the same access token`);
+    },
+  );
+
+  test(
+    "names that differ only in lone UTF-16 surrogates are refused or kept apart (defect 11)",
+    { timeout: 60000 },
+    async () => {
+      const row = emptyRow("races: lone surrogates");
+      rows.push(row);
+      const names = ["\ud800-x", "\udc00-x", "\ufffd-x"];
+      const answers = [];
+      for (const [i, name] of names.entries())
+        answers.push({
+          name,
+          a: await tbHttp(demo.ports.http, name, { localAddress: sourceAddress(7100 + i) }),
+        });
+      row.inputs = answers.length;
+      const ok = answers.filter((x) => x.a.answer?.status === "SUCCESS");
+      const { byName } = registryTokens(demo.userDir);
+      const kept = ok.filter((x) => byName.get(x.name) === String(x.a.answer?.credentialsValue));
+      row.lost = ok.length - kept.length;
+      assert.equal(
+        kept.length,
+        ok.length,
+        `${ok.length} SUCCESS, but only ${kept.length} registry entries hold what their device got`,
+      );
+      // "\ufffd-x" is well-formed and new: the surrogates before it must not have taken its place.
+      assert.equal(answers[2].a.answer?.status, "SUCCESS", `U+FFFD-x got ${answers[2].a.body}`);
+    },
+  );
+
+  test(
+    "one MQTT session with 5 pipelined requests gets 5 answers (defect 13)",
+    { timeout: 60000 },
+    async () => {
+      const row = emptyRow("races: pipelined MQTT");
+      rows.push(row);
+      const c = mqttConnect(`mqtt://127.0.0.1:${demo.ports.mqtt}`, {
+        username: "provision",
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        localAddress: sourceAddress(7200),
+      } as never);
+      c.on("error", () => undefined);
+      const got: string[] = [];
+      c.on("message", (_t, p) => got.push(p.toString()));
+      await new Promise<void>((resolve, reject) => {
+        c.once("connect", () => resolve());
+        c.once("close", () => reject(new Error("closed before CONNACK")));
+      });
+      await c.subscribeAsync("/provision/response", { qos: 1 });
+      for (let i = 0; i < 5; i++)
+        c.publish(
+          "/provision/request",
+          JSON.stringify({
+            deviceName: `pipelined-${i}`,
+            provisionDeviceKey: DEMO_SECRETS.PROVISION_DEVICE_KEY,
+            provisionDeviceSecret: DEMO_SECRETS.PROVISION_DEVICE_SECRET,
+          }),
+          { qos: 1 },
+        );
+      row.inputs = 5;
+      for (let k = 0; k < 150 && got.length < 5 && c.connected; k++) await delay(100);
+      c.end(true);
+      row.lost = 5 - got.length;
+      assert.equal(got.length, 5, `answers: ${got.join(" | ")}`);
     },
   );
 });

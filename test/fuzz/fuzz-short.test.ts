@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO_SECRETS, startSoakDemo, type SoakDemo } from "../support/soak-demo";
-import { pemNeedles, scanForSecrets } from "../support/soak-devices";
+import { httpCall, pemNeedles, scanForSecrets } from "../support/soak-devices";
 import { formatTable, recordRow, type SummaryRow } from "../support/soak-summary";
 import { demoReady } from "../soak/soak";
 import { fuzzTransport, TRANSPORTS, type FuzzResult } from "./fuzz";
@@ -50,21 +50,44 @@ describe(`fuzz (short): ${COUNT} inputs per transport against the demo`, { concu
     },
   );
 
-  test("secrets: the fuzzed run's log, status, debug messages and flows.json hold none", () => {
-    const pki = join(demo.userDir, "plgd-dps-demo-pki");
-    const secrets = [
-      ...Object.entries(DEMO_SECRETS)
-        .filter(([k]) => k !== "BOOTSTRAP_EXTERNAL_ID")
-        .map(([label, value]) => ({ label, value })),
-      ...readdirSync(pki)
-        .filter((f) => f.endsWith(".key"))
-        .flatMap((f) => pemNeedles(`private key ${f}`, readFileSync(join(pki, f), "utf8"))),
-    ];
-    const places = [
-      { place: "the node-red log (trace level)", text: demo.output() },
-      { place: "node status and debug messages (comms)", text: JSON.stringify(demo.comms.all()) },
-      { place: "flows.json", text: readFileSync(join(demo.userDir, "flows.json"), "utf8") },
-    ];
-    assert.deepEqual(scanForSecrets(places, secrets), []);
-  });
+  test(
+    "secrets: the fuzzed run's log, status, debug messages and flows.json hold none",
+    { timeout: 60000 },
+    async () => {
+      // Malformed JSON that carries the real key and secret, cut right after each of them:
+      // a parser error that quotes the bytes around its position would quote them (defect 5).
+      const whole = JSON.stringify({
+        deviceName: "quoted",
+        provisionDeviceKey: DEMO_SECRETS.PROVISION_DEVICE_KEY,
+        provisionDeviceSecret: DEMO_SECRETS.PROVISION_DEVICE_SECRET,
+      });
+      for (const secret of [DEMO_SECRETS.PROVISION_DEVICE_KEY, DEMO_SECRETS.PROVISION_DEVICE_SECRET]) {
+        const end = whole.indexOf(secret) + secret.length;
+        for (const cut of [end, end - 4, end + 1])
+          await httpCall(demo.ports.http, "/api/v1/provision", {
+            body: whole.slice(0, cut) + "\u0000}",
+            localAddress: "127.0.0.2",
+          });
+      }
+      const pki = join(demo.userDir, "plgd-dps-demo-pki");
+      const secrets = [
+        ...Object.entries(DEMO_SECRETS)
+          .filter(([k]) => k !== "BOOTSTRAP_EXTERNAL_ID")
+          .flatMap(([label, value]) => [
+            { label, value },
+            // Ten characters is what a JSON parser error quotes: any 9 of a secret's are a hit.
+            { label: `${label} (its last 9 characters)`, value: value.slice(-9) },
+          ]),
+        ...readdirSync(pki)
+          .filter((f) => f.endsWith(".key"))
+          .flatMap((f) => pemNeedles(`private key ${f}`, readFileSync(join(pki, f), "utf8"))),
+      ];
+      const places = [
+        { place: "the node-red log (trace level)", text: demo.output() },
+        { place: "node status and debug messages (comms)", text: JSON.stringify(demo.comms.all()) },
+        { place: "flows.json", text: readFileSync(join(demo.userDir, "flows.json"), "utf8") },
+      ];
+      assert.deepEqual(scanForSecrets(places, secrets), []);
+    },
+  );
 });

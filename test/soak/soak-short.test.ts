@@ -66,6 +66,20 @@ describe(
       },
     );
 
+    test("the demo on another port points nothing at port 1880 (defect 12)", () => {
+      const flows = JSON.parse(readFileSync(join(demo.userDir, "flows.json"), "utf8")) as Array<
+        Record<string, unknown>
+      >;
+      const at1880 = flows
+        .filter((n) =>
+          Object.values(n).some(
+            (v) => v === "1880" || v === 1880 || (typeof v === "string" && /:1880\b/.test(v)),
+          ),
+        )
+        .map((n) => `${n.id} (${n.type})`);
+      assert.deepEqual(at1880, [], "nodes still pointing at Node-RED's default port");
+    });
+
     test("secrets: no log line, status, debug message, answer or flows.json holds a secret the run used", () => {
       const pki = join(demo.userDir, "plgd-dps-demo-pki");
       const secrets = [
