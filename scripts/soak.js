@@ -9,6 +9,7 @@
 //   npm run soak -- --fuzz                the full fuzz run: 100,000 inputs per transport
 //   npm run soak -- --fuzz 250000         or as many as given
 //   npm run soak -- --only faults,tls     some parts only (soak, fuzz, faults, races, abuse, tls)
+//   npm run soak -- --nr5                 against Node-RED 5 on Node 22 (.cache/nr5) instead of 4
 //   npm run soak -- --no-build            use dist/ as it is
 "use strict";
 const { spawnSync } = require("node:child_process");
@@ -53,6 +54,8 @@ for (const p of only)
 
 if (!args.includes("--no-build")) {
   spawnSync("bash", [path.join(root, "scripts", "ensure-peers.sh")], { stdio: "inherit" });
+  if (args.includes("--nr5"))
+    spawnSync("bash", [path.join(root, "scripts", "ensure-nr5.sh")], { stdio: "inherit" });
   const b = spawnSync(process.execPath, [path.join(root, "scripts", "build.js")], { stdio: "inherit" });
   if (b.status !== 0) process.exit(b.status ?? 1);
 }
@@ -66,7 +69,16 @@ for (const [name, part] of Object.entries(PARTS)) {
   const r = spawnSync(
     process.execPath,
     ["--test", "--test-concurrency=1", "--test-timeout=14400000", "--test-reporter=spec", part.file],
-    { cwd: root, stdio: "inherit", env: { ...process.env, ...part.env, SOAK_RESULTS: results } },
+    {
+      cwd: root,
+      stdio: "inherit",
+      env: {
+        ...process.env,
+        ...part.env,
+        SOAK_RESULTS: results,
+        ...(args.includes("--nr5") ? { SOAK_NODE_RED: "5" } : {}),
+      },
+    },
   );
   if (r.status !== 0) failed.push(name);
 }

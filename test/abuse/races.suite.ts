@@ -83,11 +83,16 @@ describe("races", { concurrency: false }, () => {
           const seen: string[] = [];
           c.on("message", (_t, p) => seen.push(p.toString()));
           c.on("error", () => undefined);
-          return new Promise<{ end: () => void; seen: string[] }>((resolve) =>
+          return new Promise<{ end: () => void; seen: string[] }>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("watcher: no CONNACK within 15 s")), 15000);
+            c.once("close", () => reject(new Error("watcher: closed before it subscribed")));
             c.on("connect", () =>
-              c.subscribe("/provision/response", { qos: 1 }, () => resolve({ end: () => c.end(true), seen })),
-            ),
-          );
+              c.subscribe("/provision/response", { qos: 1 }, () => {
+                clearTimeout(timer);
+                resolve({ end: () => c.end(true), seen });
+              }),
+            );
+          });
         }),
       );
       const answers = await storm(demo, { count: n, concurrency: 60, prefix: "distinct" });

@@ -87,6 +87,7 @@ describe("TLS", { concurrency: false }, () => {
     });
 
     test("CBC and other non-AEAD suites are refused under TLS 1.2", async () => {
+      const accepted: string[] = [];
       for (const suite of [
         "ECDHE-ECDSA-AES128-SHA",
         "ECDHE-ECDSA-AES256-SHA384",
@@ -97,9 +98,12 @@ describe("TLS", { concurrency: false }, () => {
       ]) {
         row.inputs++;
         const r = await handshakes(demo.ports.dps, ["-tls1_2", "-cipher", `${suite}:@SECLEVEL=0`], pki());
-        if (r.ok) row.leaks++;
-        assert.ok(!r.ok, `${suite} was accepted:\n${r.text.slice(-600)}`);
+        if (r.ok) {
+          row.leaks++;
+          accepted.push(suite);
+        }
       }
+      assert.deepEqual(accepted, [], "non-AEAD suites the listener accepted");
     });
   });
 

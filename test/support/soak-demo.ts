@@ -235,7 +235,8 @@ export function procStats(pid: number): ProcStats {
 export async function startSoakDemo(
   opts: { userDir?: string; ports?: Ports; rt?: Runtime } = {},
 ): Promise<SoakDemo> {
-  const rt = opts.rt ?? runtimes()[0];
+  // SOAK_NODE_RED=5: Node-RED 5 on Node 22 from .cache/nr5 (scripts/ensure-nr5.sh) instead of 4.
+  const rt = opts.rt ?? runtimes()[process.env.SOAK_NODE_RED === "5" ? 1 : 0];
   let userDir = opts.userDir;
   let ports = opts.ports;
   if (!userDir || !ports) ({ userDir, ports } = await prepareDemoDir());
