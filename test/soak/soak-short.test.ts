@@ -31,7 +31,7 @@ describe(
     after(async () => {
       for (const r of rows) recordRow(r);
       process.stdout.write("\n" + formatTable(rows) + "\n");
-      await demo?.stop();
+      await demo?.remove();
     });
 
     test(

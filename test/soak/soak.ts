@@ -151,7 +151,13 @@ export async function runSoak(demo: SoakDemo, minutes: number, everyMs = 1500): 
           break;
         }
         case 3:
+          // A device outside Node-RED (libcoap) on the DPS, and now and then the demo's own
+          // dps-client asked to provision / show its result (its inject node, admin API).
           if (!(await dpsTime(demo.userDir, demo.ports.dps))) throw new Error("DPS time failed");
+          if (i % 10 === 3) {
+            const r = await fetch(`${demo.url}/inject/dps-ex-start`, { method: "POST" });
+            if (r.status !== 200) throw new Error(`inject dps-ex-start answered ${r.status}`);
+          }
           break;
         default: {
           const a = await httpCall(
