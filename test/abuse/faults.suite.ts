@@ -14,7 +14,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import { connect as tlsConnect } from "node:tls";
 import { TRANSPORTS, honest } from "../fuzz/fuzz";
 import { coapTcpCsm, mqttConnect, mqttPublish } from "../fuzz/generators";
-import { startSoakDemo, type SoakDemo } from "../support/soak-demo";
+import { DEMO_SECRETS, startSoakDemo, type SoakDemo } from "../support/soak-demo";
+import { httpCall } from "../support/soak-devices";
 import { emptyRow, formatTable, recordRow, type SummaryRow } from "../support/soak-summary";
 import { demoReady } from "../soak/soak";
 import { registryTokens, storm } from "./storm";
@@ -235,6 +236,50 @@ describe("faults", { concurrency: false }, () => {
         row.notes = `fds ${fds0} -> ${fds}; resources ${JSON.stringify(base.resources)} -> ${JSON.stringify(after.resources)}`;
         assert.equal(row.lost, 0, "every transport serves after the redeploys");
         assert.deepEqual(problems, []);
+      } finally {
+        await demo.remove();
+      }
+    },
+  );
+
+  test(
+    "a restart with another initial bootstrap configuration serves the new one (defect 2)",
+    { timeout: 120000 },
+    async () => {
+      const row = emptyRow("faults: restart, other settings");
+      rows.push(row);
+      let demo = await startSoakDemo();
+      try {
+        await demoReady(demo);
+        await demo.stop();
+        row.faults++;
+        const id = "soak-device-02";
+        demo = await startSoakDemo({
+          userDir: demo.userDir,
+          ports: demo.ports,
+          env: { BOOTSTRAP_EXTERNAL_ID: id },
+        });
+        // The service stores its initial configuration at deploy: ask until it answers 200
+        // (bounded; a 404 that lasts 10 s is the defect).
+        let a = { status: 0, body: "" };
+        for (let i = 0; i < 20 && a.status !== 200; i++) {
+          if (i) await delay(500);
+          a = await httpCall(demo.ports.http, `/things/bootstrap/${id}`, {
+            method: "GET",
+            headers: { authorization: `Thing ${DEMO_SECRETS.BOOTSTRAP_EXTERNAL_KEY}` },
+          });
+        }
+        row.inputs++;
+        if (a.status !== 200) row.lost++;
+        const conflict = demo
+          .output()
+          .split("\n")
+          .filter((l) => /CONFLICT|belongs to another configuration/.test(l));
+        assert.equal(
+          a.status,
+          200,
+          `the new external id got ${a.status}: ${a.body.slice(0, 120)}; ${conflict[0] ?? ""}`,
+        );
       } finally {
         await demo.remove();
       }

@@ -233,7 +233,7 @@ export function procStats(pid: number): ProcStats {
  * flows" and the comms socket.
  */
 export async function startSoakDemo(
-  opts: { userDir?: string; ports?: Ports; rt?: Runtime } = {},
+  opts: { userDir?: string; ports?: Ports; rt?: Runtime; env?: NodeJS.ProcessEnv } = {},
 ): Promise<SoakDemo> {
   // SOAK_NODE_RED=5: Node-RED 5 on Node 22 from .cache/nr5 (scripts/ensure-nr5.sh) instead of 4.
   const rt = opts.rt ?? runtimes()[process.env.SOAK_NODE_RED === "5" ? 1 : 0];
@@ -243,7 +243,7 @@ export async function startSoakDemo(
   writeFileSync(join(userDir, "settings.js"), settingsSource(ports.http, ports.stats));
   const child = spawn(rt.node, [rt.redJs, "-u", userDir, "-s", join(userDir, "settings.js")], {
     cwd: userDir,
-    env: demoEnv(userDir),
+    env: { ...demoEnv(userDir), ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);
