@@ -57,7 +57,10 @@ describe(
           problems.push(
             `${report.idle.logLines.length} log lines while idle, first: ${report.idle.logLines[0]}`,
           );
-        if (report.idle.comms) problems.push(`${report.idle.comms} status/debug messages while idle`);
+        if (report.idle.comms.length)
+          problems.push(
+            `${report.idle.comms.length} status/debug messages while idle: ${report.idle.comms.slice(0, 5).join(" | ")}`,
+          );
         if (report.lost.length) problems.push(`requests lost: ${report.lost.slice(0, 5).join(" | ")}`);
         if (report.row.duplicates) problems.push(`${report.row.duplicates} tokens issued twice`);
         if (report.heapAfterMb > report.heapIdleMb * 1.2 + 8)

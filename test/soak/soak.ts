@@ -33,7 +33,7 @@ export interface SoakReport {
   row: SummaryRow;
   samples: Sample[];
   /** Idle after start-up: what happened that should not have. */
-  idle: { writes: string[]; logLines: string[]; comms: number; warnings: string[]; certificates: number };
+  idle: { writes: string[]; logLines: string[]; comms: string[]; warnings: string[]; certificates: number };
   /** Idle after the load. */
   after: { writes: string[]; logLines: string[]; warnings: string[] };
   lost: string[];
@@ -50,6 +50,23 @@ export async function demoReady(demo: SoakDemo): Promise<void> {
   await demo.comms.waitForStatus("tb-gateway", /^(provisioned|reused)$/, 60000);
   await demo.comms.waitForStatus("mf-ex-device", /^(bootstrapped|reused stored configuration)$/, 60000);
   await demo.comms.waitForStatus("dps-ex-client", /^provisioned/, 60000);
+  // The serving nodes count those provisionings in their status a moment later (a
+  // debounced update): start-up is over once the editor has heard nothing for a second.
+  const quietMs = 1000;
+  const until = Date.now() + 15000;
+  let seen = productMessages(demo.comms.all()).length;
+  while (Date.now() < until) {
+    await delay(quietMs);
+    const now = productMessages(demo.comms.all()).length;
+    if (now === seen) return;
+    seen = now;
+  }
+  throw new Error("the demo's statuses did not settle within 15 s of start-up");
+}
+
+/** What nodes sent the editor (status, debug), without Node-RED's own websocket heartbeat. */
+function productMessages(all: Array<{ topic: string }>): Array<{ topic: string }> {
+  return all.filter((m) => m.topic !== "hb");
 }
 
 const mb = (n: number) => Math.round((n / 1048576) * 10) / 10;
@@ -105,13 +122,17 @@ export async function runSoak(demo: SoakDemo, minutes: number, everyMs = 1500): 
   const files0 = fileTimes(demo.userDir);
   const out0 = demo.output().length;
   const comms0 = demo.comms.all().length;
+  // (heartbeats are Node-RED's own, every 15 s)
   await watch("idle", idleMs);
   const idleOut = demo.output().slice(out0);
-  const idleComms = demo.comms.all().slice(comms0);
+  const idleComms = demo.comms
+    .all()
+    .slice(comms0)
+    .filter((m) => m.topic !== "hb");
   const idle = {
     writes: writesBetween(files0, fileTimes(demo.userDir)),
     logLines: idleOut.split("\n").filter(Boolean),
-    comms: idleComms.length,
+    comms: idleComms.map((m) => `${m.topic} ${JSON.stringify(m.data).slice(0, 120)}`),
     warnings: idleOut.split("\n").filter((l) => WARNING.test(l)),
     certificates: idleComms.filter((m) => m.topic === "status/dps-ex-client").length,
   };
