@@ -46,7 +46,8 @@ export function parseJsonBounded(body: Buffer | string, limits: JsonLimits): Jso
   if (size > limits.maxBytes) return { ok: false, error: `body larger than ${limits.maxBytes} bytes` };
   const text = typeof body === "string" ? body : body.toString("utf8");
   const maxDepth = limits.maxDepth ?? DEFAULT_JSON_DEPTH;
-  if (jsonDepthExceeds(text, maxDepth)) return { ok: false, error: `JSON nested deeper than ${maxDepth} levels` };
+  if (jsonDepthExceeds(text, maxDepth))
+    return { ok: false, error: `JSON nested deeper than ${maxDepth} levels` };
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch {

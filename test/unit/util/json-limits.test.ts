@@ -18,7 +18,7 @@ test("20,000 levels of nesting are refused before JSON.parse, and the error quot
 });
 
 test("brackets inside strings, escaped quotes included, do not count as nesting", () => {
-  const text = JSON.stringify({ s: "[[[[[[\\\"[[[[{{{{", t: ['"]]]]'] });
+  const text = JSON.stringify({ s: '[[[[[[\\"[[[[{{{{', t: ['"]]]]'] });
   assert.equal(jsonDepthExceeds(text, 2), false);
   assert.equal(jsonDepthExceeds(text, 1), true);
 });
