@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -284,6 +285,16 @@ test("a read-only directory gives READ_ONLY on write, reads still work (chattr +
   }
 });
 
+/** Makes a tree readable (and its folders searchable) by everyone. */
+function chmodRecursive(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) chmodRecursive(p);
+    else chmodSync(p, 0o644);
+  }
+}
+
 test("an unreadable directory gives READ_ONLY for a non-root writer (child process as nobody)", async (t) => {
   if (typeof process.getuid !== "function" || process.getuid() !== 0) {
     t.skip("needs root to start a child as another user");
@@ -292,8 +303,13 @@ test("an unreadable directory gives READ_ONLY for a non-root writer (child proce
   const dir = freshDir();
   mkdirSync(dir, { mode: 0o700 });
   chmodSync(dir, 0o700);
+  // The child runs as nobody, who may not be able to read the checkout (a clone in a 0700
+  // temporary folder): it gets its own readable copy of the compiled lib/.
+  const lib = mkdtempSync(join(tmpdir(), "lib-for-nobody-"));
+  cpSync(join(__dirname, "..", "..", "..", "lib"), lib, { recursive: true });
+  chmodRecursive(lib);
   const script = `
-    const { FileBackend } = require(${JSON.stringify(require.resolve("../../../lib/stores/file"))});
+    const { FileBackend } = require(${JSON.stringify(join(lib, "stores", "file.js"))});
     new FileBackend({ directory: ${JSON.stringify(dir)} }).get("k").then(
       () => console.log("ok"), (e) => console.log(e.code));`;
   const r = spawnSync(process.execPath, ["-e", script], { uid: 65534, gid: 65534, encoding: "utf8" });
