@@ -328,11 +328,16 @@ export async function fuzzTransport(
       }
     }
     const fresh = demo.output().slice(output0);
-    if (
-      /Unhandled|uncaught exception|UnhandledPromiseRejection/i.test(fresh) &&
-      !failures.some((f) => f.includes("unhandled"))
-    )
+    const at = fresh.search(/Unhandled|uncaught exception|UnhandledPromiseRejection/i);
+    if (at >= 0 && !failures.some((f) => f.includes("unhandled"))) {
       problems.push("node-red printed an unhandled error");
+      // What node-red printed, so that a failure in CI can be read without a rerun.
+      process.stdout.write(
+        `\n--- node-red output at the unhandled error:\n${fresh.slice(Math.max(0, at - 1500), at + 2500)}\n---\n`,
+      );
+    }
+    if (!demo.alive())
+      process.stdout.write(`\n--- the last node-red output:\n${demo.output().slice(-3000)}\n---\n`);
     if (problems.length) {
       failures.push(`${t} ${label}: ${problems.join("; ")}`);
       if (!isCorpus) saved.push(saveCase(t, seed, from, units, problems.join("; ")));

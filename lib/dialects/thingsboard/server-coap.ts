@@ -41,6 +41,11 @@ export async function startTbCoapServer(
     cacheSize: COAP_CACHE_BYTES,
   });
   server.on("request", (req: IncomingMessage, res: OutgoingMessage) => {
+    // An answer slower than node-coap's piggyback window goes out as a separate confirmable
+    // response; a peer that never acknowledges it makes node-coap emit "error" on the
+    // response after EXCHANGE_LIFETIME (RFC 7252 section 4.8.2, 247 s), which with no
+    // listener ended the whole process. Nothing is left to do for such a peer.
+    res.on("error", () => undefined);
     if (pathOf(req.url) !== COAP_PATH) {
       res.code = "4.04";
       res.end();
