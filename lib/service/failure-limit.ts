@@ -33,7 +33,10 @@ export interface FailureLimitOptions {
   windowMs: number;
   /** First delay; doubles with every further failure. */
   baseDelayMs: number;
-  /** Longest delay. */
+  /**
+   * Longest delay. Kept within what device clients wait for an answer (a few seconds):
+   * a longer hold reads as a hang and holds a socket; the lock does the limiting.
+   */
   maxDelayMs: number;
   /** Most requests from one address that may wait out a delay at once; more are refused. */
   maxWaiting: number;
@@ -48,7 +51,7 @@ export const FAILURE_LIMIT_DEFAULTS: FailureLimitOptions = {
   lockMs: 60 * 60 * 1000,
   windowMs: 60 * 60 * 1000,
   baseDelayMs: 250,
-  maxDelayMs: 10 * 1000,
+  maxDelayMs: 2 * 1000,
   maxWaiting: 20,
   maxEntries: 10000,
 };

@@ -111,8 +111,19 @@ const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, 0x03]);
 // MQTT 5.0 section 3.2: CONNACK, remaining length 3, no session present, reason code 0x89
 // (server busy), no properties.
 const CONNACK_SERVER_BUSY = Buffer.from([0x20, 0x03, 0x00, 0x89, 0x00]);
-/** Sockets let in only to be refused with a CONNACK once every slot is busy. */
-const REFUSAL_HEADROOM = 64;
+/**
+ * Sockets let in at once only to be refused with a CONNACK when every slot is busy. A
+ * gateway that opens hundreds of sessions at once from one address must hear "server
+ * unavailable" (and retry), not a reset; past this the socket is closed unread.
+ */
+const REFUSAL_HEADROOM = 512;
+/**
+ * A session that has not made its request yet is evicted only after this long: an honest
+ * device sends CONNECT, SUBSCRIBE and PUBLISH within milliseconds, while a session that
+ * holds its slot silently has been quiet for seconds. Without it a burst of honest devices
+ * from one address evicted each other between CONNACK and PUBLISH.
+ */
+const EVICTABLE_AFTER_MS = 2000;
 /** How long an ended socket may still drain the peer's bytes before it is destroyed. */
 const LINGER_MS = 2000;
 
@@ -218,6 +229,8 @@ interface Slot {
   remote: string | undefined;
   key: string;
   state: SlotState;
+  /** When the slot entered its state (ms), for eviction. */
+  since: number;
   inFlight: number;
   /** Let in only to be answered "server unavailable" at CONNECT. */
   refuse: boolean;
@@ -276,6 +289,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
    * a request keep theirs. A Map iterates in insertion order, so the first match is the oldest.
    */
   const evict = (match: (s: Slot) => boolean): boolean => {
+    const now = Date.now();
     let victim: Slot | undefined;
     for (const s of slots.values()) {
       if (s.refuse || !match(s)) continue;
@@ -283,12 +297,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         victim = s;
         break;
       }
-      if (!victim && (s.state === "opening" || s.state === "idle")) victim = s;
+      if (!victim && (s.state === "opening" || s.state === "idle") && now - s.since >= EVICTABLE_AFTER_MS)
+        victim = s;
     }
     if (!victim) return false;
     release(victim);
     cutFor("evicted", victim.remote);
-    if (victim.conn) victim.conn.cut();
+    // An answered session may still have its answer on the way: close it in order, after
+    // the answer is flushed. A silent one is cut.
+    if (victim.conn && victim.state === "answered") victim.conn.destroy();
+    else if (victim.conn) victim.conn.cut();
     else victim.raw.destroy();
     return true;
   };
@@ -311,6 +329,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         return;
       }
       slot.state = "idle";
+      slot.since = Date.now();
       timer(slot, limits.firstRequestMs, () => {
         if (slot.state !== "idle") return;
         cutFor("first-request deadline", slot.remote);
@@ -347,6 +366,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       remote,
       key,
       state: "opening",
+      since: Date.now(),
       inFlight: 0,
       refuse,
       timers: [],

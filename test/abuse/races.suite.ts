@@ -6,12 +6,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { connect as mqttConnect } from "mqtt";
 import { setTimeout as delay } from "node:timers/promises";
 import { DEMO_SECRETS, startSoakDemo, type SoakDemo } from "../support/soak-demo";
 import { emptyRow, formatTable, recordRow, type SummaryRow } from "../support/soak-summary";
 import { demoReady } from "../soak/soak";
-import { tbHttp } from "../support/soak-devices";
+import { mqttFrom, tbHttp } from "../support/soak-devices";
 import { registryTokens, sourceAddress, storm } from "./storm";
 
 const RACERS = Number(process.env.RACERS ?? 1000);
@@ -74,12 +73,11 @@ describe("races", { concurrency: false }, () => {
       // Every MQTT session also watches the response topic: it must only ever get its own answer.
       const watchers = await Promise.all(
         Array.from({ length: 20 }, (_, i) => {
-          const c = mqttConnect(`mqtt://127.0.0.1:${demo.ports.mqtt}`, {
+          const c = mqttFrom(demo.ports.mqtt, sourceAddress(5000 + i), {
             username: "provision",
             protocolVersion: 4,
             reconnectPeriod: 0,
-            localAddress: sourceAddress(5000 + i),
-          } as never);
+          });
           const seen: string[] = [];
           c.on("message", (_t, p) => seen.push(p.toString()));
           c.on("error", () => undefined);
@@ -178,12 +176,11 @@ describe("races", { concurrency: false }, () => {
     async () => {
       const row = emptyRow("races: pipelined MQTT");
       rows.push(row);
-      const c = mqttConnect(`mqtt://127.0.0.1:${demo.ports.mqtt}`, {
+      const c = mqttFrom(demo.ports.mqtt, sourceAddress(7200), {
         username: "provision",
         protocolVersion: 4,
         reconnectPeriod: 0,
-        localAddress: sourceAddress(7200),
-      } as never);
+      });
       c.on("error", () => undefined);
       const got: string[] = [];
       c.on("message", (_t, p) => got.push(p.toString()));

@@ -4,7 +4,8 @@
  * of everything a run produced for the secrets it used.
  */
 import { request as httpRequest } from "node:http";
-import { connect as mqttConnect } from "mqtt";
+import { createConnection } from "node:net";
+import { MqttClient, type IClientOptions } from "mqtt";
 import { join } from "node:path";
 import { libcoapClient } from "./coaptcp-peers";
 import { pythonDevice } from "./mainflux-fixtures";
@@ -98,20 +99,30 @@ export async function tbHttp(
 }
 
 /** ThingsBoard over MQTT (user name "provision", /provision/request), one session per device. */
+/**
+ * An MQTT client on 127.0.0.1:`port` whose TCP connection starts from `localAddress`
+ * (mqtt.js's own TCP builder ignores that option, so every "device" came from 127.0.0.1).
+ */
+export function mqttFrom(port: number, localAddress: string | undefined, opts: IClientOptions): MqttClient {
+  return new MqttClient(
+    () => createConnection({ host: "127.0.0.1", port, ...(localAddress ? { localAddress } : {}) }),
+    { protocolId: "MQTT", keepalive: 60, ...opts },
+  );
+}
+
 export function tbMqtt(
   port: number,
   deviceName: string,
   opts: { key?: string; secret?: string; localAddress?: string; timeoutMs?: number } = {},
 ): Promise<TbAnswer> {
   return new Promise((resolve, reject) => {
-    const client = mqttConnect(`mqtt://127.0.0.1:${port}`, {
+    const client = mqttFrom(port, opts.localAddress, {
       username: "provision",
       protocolVersion: 4,
       reconnectPeriod: 0,
       connectTimeout: 10000,
       clean: true,
-      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-    } as never);
+    });
     const timer = setTimeout(() => finish(new Error("no MQTT answer in time")), opts.timeoutMs ?? 15000);
     let done = false;
     const finish = (err: Error | null, value?: TbAnswer) => {
