@@ -60,6 +60,13 @@ export interface ConnectionLimits {
   firstRequestMs?: number;
   /** Longest life of a connection from accept, ms (default 120 s; 0 = none). */
   maxLifetimeMs?: number;
+  /**
+   * How long a connection must have been silent (no CONNECT yet, or no request since it)
+   * before a newcomer may take its slot, ms (default 2 s). An honest device sends CONNECT,
+   * SUBSCRIBE and PUBLISH within milliseconds; without this, a burst of honest devices
+   * from one address evicted each other between CONNACK and PUBLISH.
+   */
+  evictIdleAfterMs?: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = Object.freeze({
@@ -68,6 +75,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = O
   connectTimeoutMs: 10000,
   firstRequestMs: 10000,
   maxLifetimeMs: 120000,
+  evictIdleAfterMs: 2000,
 });
 
 /** Why the broker itself cut or refused a connection. */
@@ -117,13 +125,7 @@ const CONNACK_SERVER_BUSY = Buffer.from([0x20, 0x03, 0x00, 0x89, 0x00]);
  * unavailable" (and retry), not a reset; past this the socket is closed unread.
  */
 const REFUSAL_HEADROOM = 512;
-/**
- * A session that has not made its request yet is evicted only after this long: an honest
- * device sends CONNECT, SUBSCRIBE and PUBLISH within milliseconds, while a session that
- * holds its slot silently has been quiet for seconds. Without it a burst of honest devices
- * from one address evicted each other between CONNACK and PUBLISH.
- */
-const EVICTABLE_AFTER_MS = 2000;
+
 /** How long an ended socket may still drain the peer's bytes before it is destroyed. */
 const LINGER_MS = 2000;
 
@@ -297,7 +299,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         victim = s;
         break;
       }
-      if (!victim && (s.state === "opening" || s.state === "idle") && now - s.since >= EVICTABLE_AFTER_MS)
+      if (
+        !victim &&
+        (s.state === "opening" || s.state === "idle") &&
+        now - s.since >= limits.evictIdleAfterMs
+      )
         victim = s;
     }
     if (!victim) return false;

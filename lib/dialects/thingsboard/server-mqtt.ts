@@ -68,6 +68,8 @@ export interface TbMqttServerOptions {
   sessionLifetimeMs?: number;
   /** Time from TCP connection to CONNECT, ms (default 10 s). */
   connectTimeoutMs?: number;
+  /** Silence after which a session may lose its slot to a newcomer, ms (default 2 s). */
+  evictIdleAfterMs?: number;
   /** New connections per remote address, counted at CONNECT; over it: CONNACK 3 (server unavailable). */
   connectLimiter?: RateLimiter;
   /**
@@ -179,6 +181,7 @@ export async function startTbMqttServer(
       firstRequestMs: opts.firstRequestMs ?? d.firstRequestMs,
       maxLifetimeMs: opts.sessionLifetimeMs ?? d.sessionLifetimeMs,
       connectTimeoutMs: opts.connectTimeoutMs,
+      evictIdleAfterMs: opts.evictIdleAfterMs,
     },
     admit: (remote) =>
       (!opts.connectLimiter || opts.connectLimiter.take(remote)) &&

@@ -88,7 +88,9 @@ async function honestDevicesProvision(port: number, tag: string) {
   const own = await bounded(
     provision(deviceInput(port, `${tag}-own`), {
       timeoutMs: 15000,
-      policy: { intervals: [1], jitter: 0, maxAttempts: 1 },
+      // Silent sessions younger than the eviction grace (2 s) keep their slots: until they
+      // are older, the device hears CONNACK 3 (BUSY) and retries, as any device should.
+      policy: { intervals: [0.5], jitter: 0, maxAttempts: 20 },
     }),
     30000,
     "the package's client",
@@ -139,7 +141,11 @@ describe("MQTT provisioning sessions: silent peers never lock honest devices out
 
   it("an address over its cap gives up its own oldest idle session, not another address's", async () => {
     const { service } = makeService();
-    const server = await startTbMqttServer(service, { port: 0, maxSessionsPerRemote: 5 });
+    const server = await startTbMqttServer(service, {
+      port: 0,
+      maxSessionsPerRemote: 5,
+      evictIdleAfterMs: 0,
+    });
     const silent: RawSession[] = [];
     try {
       const other = await silentSession(server.port, "127.0.0.3");
@@ -162,6 +168,7 @@ describe("MQTT provisioning sessions: silent peers never lock honest devices out
       port: 0,
       tls: { key: pki.serverKey, cert: pki.serverCert },
       maxSessions: 20,
+      evictIdleAfterMs: 0,
     });
     const silent: RawSession[] = [];
     try {
@@ -183,6 +190,36 @@ describe("MQTT provisioning sessions: silent peers never lock honest devices out
       await bounded(silent[0].closed, 15000, "the oldest silent connection closed");
     } finally {
       for (const s of silent) s.destroy();
+      await server.close();
+    }
+  });
+
+  it("a burst of honest devices from one address over its cap: each provisions or hears BUSY, none is cut", async () => {
+    const { service } = makeService();
+    const server = await startTbMqttServer(service, { port: 0 });
+    try {
+      // 500 at once from one address, five times its cap (the default 100).
+      const outcomes = await Promise.all(
+        Array.from({ length: 500 }, (_, i) =>
+          provision(deviceInput(server.port, `burst-${i}`), {
+            timeoutMs: 15000,
+            policy: { intervals: [1], jitter: 0, maxAttempts: 1 },
+          }).then(
+            () => "SUCCESS",
+            (err: { code?: string }) => err.code ?? "ERROR",
+          ),
+        ),
+      );
+      const counts: Record<string, number> = {};
+      for (const o of outcomes) counts[o] = (counts[o] ?? 0) + 1;
+      // Evicting sessions between CONNACK and PUBLISH lost answers here (CONNECT errors).
+      assert.deepEqual(
+        Object.keys(counts).sort(),
+        counts.BUSY ? ["BUSY", "SUCCESS"] : ["SUCCESS"],
+        JSON.stringify(counts),
+      );
+      assert.ok(counts.SUCCESS >= 100, JSON.stringify(counts));
+    } finally {
       await server.close();
     }
   });
