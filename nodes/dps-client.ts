@@ -4,8 +4,8 @@
  * output 1 and every status change on output 2, keeps the result in a credential store.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
-import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd/client";
-import { coapTcpConnector } from "../lib/dialects/plgd/transport";
+import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd-dps/client";
+import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
 import { storeFromConfig } from "./shared/store-ref";
 import type { ConnectionOptions } from "node:tls";

@@ -9,7 +9,7 @@ import {
   parseValidity,
   pemFrom,
   type EnrollmentGroup,
-} from "../lib/dialects/plgd/enrollment";
+} from "../lib/dialects/plgd-dps/enrollment";
 
 interface GroupDef extends NodeDef {
   groupId?: string;

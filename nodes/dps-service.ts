@@ -3,9 +3,9 @@
  * enrollment groups, and sends one audit event per outcome (never a secret).
  */
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import { listenDps, type DpsListener } from "../lib/dialects/plgd/listen";
-import { DpsService } from "../lib/dialects/plgd/server";
-import type { EnrollmentGroup } from "../lib/dialects/plgd/enrollment";
+import { listenDps, type DpsListener } from "../lib/dialects/plgd-dps/listen";
+import { DpsService } from "../lib/dialects/plgd-dps/server";
+import type { EnrollmentGroup } from "../lib/dialects/plgd-dps/enrollment";
 
 interface ServiceDef extends NodeDef {
   host?: string;

@@ -15,7 +15,7 @@ import {
   type TbTlsOptions,
 } from "../lib/dialects/thingsboard/client";
 import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
-import { resolveDeviceName } from "../lib/client/identity";
+import { resolveIdentity } from "../lib/client/identity";
 import { credentialValue } from "../lib/client/env-ref";
 import { findReusable, storeKeyFor } from "../lib/client/reuse";
 import { saveForReuse, serveDeviceRequests } from "./shared/device-requests";
@@ -141,11 +141,19 @@ export = function (RED: NodeAPI) {
     async function handle(msg: Msg, signal: AbortSignal): Promise<ProvisioningResult> {
       if (configError) throw configError;
       const ep = endpoint as string;
-      const { name: deviceName } = resolveDeviceName({
-        message: msg.deviceName,
-        setting: config.deviceName,
-        env,
-      });
+      const { name: deviceName } = resolveIdentity(
+        {
+          messageProperty: "deviceName",
+          envVar: "THINGSBOARD_DEVICE_NAME",
+          hostname: true,
+          randomPrefix: "teg-",
+        },
+        {
+          message: msg.deviceName,
+          setting: config.deviceName,
+          env,
+        },
+      );
       let store;
       try {
         store = storeFromConfig(RED, config.store);

@@ -1,17 +1,17 @@
 import { hostname as osHostname } from "node:os";
 import { randomInt } from "node:crypto";
+import type { IdentityRules } from "./dialect";
+import { finalError } from "../model/errors";
 import type { EnvLookup } from "./env-ref";
 
 export type NameSource = "message" | "setting" | "env" | "hostname" | "random";
 
 export interface NameSources {
-  /** msg.deviceName: a message overrides the dialog, so one node can onboard many devices. */
+  /** The message's own identity: a message overrides the dialog, so one node can onboard many devices. */
   message?: unknown;
   /** The node's own setting. */
   setting?: string;
   env?: EnvLookup;
-  /** Variable consulted after the setting; THINGSBOARD_DEVICE_NAME as in seed 000. */
-  envVar?: string;
   hostname?: () => string;
   /** Random integer in [min, max); injectable for tests. */
   randomInt?: (min: number, max: number) => number;
@@ -24,24 +24,37 @@ function clean(v: unknown): string | undefined {
 }
 
 /**
- * The device's name in seed 000's order (explicit setting, THINGSBOARD_DEVICE_NAME,
- * hostname, `teg-` + 7 random digits), with the message's own name in front of all.
+ * A device's identity by its dialect's rules: the message, the dialog, then what the
+ * dialect allows (its environment variable, the host name, a random name). ThingsBoard's
+ * reference self-provisioning script uses THINGSBOARD_DEVICE_NAME, then the host name,
+ * then `teg-` + 7 random digits; a dialect without fallbacks fails with CONFIG.
  */
-export function resolveDeviceName(src: NameSources = {}): { name: string; source: NameSource } {
+export function resolveIdentity(
+  rules: IdentityRules,
+  src: NameSources = {},
+): { name: string; source: NameSource } {
   const fromMsg = clean(src.message);
   if (fromMsg) return { name: fromMsg, source: "message" };
   const fromSetting = clean(src.setting);
   if (fromSetting) return { name: fromSetting, source: "setting" };
   const env = src.env ?? ((n: string) => process.env[n]);
-  const fromEnv = clean(env(src.envVar ?? "THINGSBOARD_DEVICE_NAME"));
+  const fromEnv = rules.envVar ? clean(env(rules.envVar)) : undefined;
   if (fromEnv) return { name: fromEnv, source: "env" };
-  let host: string | undefined;
-  try {
-    host = clean((src.hostname ?? osHostname)());
-  } catch {
-    host = undefined;
+  if (rules.hostname) {
+    let host: string | undefined;
+    try {
+      host = clean((src.hostname ?? osHostname)());
+    } catch {
+      host = undefined;
+    }
+    if (host) return { name: host, source: "hostname" };
   }
-  if (host) return { name: host, source: "hostname" };
-  const rnd = src.randomInt ?? randomInt;
-  return { name: `teg-${rnd(1000000, 10000000)}`, source: "random" };
+  if (rules.randomPrefix !== undefined) {
+    const rnd = src.randomInt ?? randomInt;
+    return { name: `${rules.randomPrefix}${rnd(1000000, 10000000)}`, source: "random" };
+  }
+  throw finalError(
+    "CONFIG",
+    `no ${rules.messageProperty} given (set it in the node, or send msg.${rules.messageProperty})`,
+  );
 }

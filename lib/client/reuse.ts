@@ -1,8 +1,8 @@
 import type { JsonValue, StoreBackend } from "../stores/backend";
-import type { Dialect, ProvisioningResult } from "../model/result";
+import type { DialectId, ProvisioningResult } from "../model/result";
 
 /** The default store key: `<dialect>/<deviceName>`, or a template with `{deviceName}`. */
-export function storeKeyFor(dialect: Dialect, deviceName: string, template?: string): string {
+export function storeKeyFor(dialect: DialectId, deviceName: string, template?: string): string {
   const t = template && template.trim().length > 0 ? template.trim() : `${dialect}/{deviceName}`;
   return t.split("{deviceName}").join(deviceName);
 }
@@ -18,7 +18,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  */
 export function resultFromStored(
   value: JsonValue,
-  fallback: { dialect: Dialect; endpoint: string; deviceName: string; obtainedAt: string },
+  fallback: { dialect: DialectId; endpoint: string; deviceName: string; obtainedAt: string },
 ): ProvisioningResult | undefined {
   const bare = (token: string): ProvisioningResult => ({
     dialect: fallback.dialect,
@@ -53,7 +53,7 @@ export function resultFromStored(
 export async function findReusable(
   store: StoreBackend,
   key: string,
-  fallback: { dialect: Dialect; endpoint: string; deviceName: string },
+  fallback: { dialect: DialectId; endpoint: string; deviceName: string },
 ): Promise<ProvisioningResult | undefined> {
   const entry = await store.get(key);
   if (!entry || entry.expired) return undefined;

@@ -3,14 +3,17 @@
  * credential store keeps. A flow that switches protocol reads the same fields.
  */
 
-export type Dialect = "thingsboard" | "mainflux" | "plgd-dps" | "kura";
+/**
+ * One word per protocol: its folder under lib/dialects/, the first segment of its store
+ * keys, `result.dialect` and `audit.dialect`.
+ */
+export type DialectId = "thingsboard" | "mainflux" | "plgd-dps";
 
 /** How the device proved it may be provisioned. */
 export type Proof =
   | "provision-key" // ThingsBoard provisionDeviceKey + secret
   | "external-key" // Mainflux external key
-  | "manufacturer-certificate" // plgd DPS mutual TLS
-  | "username-password"; // Kura provision user
+  | "manufacturer-certificate"; // plgd DPS mutual TLS
 
 export type CredentialsType =
   | "ACCESS_TOKEN"
@@ -59,7 +62,7 @@ export interface Device {
 }
 
 export interface ProvisioningResult {
-  dialect: Dialect;
+  dialect: DialectId;
   /** The service asked, as a URI (mqtts://host:8883, https://host/api/v1/provision, ...). */
   endpoint: string;
   device: Device;

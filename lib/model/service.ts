@@ -1,8 +1,8 @@
-import type { Configuration, Credentials, Dialect, Proof } from "./result";
+import type { Credentials, DialectId, Proof } from "./result";
 
 /** What a device asks a provisioning service for, once a dialect has parsed it. */
 export interface ProvisioningRequest {
-  dialect: Dialect;
+  dialect: DialectId;
   /** Transport it came over, for audit: "mqtt", "http", "coap", "coap+tcp". */
   transport: string;
   deviceName?: string;
@@ -19,14 +19,10 @@ export interface ProvisioningRequest {
 export type RefusalReason =
   "not-found" | "already-provisioned" | "invalid" | "throttled" | "denied" | "locked";
 
-export type Decision =
-  | { approve: true; credentials: Credentials; configuration?: Configuration }
-  | { approve: false; reason: RefusalReason; message?: string };
-
 /** Emitted for every outcome on the serving side; never carries a secret. */
 export interface AuditEvent {
   at: string;
-  dialect: Dialect;
+  dialect: DialectId;
   transport: string;
   /** "locked": refused unread after too many failures; "throttled": too many waiting. */
   outcome: "provisioned" | "refused" | "error" | "locked" | "throttled";

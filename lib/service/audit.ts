@@ -1,4 +1,4 @@
-import type { Dialect } from "../model/result";
+import type { DialectId } from "../model/result";
 import type { AuditEvent, RefusalReason } from "../model/service";
 
 /** An audit event with a short human detail; built only from fields that are never secret. */
@@ -16,7 +16,7 @@ export interface ServiceAuditEvent extends AuditEvent {
 }
 
 export interface AuditInput {
-  dialect: Dialect;
+  dialect: DialectId;
   transport: string;
   outcome: AuditEvent["outcome"];
   reason?: RefusalReason | string;
@@ -61,7 +61,7 @@ export function auditEvent(input: AuditInput, now = new Date()): ServiceAuditEve
 
 /** The audit event of a subject becoming locked (from FailureLimiter's onLock). */
 export function lockAuditEvent(
-  dialect: Dialect,
+  dialect: DialectId,
   lock: { subject: "address" | "account"; id: string; failures: number; untilMs: number },
   /** Where the account id goes: a ThingsBoard profile name, a Mainflux external id. */
   accountField: "profile" | "deviceName",

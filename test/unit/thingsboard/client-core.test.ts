@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { resolveDeviceName } from "../../../lib/client/identity";
+import { resolveIdentity, type NameSources } from "../../../lib/client/identity";
+
+const TB_IDENTITY = {
+  messageProperty: "deviceName",
+  envVar: "THINGSBOARD_DEVICE_NAME",
+  hostname: true,
+  randomPrefix: "teg-",
+};
+const resolveDeviceName = (src: NameSources) => resolveIdentity(TB_IDENTITY, src);
 import { credentialValue, resolveEnvRefs } from "../../../lib/client/env-ref";
 import { findReusable, saveResult, storeKeyFor } from "../../../lib/client/reuse";
 import { createDeviceCertificate, certificateNotAfter } from "../../../lib/client/x509";
@@ -42,6 +50,11 @@ test("device name: message, setting, THINGSBOARD_DEVICE_NAME, hostname, teg- + 7
   );
   const real = resolveDeviceName({ env: env({}), hostname: () => "" });
   assert.match(real.name, /^teg-\d{7}$/);
+  // A dialect without fallbacks never borrows ThingsBoard's: no identity is a CONFIG error.
+  assert.throws(
+    () => resolveIdentity({ messageProperty: "externalId" }, { env: env({ THINGSBOARD_DEVICE_NAME: "x" }) }),
+    (e: Error & { code?: string }) => e.code === "CONFIG" && /externalId/.test(e.message),
+  );
 });
 
 test("${NAME} references in credentials, with seed 000's variables as defaults", () => {

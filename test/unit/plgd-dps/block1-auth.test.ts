@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { listenDps, type DpsListener } from "../../../lib/dialects/plgd/listen";
-import { CF_OCF_CBOR, PATHS, encodeBody } from "../../../lib/dialects/plgd/ocf";
-import { DpsService, type DpsAuditEvent } from "../../../lib/dialects/plgd/server";
+import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
+import { CF_OCF_CBOR, PATHS, encodeBody } from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService, type DpsAuditEvent } from "../../../lib/dialects/plgd-dps/server";
 import { CoapTcpClient } from "../../../lib/transports/coap-tcp";
 import { makeDpsFixture } from "../../support/dps-fixtures";
 

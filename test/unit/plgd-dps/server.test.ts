@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { describe, it } from "node:test";
-import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
+import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import {
   CF_JSON,
   CF_OCF_CBOR,
@@ -11,8 +11,8 @@ import {
   parseCloudConf,
   parseCreds,
   PATHS,
-} from "../../../lib/dialects/plgd/ocf";
-import { DpsService, type DpsAuditEvent, type DpsServerRequest } from "../../../lib/dialects/plgd/server";
+} from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService, type DpsAuditEvent, type DpsServerRequest } from "../../../lib/dialects/plgd-dps/server";
 import { createKeyAndCsr, tamperCsr } from "../../../lib/pki/csr";
 import { EKU_SERVER_AUTH } from "../../../lib/pki/signer";
 import { validityMidpoint } from "../../../lib/pki/verify";

@@ -3,10 +3,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { listenDps, type DpsListener } from "../../../lib/dialects/plgd/listen";
-import { PATHS } from "../../../lib/dialects/plgd/ocf";
-import { DpsService } from "../../../lib/dialects/plgd/server";
+import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
+import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import { libcoapClient } from "../../support/coaptcp-peers";
 import { makeDpsFixture } from "../../support/dps-fixtures";
 

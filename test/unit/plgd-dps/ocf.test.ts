@@ -14,8 +14,8 @@ import {
   parseCredentialsRequest,
   parseOwnership,
   parseTime,
-} from "../../../lib/dialects/plgd/ocf";
-import { DpsFlag, flagNames, legacyMask, maskOf, nextStep } from "../../../lib/dialects/plgd/status";
+} from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsFlag, flagNames, legacyMask, maskOf, nextStep } from "../../../lib/dialects/plgd-dps/status";
 
 const DI = "0b8c3a34-5b2c-4d9a-9f3e-2a7f0e6d1c11";
 

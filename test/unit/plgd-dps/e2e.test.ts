@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { DpsClient } from "../../../lib/dialects/plgd/client";
-import { parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { listenDps, type DpsListener } from "../../../lib/dialects/plgd/listen";
-import { DpsService, type DpsAuditEvent } from "../../../lib/dialects/plgd/server";
-import { coapTcpConnector } from "../../../lib/dialects/plgd/transport";
+import { DpsClient } from "../../../lib/dialects/plgd-dps/client";
+import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
+import { DpsService, type DpsAuditEvent } from "../../../lib/dialects/plgd-dps/server";
+import { coapTcpConnector } from "../../../lib/dialects/plgd-dps/transport";
 import type { ProvisioningResult } from "../../../lib/model/result";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import { StatusLog, makeDpsFixture } from "../../support/dps-fixtures";

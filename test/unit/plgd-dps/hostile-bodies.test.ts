@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { after, before, describe, it } from "node:test";
-import { parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { listenDps, type DpsListener } from "../../../lib/dialects/plgd/listen";
-import { CF_JSON, CF_OCF_CBOR, PATHS } from "../../../lib/dialects/plgd/ocf";
-import { DpsService } from "../../../lib/dialects/plgd/server";
+import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
+import { CF_JSON, CF_OCF_CBOR, PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import { CoapTcpClient } from "../../../lib/transports/coap-tcp";
 import { makeDpsFixture } from "../../support/dps-fixtures";
 

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { describe, it } from "node:test";
-import { DpsClient, type DpsStatusEvent } from "../../../lib/dialects/plgd/client";
-import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { PATHS } from "../../../lib/dialects/plgd/ocf";
-import { DpsService } from "../../../lib/dialects/plgd/server";
+import { DpsClient, type DpsStatusEvent } from "../../../lib/dialects/plgd-dps/client";
+import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import { renewalDelayMs } from "../../../lib/pki/validity";
 import type { ProvisioningResult } from "../../../lib/model/result";
 import { MemoryBackend } from "../../../lib/stores/memory";

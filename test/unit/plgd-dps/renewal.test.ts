@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DpsClient } from "../../../lib/dialects/plgd/client";
-import { parseEnrollmentGroup } from "../../../lib/dialects/plgd/enrollment";
-import { PATHS } from "../../../lib/dialects/plgd/ocf";
-import { DpsService } from "../../../lib/dialects/plgd/server";
+import { DpsClient } from "../../../lib/dialects/plgd-dps/client";
+import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
+import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import type { ProvisioningResult } from "../../../lib/model/result";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import { MAX_TIMER_MS } from "../../../lib/util/long-timer";

@@ -1,0 +1,107 @@
+/**
+ * Reading a node's dialog the same way in every node: numbers and strings as the editor
+ * stores them (often strings, sometimes empty), the node's environment (flow, group and
+ * global env, then process.env, as Node-RED's getSetting resolves them), the tls-config
+ * node named by a property, and the retry policy from the dialog's three retry fields.
+ */
+import type { ConnectionOptions, SecureContextOptions } from "node:tls";
+import type { Node, NodeAPI } from "node-red";
+import type { EnvLookup } from "../../lib/client/env-ref";
+import { finalError } from "../../lib/model/errors";
+import { DEFAULT_RETRY_POLICY, parseIntervals, type RetryPolicy } from "../../lib/retry/policy";
+
+/** A string property, or undefined when it is not a string. */
+export function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+/** A trimmed, non-empty string property, or undefined. */
+export function text(v: unknown): string | undefined {
+  const s = typeof v === "string" ? v.trim() : "";
+  return s.length > 0 ? s : undefined;
+}
+
+/**
+ * A number from the dialog: `fallback` when the field is empty, not a number, or below
+ * `min` (the editor's validation marks those; a flow imported with them still runs).
+ */
+export function num(v: unknown, fallback: number, min = -Infinity): number {
+  const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+/** Seconds in the dialog, milliseconds in the core. */
+export function seconds(v: unknown, fallbackSeconds: number, minSeconds = 0): number {
+  return Math.round(num(v, fallbackSeconds, minSeconds) * 1000);
+}
+
+/** The node's environment: env set on its flow, group or globally, then process.env. */
+export function envOf(RED: NodeAPI, node: Node): EnvLookup {
+  return (name) => {
+    const v: unknown = RED.util.getSetting(node, name);
+    return typeof v === "string" ? v : undefined;
+  };
+}
+
+/** The dialog's default retry intervals, as the field shows them. */
+export const DEFAULT_RETRY_TEXT = DEFAULT_RETRY_POLICY.intervals.join(", ");
+
+/** The retry policy from the dialog's `retryIntervals`, `retryJitter` and `retryMax`. */
+export function retryPolicyOf(config: {
+  retryIntervals?: unknown;
+  retryJitter?: unknown;
+  retryMax?: unknown;
+}): Partial<RetryPolicy> {
+  return {
+    intervals: parseIntervals(text(config.retryIntervals) ?? DEFAULT_RETRY_TEXT),
+    jitter: num(config.retryJitter, DEFAULT_RETRY_POLICY.jitter, 0),
+    maxAttempts: num(config.retryMax, DEFAULT_RETRY_POLICY.maxAttempts),
+  };
+}
+
+/** What Node-RED's tls-config node offers at run time (its own source: nodes/core/network/05-tls.js). */
+export interface TlsConfigNode {
+  valid?: boolean;
+  key?: string | Buffer;
+  cert?: string | Buffer;
+  ca?: string | Buffer;
+  credentials?: { passphrase?: string };
+  addTLSOptions?(opts: Record<string, unknown>): Record<string, unknown>;
+}
+
+/**
+ * Client TLS options from the tls-config node `id`: undefined when none is named, a
+ * final CONFIG error when one is named but missing or disabled. Verification stays on
+ * unless the tls-config turns it off (the node warns about that where it is visible).
+ */
+export function tlsClientOptionsOf(
+  RED: NodeAPI,
+  id: string | undefined,
+  missingText: string,
+): ConnectionOptions | undefined {
+  if (!id) return undefined;
+  const tls = RED.nodes.getNode(id) as unknown as TlsConfigNode | null;
+  if (!tls || typeof tls.addTLSOptions !== "function") throw finalError("CONFIG", missingText);
+  const opts = tls.addTLSOptions({}) as ConnectionOptions;
+  opts.rejectUnauthorized = opts.rejectUnauthorized !== false;
+  return opts;
+}
+
+/**
+ * Server TLS material from the tls-config node `id`: key and certificate are required.
+ * Undefined when none is named; a final CONFIG error when it is missing or unusable.
+ */
+export function tlsServerOptionsOf(
+  RED: NodeAPI,
+  id: string | undefined,
+  texts: { missing: string; invalid: string },
+): SecureContextOptions | undefined {
+  if (!id) return undefined;
+  const tls = RED.nodes.getNode(id) as unknown as TlsConfigNode | null;
+  if (!tls) throw finalError("CONFIG", texts.missing);
+  if (tls.valid === false || !tls.key || !tls.cert) throw finalError("CONFIG", texts.invalid);
+  const opts: SecureContextOptions = { key: tls.key, cert: tls.cert };
+  if (tls.ca) opts.ca = tls.ca;
+  if (tls.credentials?.passphrase) opts.passphrase = tls.credentials.passphrase;
+  return opts;
+}
