@@ -1,6 +1,6 @@
 /**
- * The token-file backend: the one plain access token that seed 000 (the Python edge
- * gateway) keeps, at the same path and read the same way, so a gateway that already has
+ * The token-file backend: the one plain access token that the Edge Gateway's Python
+ * self-provisioning script (self_provisioning.py, for ThingsBoard) keeps, at the same path and read the same way, so a gateway that already has
  * a token keeps it and a token stored here is found by the old gateway.
  *
  * It holds ONE value, so the key is checked for form but otherwise ignored: get(any key)
@@ -27,7 +27,7 @@ import { TEMP_MARK, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./f
 export interface TokenFileOptions {
   /** The token file; empty means $THINGSBOARD_ACCESS_TOKEN, else ./tb_access_token. */
   path?: string;
-  /** For tests; defaults to process.env and process.cwd(), as the seed uses them. */
+  /** For tests; defaults to process.env and process.cwd(), as that script uses them. */
   env?: Record<string, string | undefined>;
   cwd?: string;
 }
@@ -35,7 +35,7 @@ export interface TokenFileOptions {
 /** The name list() gives the single entry. */
 export const TOKEN_ENTRY = "token";
 
-/** Seed 000: `os.environ.get("THINGSBOARD_ACCESS_TOKEN") or "./tb_access_token"`. */
+/** The script's own lookup: `os.environ.get("THINGSBOARD_ACCESS_TOKEN") or "./tb_access_token"`. */
 export function tokenFilePath(opts: TokenFileOptions = {}): string {
   const env = opts.env ?? process.env;
   const p = opts.path || env.THINGSBOARD_ACCESS_TOKEN || "./tb_access_token";
@@ -45,7 +45,7 @@ export function tokenFilePath(opts: TokenFileOptions = {}): string {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * What seed 000 sees in the file: Python's text mode decodes UTF-8 and turns \r\n and \r
+ * What the script sees in the file: Python's text mode decodes UTF-8 and turns \r\n and \r
  * into \n; a token of 3 characters or fewer counts as no token.
  */
 export function readSeedToken(bytes: Buffer): string | undefined {
@@ -187,7 +187,7 @@ export class TokenFileBackend implements StoreBackend {
   private async write(key: string, token: string, meta: EntryMeta): Promise<StoredEntry> {
     await this.open();
     try {
-      // Exactly the token, no newline: what seed 000 writes and reads back.
+      // Exactly the token, no newline: what the script writes and reads back.
       await atomicWrite(this.path, token);
     } catch (err) {
       throw ioError(err, `cannot write ${this.path}`);

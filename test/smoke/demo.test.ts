@@ -78,7 +78,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     await first.comms.waitForStatus("tb-server", /1/);
   });
 
-  test("a device written by someone else (Python paho, as seed 000) provisions unchanged", async () => {
+  test("a device written by someone else (Python paho, as the Edge Gateway's script) provisions unchanged", async () => {
     const { code, stdout, stderr } = await run(
       "/usr/bin/python3",
       [

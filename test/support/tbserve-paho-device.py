@@ -1,4 +1,4 @@
-"""A ThingsBoard device provisioning exactly as seed 000 does (paho-mqtt, TLS with
+"""A ThingsBoard device provisioning exactly as the Edge Gateway's self-provisioning script does (paho-mqtt, TLS with
 CERT_REQUIRED and a CA file, username `provision`, subscribe /provision/response, publish
 JSON to /provision/request, wait up to 10 s), parametrised for tests:
 

@@ -24,10 +24,10 @@ function code(c: string) {
   };
 }
 
-/** Seed 000's own lines, run by Debian's Python: write a token, or read it back. */
-const SEED = `
+/** The Edge Gateway self-provisioning script's own lines, run by Debian's Python: write a token, or read it back. */
+const SCRIPT = `
 import os, sys, json
-def seed_read():
+def gateway_read():
     access_token_path_env_var = os.environ.get("THINGSBOARD_ACCESS_TOKEN") or "./tb_access_token"
     if os.path.exists(access_token_path_env_var):
         with open(access_token_path_env_var, "r") as f:
@@ -40,11 +40,11 @@ if sys.argv[1] == "write":
     with open(access_token_path_env_var, "w") as f:
         f.write(sys.argv[2])
 else:
-    print(json.dumps(seed_read()))
+    print(json.dumps(gateway_read()))
 `;
 
-function seed(cwd: string, env: Record<string, string>, ...args: string[]): string {
-  const r = spawnSync("/usr/bin/python3", ["-c", SEED, ...args], {
+function gateway(cwd: string, env: Record<string, string>, ...args: string[]): string {
+  const r = spawnSync("/usr/bin/python3", ["-c", SCRIPT, ...args], {
     cwd,
     env: { PATH: "/usr/bin:/bin", ...env },
     encoding: "utf8",
@@ -60,9 +60,9 @@ test("the path: option, else $THINGSBOARD_ACCESS_TOKEN, else ./tb_access_token i
   assert.equal(tokenFilePath({ env: {}, cwd: "/c" }), "/c/tb_access_token");
 });
 
-test("a token written by seed 000 is found; the key is ignored; list shows one entry", async () => {
+test("a token written by the Edge Gateway's script is found; the key is ignored; list shows one entry", async () => {
   const cwd = freshDir();
-  seed(cwd, {}, "write", "A1b2C3d4E5f6G7h8I9j0");
+  gateway(cwd, {}, "write", "A1b2C3d4E5f6G7h8I9j0");
   const s = new TokenFileBackend({ env: {}, cwd });
   const e = await s.get("any/key");
   assert.deepEqual(e?.value, { token: "A1b2C3d4E5f6G7h8I9j0" });
@@ -76,7 +76,7 @@ test("a token written by seed 000 is found; the key is ignored; list shows one e
   await s.close();
 });
 
-test("a token we write is what seed 000 reads back, exactly, mode 0600, via $THINGSBOARD_ACCESS_TOKEN", async () => {
+test("a token we write is what the Edge Gateway's script reads back, exactly, mode 0600, via $THINGSBOARD_ACCESS_TOKEN", async () => {
   const cwd = freshDir();
   const env = { THINGSBOARD_ACCESS_TOKEN: "sub/token.txt" };
   mkdirSync(join(cwd, "sub"));
@@ -89,10 +89,10 @@ test("a token we write is what seed 000 reads back, exactly, mode 0600, via $THI
   const file = join(cwd, "sub", "token.txt");
   assert.equal(readFileSync(file, "utf8"), "Tok-0123456789");
   assert.equal(statSync(file).mode & 0o777, 0o600);
-  assert.deepEqual(JSON.parse(seed(cwd, env, "read")), [false, "Tok-0123456789"]);
+  assert.deepEqual(JSON.parse(gateway(cwd, env, "read")), [false, "Tok-0123456789"]);
   // Metadata given to set() is remembered while the file holds that token.
   assert.equal((await s.get("x"))?.meta.protocol, "thingsboard");
-  seed(cwd, env, "write", "Changed-by-the-gateway");
+  gateway(cwd, env, "write", "Changed-by-the-gateway");
   const after = await s.get("x");
   assert.deepEqual(after?.value, { token: "Changed-by-the-gateway" });
   assert.equal(after?.meta.protocol, undefined);
@@ -100,7 +100,7 @@ test("a token we write is what seed 000 reads back, exactly, mode 0600, via $THI
   await s.close();
 });
 
-test("3 characters or fewer mean no token, counted as the seed counts (text mode newlines)", async () => {
+test("3 characters or fewer mean no token, counted as the script counts (text mode newlines)", async () => {
   const cwd = freshDir();
   const s = new TokenFileBackend({ env: {}, cwd });
   const file = join(cwd, "tb_access_token");
@@ -108,7 +108,7 @@ test("3 characters or fewer mean no token, counted as the seed counts (text mode
   assert.deepEqual(await s.list(), []);
   for (const content of ["", "abc", "ab\n", "a\r\n", "\u00e9\u00e9\u00e9", "abcd", "abc\r\n", "abc\n"]) {
     writeFileSync(file, content);
-    const [created, token] = JSON.parse(seed(cwd, {}, "read")) as [boolean, string | null];
+    const [created, token] = JSON.parse(gateway(cwd, {}, "read")) as [boolean, string | null];
     const ours = await s.get("k");
     assert.equal(ours === undefined, created, JSON.stringify(content));
     if (token !== null) assert.deepEqual(ours?.value, { token }, JSON.stringify(content));
