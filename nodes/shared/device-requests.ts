@@ -60,7 +60,6 @@ export interface DeviceNodeOptions<S> {
 
 /** Runs the node's dialect for every message; see the file's comment. */
 export function serveDevice<S>(RED: NodeAPI, node: Node, opts: DeviceNodeOptions<S>): void {
-  addErrorStatusHook(RED);
   serveDeviceRequests(node, {
     onDeploy: opts.onDeploy,
     failedText: opts.texts.failed,
@@ -160,61 +159,15 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
 }
 
 /**
- * The message property that carries an error's `status` to the Catch nodes. Node-RED
- * builds a Catch node's msg.error from the error given to done(err) with only `message`,
- * `source`, and the error's own `code`, `stack` and `cause` (@node-red/runtime,
- * lib/flows/Flow.js, handleError), and clones the failed message beside it: the status
- * rides on that clone, and the hook below moves it into msg.error.status.
- */
-const STATUS_CARRIER = "_provisioningErrorStatus";
-
-/**
- * The error given to done(err): the ProvisioningError, whose own `code` Node-RED copies to
- * msg.error.code; its `status`, if any, put on the message for the Catch hook.
+ * The error given to done(err). Node-RED builds a Catch node's msg.error from it with only
+ * `message`, `source` and the error's own `code`, `stack` and `cause` (@node-red/runtime,
+ * lib/flows/Flow.js, handleError), beside a clone of the failed message: so the neutral
+ * code arrives as msg.error.code, and the peer's own word (ThingsBoard's "FAILURE", an HTTP
+ * 403) rides on the message as msg.errorStatus, as the core http request node leaves
+ * msg.statusCode on the message it fails.
  */
 function reportable(e: ProvisioningError, msg: DeviceMsg): ProvisioningError {
-  if (e.status !== undefined) msg[STATUS_CARRIER] = e.status;
+  if (e.status !== undefined) msg.errorStatus = e.status;
+  else delete msg.errorStatus;
   return e;
-}
-
-const hooked = new WeakSet<object>();
-
-interface Hooks {
-  add(id: string, fn: (event: unknown) => void): void;
-}
-
-/**
- * The runtime's hooks: RED.hooks in Node-RED (2.0 on); node-red-node-test-helper's
- * runtime leaves RED.hooks out, and there the runtime's own module (the one its nodes
- * trigger) is @node-red/util's.
- */
-function hooksOf(RED: NodeAPI): Hooks | undefined {
-  const own = (RED as unknown as { hooks?: Hooks }).hooks;
-  if (own && typeof own.add === "function") return own;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const util = require("@node-red/util") as { hooks?: Hooks };
-    return util.hooks && typeof util.hooks.add === "function" ? util.hooks : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Registers, once per runtime, an onReceive hook (Node-RED's messaging hooks, @node-red/util
- * lib/hooks.js) that completes a Catch node's msg.error with the status a device node
- * left on the failed message. Any other message passes untouched.
- */
-function addErrorStatusHook(RED: NodeAPI): void {
-  const hooks = hooksOf(RED);
-  if (!hooks || hooked.has(hooks)) return;
-  hooked.add(hooks);
-  hooks.add("onReceive.node-red-contrib-provisioning", (event: unknown) => {
-    const msg = (event as { msg?: Record<string, unknown> }).msg;
-    if (!msg || !Object.prototype.hasOwnProperty.call(msg, STATUS_CARRIER)) return;
-    const status = msg[STATUS_CARRIER];
-    delete msg[STATUS_CARRIER];
-    const error = msg.error as Record<string, unknown> | undefined;
-    if (error && typeof error === "object" && error.status === undefined) error.status = status;
-  });
 }
