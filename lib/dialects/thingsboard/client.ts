@@ -8,7 +8,7 @@
 import type { Credentials, ProvisioningResult } from "../../model/result";
 import { finalError, type ProvisioningError } from "../../model/errors";
 import type { RetryPolicy } from "../../retry/policy";
-import { certificateNotAfter, createDeviceCertificate, type DeviceCertificate } from "../../client/x509";
+import { certificateNotAfter, createDeviceCertificate, type DeviceCertificate } from "../../pki/self-signed";
 import {
   encodeRequest,
   COAP_PATH,

@@ -12,7 +12,7 @@ const TB_IDENTITY = {
 const resolveDeviceName = (src: NameSources) => resolveIdentity(TB_IDENTITY, src);
 import { credentialValue, resolveEnvRefs } from "../../../lib/client/env-ref";
 import { findReusable, saveResult, storeKeyFor } from "../../../lib/client/reuse";
-import { createDeviceCertificate, certificateNotAfter } from "../../../lib/client/x509";
+import { createDeviceCertificate, certificateNotAfter } from "../../../lib/pki/self-signed";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import {
   endpointUri,

@@ -10,8 +10,8 @@ import {
   time,
   unsignedInteger,
   utf8String,
-} from "../pki/der";
-import { toPem } from "../pki/pem";
+} from "./der";
+import { toPem } from "./pem";
 
 export interface DeviceCertificate {
   /** PEM of the self-signed certificate (CN = device name). */
