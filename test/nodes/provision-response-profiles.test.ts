@@ -99,6 +99,22 @@ describe("provision-response: a list of profiles, and flows saved with three slo
     });
   }
 
+  it("a management message naming no such profile is NOT_FOUND in msg.error, the earlier word in its status", async () => {
+    await helper.load(nodes, flow({ profiles: ["p1"], mqtt: "off", http: true }), creds);
+    const srv = helper.getNode("srv");
+    assert.equal((await statusOf(srv, ["green", "red"])).fill, "green");
+    const failed = new Promise<unknown[]>((resolve) =>
+      srv.once("call:error", (call: { args: unknown[] }) => resolve(call.args)),
+    );
+    srv.receive({ topic: "list", payload: { profile: "nope" } });
+    const [, msg] = (await failed) as [unknown, { error?: Record<string, unknown> }];
+    assert.deepEqual(msg.error, {
+      code: "NOT_FOUND",
+      message: "no profile has that name",
+      status: "UNKNOWN_PROFILE",
+    });
+  });
+
   it("a list that names no profile does not serve, and says why", async () => {
     await helper.load(nodes, flow({ profiles: [], profile: "", mqttPort: await freeTcpPort() }), creds);
     const srv = helper.getNode("srv");
