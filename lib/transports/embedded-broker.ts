@@ -78,6 +78,12 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = O
   evictIdleAfterMs: 2000,
 });
 
+/** Who a CONNECT says it is (MQTT 3.1.1 section 3.1.3: client identifier, user name). */
+export interface ConnectIdentity {
+  clientId: string;
+  username?: string;
+}
+
 /** Why the broker itself cut or refused a connection. */
 export type CutReason = "evicted" | "first-request deadline" | "lifetime" | "throttled" | "full";
 
@@ -91,8 +97,11 @@ export interface EmbeddedBrokerOptions {
   /** Bytes one connection may send in its whole life before it is cut (0 = no limit). */
   maxConnectionBytes?: number;
   limits?: ConnectionLimits;
-  /** Asked at every CONNECT; false answers CONNACK "server unavailable" / "server busy". */
-  admit?: (remote: string | undefined) => boolean;
+  /**
+   * Asked at every CONNECT (with its user name and client id, to tell whose session it
+   * is); false answers CONNACK "server unavailable" / "server busy".
+   */
+  admit?: (remote: string | undefined, connect: ConnectIdentity) => boolean;
   /** Told (remote only, nothing the peer sent) when the broker cuts or refuses a connection. */
   onCut?: (reason: CutReason, remote: string | undefined) => void;
   hooks: BrokerHooks;
@@ -326,7 +335,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         cb(null, false);
         return;
       }
-      const throttled = !slot.refuse && opts.admit !== undefined && !opts.admit(slot.remote);
+      const throttled =
+        !slot.refuse &&
+        opts.admit !== undefined &&
+        !opts.admit(slot.remote, { clientId: packet.clientId, username: packet.username });
       if (slot.refuse || throttled) {
         cutFor(throttled ? "throttled" : "full", slot.remote);
         slot.conn.write(packet.protocolVersion === 5 ? CONNACK_SERVER_BUSY : CONNACK_SERVER_UNAVAILABLE);

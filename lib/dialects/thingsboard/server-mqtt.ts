@@ -16,10 +16,11 @@ import type { AuthenticateError, Client, PublishPacket } from "aedes";
 import type { TlsOptions } from "node:tls";
 import {
   DEFAULT_CONNECTION_LIMITS,
-  startEmbeddedBroker,
+  type ConnectionLimits,
   type CutReason,
   type EmbeddedBroker,
 } from "../../transports/embedded-broker";
+import { attachMqtt } from "../../transports/mqtt-listener";
 import type { RateLimiter } from "../../service/rate-limit";
 import type { TbProvisioningService } from "./server";
 import {
@@ -169,83 +170,93 @@ export async function startTbMqttServer(
     full: "connection refused: every session slot is busy",
   };
 
-  // The hooks below only run for connections, which arrive after this assignment.
-  const broker: EmbeddedBroker = await startEmbeddedBroker({
-    host: opts.host ?? "127.0.0.1",
-    port: opts.port,
-    tls: opts.tls,
-    maxConnectionBytes: opts.maxSessionBytes ?? 4 * MAX_REQUEST_BYTES + 4096,
-    limits: {
-      maxConnections: opts.maxSessions ?? d.maxSessions,
-      maxPerRemote: opts.maxSessionsPerRemote ?? d.maxSessionsPerRemote,
-      firstRequestMs: opts.firstRequestMs ?? d.firstRequestMs,
-      maxLifetimeMs: opts.sessionLifetimeMs ?? d.sessionLifetimeMs,
-      connectTimeoutMs: opts.connectTimeoutMs,
-      evictIdleAfterMs: opts.evictIdleAfterMs,
+  // The hooks below only run for connections, which arrive after this assignment. The
+  // port's broker is shared with any other dialect attached to it (mqtt-listener.ts);
+  // sessions whose user name or client id is `provision` are ThingsBoard's.
+  const limits: ConnectionLimits = {
+    maxConnections: opts.maxSessions ?? d.maxSessions,
+    maxPerRemote: opts.maxSessionsPerRemote ?? d.maxSessionsPerRemote,
+    firstRequestMs: opts.firstRequestMs ?? d.firstRequestMs,
+    maxLifetimeMs: opts.sessionLifetimeMs ?? d.sessionLifetimeMs,
+  };
+  if (opts.connectTimeoutMs !== undefined) limits.connectTimeoutMs = opts.connectTimeoutMs;
+  if (opts.evictIdleAfterMs !== undefined) limits.evictIdleAfterMs = opts.evictIdleAfterMs;
+  const attachment = await attachMqtt(
+    {
+      host: opts.host ?? "127.0.0.1",
+      port: opts.port,
+      tls: opts.tls,
+      maxConnectionBytes: opts.maxSessionBytes ?? 4 * MAX_REQUEST_BYTES + 4096,
+      limits,
     },
-    admit: (remote) =>
-      (!opts.connectLimiter || opts.connectLimiter.take(remote)) &&
-      (!opts.serviceLimiter || opts.serviceLimiter.take(remote)),
-    onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
-    hooks: {
-      preConnect: (_client, packet, cb) => {
-        // A will is a publish the session never asked permission for: it could forge a
-        // /provision/response to every waiting device.
-        packet.will = undefined;
-        cb(null, true);
+    {
+      name: "thingsboard",
+      claims: (c) => c.username === PROVISION_USERNAME || c.clientId === PROVISION_USERNAME,
+      admit: (remote) =>
+        (!opts.connectLimiter || opts.connectLimiter.take(remote)) &&
+        (!opts.serviceLimiter || opts.serviceLimiter.take(remote)),
+      onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
+      hooks: {
+        preConnect: (_client, packet, cb) => {
+          // A will is a publish the session never asked permission for: it could forge a
+          // /provision/response to every waiting device.
+          packet.will = undefined;
+          cb(null, true);
+        },
+        authenticate: (client, username, _password, done) => {
+          if (username === PROVISION_USERNAME || client.id === PROVISION_USERNAME) {
+            sessions.set(client, { requests: 0, qos: 0, tail: Promise.resolve(), closing: false });
+            done(null, true);
+          } else {
+            done(refusal("this broker only serves provisioning sessions", 5), false);
+          }
+        },
+        authorizeSubscribe: (client, sub, cb) => {
+          const session = sessions.get(client);
+          if (!session || sub.topic !== TOPIC_RESPONSE) {
+            violation(`subscribe refused`, client);
+            cb(null, null);
+            return;
+          }
+          session.qos = sub.qos >= 1 ? 1 : 0;
+          cb(null, { ...sub, qos: session.qos });
+        },
+        authorizePublish: (client, packet, cb) => {
+          const session = client ? sessions.get(client) : undefined;
+          if (!client || !session || packet.topic !== TOPIC_REQUEST) {
+            violation("publish to a forbidden topic", client);
+            cb(new Error("a provisioning session may publish only to " + TOPIC_REQUEST));
+            return;
+          }
+          session.requests++;
+          // Nobody may subscribe to the request topic, so letting aedes route it costs nothing.
+          packet.retain = false;
+          cb(null);
+          if (session.requests > maxRequests) {
+            // Refusing the publish would make aedes drop the connection, and with it the
+            // answers still on their way: answer FAILURE instead and close after the last one.
+            if (session.requests === maxRequests + 1) violation("too many requests in one session", client);
+            session.closing = true;
+            queue(client, session, Promise.resolve(FAILURE_TEXT), false);
+            return;
+          }
+          if (session.requests === maxRequests) session.closing = true;
+          broker.beginRequest(client);
+          const remote = broker.remoteOf(client);
+          // The CONNECT paid for the first request; handle() takes the token back at once.
+          if (session.requests === 1) opts.serviceLimiter?.refund(remote);
+          const body = packet.payload;
+          const answer = service
+            .handle(Buffer.isBuffer(body) ? body : Buffer.from(body), { transport: "mqtt", remote })
+            .then(({ response }) => encodeResponse(response));
+          queue(client, session, answer, true);
+        },
+        // Nothing published by a client can reach a provisioning session.
+        authorizeForward: (_client, packet) => (packet.topic === TOPIC_RESPONSE ? packet : null),
       },
-      authenticate: (client, username, _password, done) => {
-        if (username === PROVISION_USERNAME || client.id === PROVISION_USERNAME) {
-          sessions.set(client, { requests: 0, qos: 0, tail: Promise.resolve(), closing: false });
-          done(null, true);
-        } else {
-          done(refusal("this broker only serves provisioning sessions", 5), false);
-        }
-      },
-      authorizeSubscribe: (client, sub, cb) => {
-        const session = sessions.get(client);
-        if (!session || sub.topic !== TOPIC_RESPONSE) {
-          violation(`subscribe refused`, client);
-          cb(null, null);
-          return;
-        }
-        session.qos = sub.qos >= 1 ? 1 : 0;
-        cb(null, { ...sub, qos: session.qos });
-      },
-      authorizePublish: (client, packet, cb) => {
-        const session = client ? sessions.get(client) : undefined;
-        if (!client || !session || packet.topic !== TOPIC_REQUEST) {
-          violation("publish to a forbidden topic", client);
-          cb(new Error("a provisioning session may publish only to " + TOPIC_REQUEST));
-          return;
-        }
-        session.requests++;
-        // Nobody may subscribe to the request topic, so letting aedes route it costs nothing.
-        packet.retain = false;
-        cb(null);
-        if (session.requests > maxRequests) {
-          // Refusing the publish would make aedes drop the connection, and with it the
-          // answers still on their way: answer FAILURE instead and close after the last one.
-          if (session.requests === maxRequests + 1) violation("too many requests in one session", client);
-          session.closing = true;
-          queue(client, session, Promise.resolve(FAILURE_TEXT), false);
-          return;
-        }
-        if (session.requests === maxRequests) session.closing = true;
-        broker.beginRequest(client);
-        const remote = broker.remoteOf(client);
-        // The CONNECT paid for the first request; handle() takes the token back at once.
-        if (session.requests === 1) opts.serviceLimiter?.refund(remote);
-        const body = packet.payload;
-        const answer = service
-          .handle(Buffer.isBuffer(body) ? body : Buffer.from(body), { transport: "mqtt", remote })
-          .then(({ response }) => encodeResponse(response));
-        queue(client, session, answer, true);
-      },
-      // Nothing published by a client can reach a provisioning session.
-      authorizeForward: (_client, packet) => (packet.topic === TOPIC_RESPONSE ? packet : null),
     },
-  });
+  );
+  const broker: EmbeddedBroker = attachment.broker;
 
   const b = broker;
   return {
@@ -257,7 +268,7 @@ export async function startTbMqttServer(
     close: async () => {
       for (const t of closeTimers) clearTimeout(t);
       closeTimers.clear();
-      await b.close();
+      await attachment.detach();
     },
   };
 }
