@@ -1,7 +1,7 @@
 /**
  * Sends generated malformed inputs from this process (never the node-red process) to
  * every serving transport of the demo, in batches. After each batch: node-red is alive,
- * no unhandled error was printed, its event loop never stalled longer than 100 ms (its own
+ * no unhandled error was printed, its event loop never stalled longer than STALL_MS (500 ms) (its own
  * monitorEventLoopDelay, see soak-demo.ts), and a well-formed request from another
  * loopback address succeeds. After a transport: its heap after a forced GC is back near
  * where it started. A batch that broke something is written to test/fuzz/corpus/ and
@@ -36,7 +36,13 @@ export const TRANSPORTS: Transport[] = ["mqtt", "http-tb", "http-bootstrap", "co
 /** Where fuzz inputs come from; honest checks come from 127.0.0.2. */
 const FUZZ_ADDRESS = "127.0.0.3";
 const HONEST_ADDRESS = "127.0.0.2";
-export const STALL_MS = 100;
+/**
+ * A stall is the loop busy with one piece of its own work (CPU used, not time waited for
+ * the scheduler) for longer than this. Input that stalls a loop (a pathological regular
+ * expression, a deep parse) takes seconds; a TLS handshake plus a garbage collection under
+ * a loaded 2-core machine measured up to 142 ms, so the bar sits well above that.
+ */
+export const STALL_MS = 500;
 const CORPUS = join(PROJECT_ROOT, "test", "fuzz", "corpus");
 
 /** One unit sent on its own connection (or datagram); `count` inputs it holds. */
