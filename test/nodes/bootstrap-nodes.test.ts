@@ -321,4 +321,48 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     assert.equal(audits.filter((m) => m.payload.outcome === "locked").length, 3);
     assert.ok(!JSON.stringify(audits).includes("env-external-key"));
   });
+  it("with Decision on a request waits for the flow: approved gets its configuration, refused gets 403", async () => {
+    backends.set("device", new MemoryBackend());
+    backends.set("service", new MemoryBackend());
+    await helper.load(nodes, flow({ url: http.url }, { decide: true, decideTimeout: 60 }), CREDS);
+    const results = helper.getNode("results");
+    assert.equal((await nextInput<Msg>(results)).payload.operation, "add");
+    const url = `${http.url}/things/bootstrap/dev-env-1`;
+    const ask = async (approve: boolean) => {
+      const asked = nextInput<Msg & { correlationId?: string }>(results);
+      const answer = curl(["-H", "Authorization: Thing env-external-key", url]);
+      const m = await asked;
+      assert.equal(m.topic, "provision-request");
+      assert.equal(m.payload.deviceName, "dev-env-1");
+      assert.equal(m.payload.dialect, "mainflux");
+      assert.ok(!JSON.stringify(m).includes("env-external-key"), "the request to decide holds no key");
+      helper
+        .getNode("svc")
+        .receive({ correlationId: m.correlationId, payload: { approve, reason: "not now" } });
+      return answer;
+    };
+    const ok = await ask(true);
+    assert.equal(ok.status, 200);
+    assert.equal((JSON.parse(ok.body.toString()) as { thing_id: string }).thing_id, "thing-1");
+    const no = await ask(false);
+    assert.equal(no.status, 403);
+    assert.ok(!no.body.toString().includes("thing-key-1"));
+  });
+
+  it("the dialog's rate limit: past the burst a remote gets 429 with Retry-After", async () => {
+    backends.set("device", new MemoryBackend());
+    backends.set("service", new MemoryBackend());
+    await helper.load(nodes, flow({ url: http.url }, { rateLimit: 0.01, rateBurst: 2 }), CREDS);
+    await nextInput<Msg>(helper.getNode("results"));
+    const url = `${http.url}/things/bootstrap/dev-env-1`;
+    const statuses: number[] = [];
+    let last = { headers: "" };
+    for (let i = 0; i < 3; i++) {
+      const r = await curl(["-H", "Authorization: Thing env-external-key", url]);
+      statuses.push(r.status);
+      last = r;
+    }
+    assert.deepEqual(statuses, [200, 200, 429]);
+    assert.match(last.headers, /retry-after: \d+/i);
+  });
 });
