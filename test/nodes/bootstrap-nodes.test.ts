@@ -275,7 +275,7 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     );
     const bad = nextInput<Msg>(helper.getNode("errors"));
     helper.getNode("svc").receive({ topic: "explode" });
-    assert.equal((await bad).error?.code, "UNKNOWN_OPERATION");
+    assert.equal((await bad).error?.code, "INVALID");
 
     let r = await curl(["-H", "Authorization: Bearer tok", `${http.url}/things/configs/thing-1`]);
     assert.equal(r.status, 200);
@@ -324,5 +324,49 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     assert.match(status.text, /serving-locked/);
     assert.equal(audits.filter((m) => m.payload.outcome === "locked").length, 3);
     assert.ok(!JSON.stringify(audits).includes("env-external-key"));
+  });
+  it("with Decision on a request waits for the flow: approved gets its configuration, refused gets 403", async () => {
+    backends.set("device", new MemoryBackend());
+    backends.set("service", new MemoryBackend());
+    await helper.load(nodes, flow({ url: http.url }, { decide: true, decideTimeout: 60 }), CREDS);
+    const results = helper.getNode("results");
+    assert.equal((await nextInput<Msg>(results)).payload.operation, "add");
+    const url = `${http.url}/things/bootstrap/dev-env-1`;
+    const ask = async (approve: boolean) => {
+      const asked = nextInput<Msg & { correlationId?: string }>(results);
+      const answer = curl(["-H", "Authorization: Thing env-external-key", url]);
+      const m = await asked;
+      assert.equal(m.topic, "provision-request");
+      assert.equal(m.payload.deviceName, "dev-env-1");
+      assert.equal(m.payload.dialect, "mainflux");
+      assert.ok(!JSON.stringify(m).includes("env-external-key"), "the request to decide holds no key");
+      helper
+        .getNode("svc")
+        .receive({ correlationId: m.correlationId, payload: { approve, reason: "not now" } });
+      return answer;
+    };
+    const ok = await ask(true);
+    assert.equal(ok.status, 200);
+    assert.equal((JSON.parse(ok.body.toString()) as { thing_id: string }).thing_id, "thing-1");
+    const no = await ask(false);
+    assert.equal(no.status, 403);
+    assert.ok(!no.body.toString().includes("thing-key-1"));
+  });
+
+  it("the dialog's rate limit: past the burst a remote gets 429 with Retry-After", async () => {
+    backends.set("device", new MemoryBackend());
+    backends.set("service", new MemoryBackend());
+    await helper.load(nodes, flow({ url: http.url }, { rateLimit: 0.01, rateBurst: 2 }), CREDS);
+    await nextInput<Msg>(helper.getNode("results"));
+    const url = `${http.url}/things/bootstrap/dev-env-1`;
+    const statuses: number[] = [];
+    let last = { headers: "" };
+    for (let i = 0; i < 3; i++) {
+      const r = await curl(["-H", "Authorization: Thing env-external-key", url]);
+      statuses.push(r.status);
+      last = r;
+    }
+    assert.deepEqual(statuses, [200, 200, 429]);
+    assert.match(last.headers, /retry-after: \d+/i);
   });
 });
