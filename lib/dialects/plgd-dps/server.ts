@@ -51,7 +51,7 @@ export interface DpsServerRequest {
 }
 
 export interface DpsAuditEvent extends ServiceAuditEvent {
-  /** time, ownership, cloud-configuration, credentials, acls. */
+  /** time, owner, cloud, credentials, acls: the client's step names (status.ts). */
   step?: string;
   /** Identity certificate notAfter, for "provisioned" events. */
   expiresAt?: string;
@@ -88,7 +88,7 @@ function hrefs(list: string[]): AceResource[] {
 function stepOf(rawPath: string): { path: string; step?: keyof typeof PATHS; stepName?: string } {
   const path = rawPath.replace(/^\/+|\/+$/g, "");
   const step = (Object.keys(PATHS) as Array<keyof typeof PATHS>).find((k) => PATHS[k] === path);
-  return { path, step, stepName: step === "cloud" ? "cloud-configuration" : step };
+  return { path, step, stepName: step };
 }
 
 function text(code: string, message: string): CoapResponse {
@@ -160,7 +160,7 @@ export class DpsService {
       switch (step) {
         case "time":
           return reply("2.05", { time: this.now().toISOString() });
-        case "ownership":
+        case "owner":
           return reply("2.05", { devowneruuid: group.ownerUuid });
         case "cloud": {
           const body = parseCloudConfRequest(this.body(req));

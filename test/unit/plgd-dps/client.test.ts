@@ -135,6 +135,7 @@ describe("plgd client: retries", () => {
       await pump(clock, () => failedEvents(log).length === i + 1);
       const e = failedEvents(log)[i];
       assert.ok(e.status.includes("TRANSIENT_FAILURE"));
+      assert.equal(e.error?.code, "UNAVAILABLE");
       assert.equal(e.error?.name, "CONNECT");
       assert.equal(e.error?.coapCode, "5.03");
       delays.push(e.retryInMs as number);
@@ -156,7 +157,7 @@ describe("plgd client: retries", () => {
   });
 
   it("retries at once after a step timeout (the timeout already waited)", async () => {
-    const intercept: Interceptor = (req) => (req.path === `/${PATHS.ownership}` ? "hang" : undefined);
+    const intercept: Interceptor = (req) => (req.path === `/${PATHS.owner}` ? "hang" : undefined);
     const { clock, client, log } = setup({ intercept });
     await client.start();
     await pump(clock, () => log.events.some((e) => e.status.includes("GET_OWNER")));
@@ -165,6 +166,7 @@ describe("plgd client: retries", () => {
     clock.fire();
     await pump(clock, () => failedEvents(log).length === 1);
     assert.equal(failedEvents(log)[0].retryInMs, 0);
+    assert.equal(failedEvents(log)[0].error?.code, "TIMEOUT");
     assert.match(failedEvents(log)[0].error?.message ?? "", /no answer within 10 s/);
     await client.stop();
   });
@@ -194,8 +196,9 @@ describe("plgd client: retries", () => {
     assert.ok(e.status.includes("FAILURE"));
     assert.ok(!e.status.includes("HAS_CREDENTIALS"));
     assert.deepEqual(e.error, {
-      code: 1,
+      code: "DENIED",
       name: "ERROR_RESPONSE",
+      plgdCode: 1,
       message: "GET /api/v1/provisioning/acls answered 4.03: nope",
       coapCode: "4.03",
       transient: false,
@@ -219,6 +222,7 @@ describe("plgd client: retries", () => {
     await c2.start();
     await pump(clock, () => failedEvents(log).length === 1);
     assert.ok(failedEvents(log)[0].status.includes("TRANSIENT_FAILURE"));
+    assert.equal(failedEvents(log)[0].error?.code, "CONNECT");
     await c2.stop();
     await client.stop();
   });
