@@ -63,8 +63,8 @@ export function auditEvent(input: AuditInput, now = new Date()): ServiceAuditEve
 export function lockAuditEvent(
   dialect: DialectId,
   lock: { subject: "address" | "account"; id: string; failures: number; untilMs: number },
-  /** Where the account id goes: a ThingsBoard profile name, a Mainflux external id. */
-  accountField: "profile" | "deviceName",
+  /** Where the account id goes: a ThingsBoard profile name, a Mainflux external id, a plgd device id. */
+  accountField: "profile" | "deviceName" | "deviceId",
   now = new Date(),
 ): ServiceAuditEvent {
   const e = auditEvent(

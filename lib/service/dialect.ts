@@ -4,8 +4,8 @@
  * the registry in the credential store, the flow's decision, rate limits and failure
  * counting, audit and the clock. What a serving node offers the flow (a decision output,
  * limits, an audit output) therefore reaches every protocol the same way. A new protocol
- * is a folder under lib/dialects/ with one ServingDialect, and a line in
- * lib/service/registry-of-dialects.ts.
+ * is a folder under lib/dialects/ with one ServingDialect; lib/service/context.ts builds the
+ * context from plain settings, and nodes/shared/serving-node.ts gives it to the dialect.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { DialectId } from "../model/result";
@@ -39,12 +39,23 @@ export interface ServiceContext {
    * the function that takes it off again; undefined when the host serves no HTTP.
    */
   readonly mountHttp?: (
-    routes: { get?: string; post?: string; put?: string; delete?: string },
-    handler: (req: IncomingMessage, res: ServerResponse) => void,
+    mount: HttpMount,
+    handler: HttpHandler,
+    claim?: HttpClaim,
   ) => (() => void) | undefined;
   /** A peer was refused before its request was read (for the node's log summary; no peer bytes). */
   readonly refused: (reason: string) => void;
+  /** A transport's connection changed (an attached MQTT client reconnecting), for the node's status. */
+  readonly transportState?: (state: TransportState, detail?: string) => void;
 }
+
+/** `post` serves one path; `use` sees every request first and calls `next` for others. */
+export type HttpMount = { post: string } | "use";
+/** Which requests a handler serves, so that no body parser in front of it reads their bodies. */
+export type HttpClaim = (method: string, url: string) => boolean;
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+/** The states of a client connection a service keeps to someone else's broker. */
+export type TransportState = "connected" | "reconnecting" | "offline" | "error";
 
 /** How many requests a running service answered, for the node's status. */
 export interface ServiceCounts {
@@ -56,7 +67,14 @@ export interface ServiceCounts {
 
 /** A serving dialect's running service: listeners are started and stopped by its node. */
 export interface RunningService {
+  /** Short labels of what listens, for the node's status: "mqtt :1883", "coap :5683", "http". */
+  readonly labels: readonly string[];
   counts(): ServiceCounts;
+  /**
+   * Management by message (add, revoke, list, ...): the result names its operation; a
+   * refusal throws a ProvisioningError with a secret-free message.
+   */
+  manage?(operation: unknown, payload: unknown): Promise<{ operation: string }>;
   /** Closes listeners and waits for requests under way; the registry stays in the store. */
   stop(): Promise<void>;
 }
@@ -65,6 +83,11 @@ export interface ServingDialect<Settings, Service extends RunningService> {
   readonly id: DialectId;
   /** A sentence naming what cannot work in the settings, before anything listens. */
   check(settings: Settings): string | undefined;
+  /**
+   * Where the failure limiter's account goes in a "locked" audit event: a ThingsBoard
+   * profile name, a Mainflux external id, a plgd device id.
+   */
+  readonly lockAccount: "profile" | "deviceName" | "deviceId";
   /** Builds the service core and starts its listeners. */
   start(settings: Settings, ctx: ServiceContext): Promise<Service>;
 }

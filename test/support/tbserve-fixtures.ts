@@ -1,13 +1,13 @@
 /** Shared pieces of the TB-SERVE tests: a service over a MemoryBackend and MQTT devices. */
 
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
-import {
-  TbProvisioningService,
-  tbRegistry,
-  type TbProfile,
-  type TbServiceOptions,
-} from "../../lib/dialects/thingsboard/server";
+import { TbProvisioningService, type TbProfile } from "../../lib/dialects/thingsboard/server";
+import type { ProvisioningRequest } from "../../lib/model/service";
 import type { ServiceAuditEvent } from "../../lib/service/audit";
+import type { ServiceContext } from "../../lib/service/dialect";
+import type { FailureLimiter } from "../../lib/service/failure-limit";
+import type { FlowAnswer } from "../../lib/service/pending";
+import type { RateLimiter } from "../../lib/service/rate-limit";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { MemoryBackend } from "../../lib/stores/memory";
 
@@ -26,19 +26,39 @@ export function profile(over: Partial<TbProfile> = {}): TbProfile {
   };
 }
 
-export function makeService(over: Partial<TbServiceOptions> & { backend?: StoreBackend } = {}): {
+/** The pieces of a ServiceContext a test sets; the rest stays off (no limiter, no guard). */
+export interface ServiceOverrides {
+  profiles?: TbProfile[];
+  repeatWindowMs?: number;
+  backend?: StoreBackend;
+  limiter?: RateLimiter;
+  failures?: FailureLimiter;
+  decide?: (request: ProvisioningRequest) => Promise<FlowAnswer>;
+  onAudit?: (event: ServiceAuditEvent) => void;
+  now?: () => number;
+}
+
+export function makeService(over: ServiceOverrides = {}): {
   service: TbProvisioningService;
   audits: ServiceAuditEvent[];
   backend: StoreBackend;
 } {
   const backend = over.backend ?? new MemoryBackend();
   const audits: ServiceAuditEvent[] = [];
-  const service = new TbProvisioningService({
-    profiles: [profile()],
-    registry: tbRegistry(backend),
-    onAudit: (e) => audits.push(e),
-    ...over,
-  });
+  const ctx: ServiceContext = {
+    dialect: "thingsboard",
+    store: backend,
+    limiter: over.limiter,
+    failures: over.failures,
+    decide: over.decide,
+    audit: over.onAudit ?? ((e) => audits.push(e)),
+    now: over.now ?? Date.now,
+    refused: () => undefined,
+  };
+  const service = new TbProvisioningService(
+    { profiles: over.profiles ?? [profile()], repeatWindowMs: over.repeatWindowMs },
+    ctx,
+  );
   return { service, audits, backend };
 }
 

@@ -3,6 +3,7 @@
  * never carry credentials, whatever was stored.
  */
 
+import { finalError } from "../../model/errors";
 import type { Credentials } from "../../model/result";
 import type { DeviceSummary } from "../../service/registry";
 import type { JsonValue } from "../../stores/backend";
@@ -16,14 +17,13 @@ export type ManageResult =
   | { operation: "revoke"; profile: string; name: string; revoked: boolean }
   | { operation: "list"; profile?: string; devices: DeviceSummary[] };
 
-export class ManageError extends Error {
-  constructor(
-    readonly code: "UNKNOWN_OPERATION" | "INVALID" | "UNKNOWN_PROFILE" | "CREDENTIALS_TAKEN",
-    message: string,
-  ) {
-    super(message);
-    this.name = "ManageError";
-  }
+/**
+ * A management refusal in the package's one vocabulary (lib/model/errors.ts); `status`
+ * keeps the word this node used before the neutral codes ("UNKNOWN_PROFILE",
+ * "CREDENTIALS_TAKEN", "UNKNOWN_OPERATION"), so a flow can still tell them apart.
+ */
+function refusal(code: "INVALID" | "NOT_FOUND" | "CONFLICT", status: string, message: string) {
+  return finalError(code, message, { status });
 }
 
 export function isManageOperation(op: unknown): op is ManageOperation {
@@ -38,24 +38,24 @@ function profileOf(service: TbProvisioningService, given: unknown): string {
   const names = service.profileNames();
   if (given === undefined || given === null || given === "") return names[0];
   if (typeof given !== "string" || !names.includes(given))
-    throw new ManageError("UNKNOWN_PROFILE", "no profile has that name");
+    throw refusal("NOT_FOUND", "UNKNOWN_PROFILE", "no profile has that name");
   return given;
 }
 
 function nameOf(v: unknown): string {
   if (typeof v !== "string" || v.trim() === "")
-    throw new ManageError("INVALID", "payload.name must be a device name");
+    throw refusal("INVALID", "INVALID", "payload.name must be a device name");
   return v.trim();
 }
 
-/** Runs one management operation; throws ManageError (or RegistryError) with a secret-free message. */
+/** Runs one management operation; throws a ProvisioningError (or the registry's RegistryError) with a secret-free message. */
 export async function manage(
   service: TbProvisioningService,
   operation: unknown,
   payload: unknown,
 ): Promise<ManageResult> {
   if (!isManageOperation(operation))
-    throw new ManageError("UNKNOWN_OPERATION", "operation must be add, revoke or list");
+    throw refusal("INVALID", "UNKNOWN_OPERATION", "operation must be add, revoke or list");
   const p = record(payload);
   if (operation === "list") {
     const profile = p.profile === undefined ? undefined : profileOf(service, p.profile);
@@ -75,7 +75,7 @@ export async function manage(
   let credentials: Credentials | undefined;
   if (p.credentials !== undefined) {
     const done = completeCredentials(record(p.credentials) as Partial<Credentials>);
-    if (!done.ok) throw new ManageError("INVALID", `payload.credentials: ${done.detail}`);
+    if (!done.ok) throw refusal("INVALID", "INVALID", `payload.credentials: ${done.detail}`);
     credentials = done.credentials;
   }
   let attributes: Record<string, JsonValue> | undefined;
@@ -92,6 +92,7 @@ export async function manage(
       return { keep: added, result: added };
     },
   );
-  if (claimed.taken) throw new ManageError("CREDENTIALS_TAKEN", "these credentials belong to another device");
+  if (claimed.taken)
+    throw refusal("CONFLICT", "CREDENTIALS_TAKEN", "these credentials belong to another device");
   return { operation, profile, name, added: claimed.result };
 }

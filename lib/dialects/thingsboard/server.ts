@@ -1,7 +1,8 @@
 /**
  * The ThingsBoard provisioning service core: turns a request body into ThingsBoard's
- * answer (byte-compatible: fields, statuses, error texts) and an audit event, following
- * PROTOCOLS.md section 1. Transports (MQTT, HTTP, CoAP) only carry bytes to `handle`.
+ * answer (byte-compatible: fields, statuses, error texts) and an audit event, as
+ * ThingsBoard's own service answers them (thingsboard/thingsboard,
+ * application/src/main/java/org/thingsboard/server/service/device/DeviceProvisionServiceImpl.java). Transports (MQTT, HTTP, CoAP) only carry bytes to `handle`.
  */
 
 import { createHmac } from "node:crypto";
@@ -9,10 +10,10 @@ import type { Credentials } from "../../model/result";
 import type { ProvisioningRequest, RefusalReason } from "../../model/service";
 import { auditEvent, lockAuditEvent, type ServiceAuditEvent } from "../../service/audit";
 import { FailureLimiter, type AttemptSubject } from "../../service/failure-limit";
-import type { FlowAnswer } from "../../service/pending";
-import type { RateLimiter } from "../../service/rate-limit";
+import type { ServiceContext } from "../../service/dialect";
 import { DeviceRegistry, RegistryError, type RegisteredDevice } from "../../service/registry";
 import type { JsonValue, StoreBackend } from "../../stores/backend";
+import { finalError } from "../../model/errors";
 import { randomAlphanumeric, secretsEqual } from "../../util/secrets";
 import {
   credentialIds,
@@ -44,28 +45,18 @@ export interface TbProfile {
   allowReprovision: boolean;
 }
 
-export interface TbServiceOptions {
+/**
+ * What the ThingsBoard service core needs besides its ServiceContext (the registry's store,
+ * the flow's decision, rate limit, failure guard, audit and clock come from there).
+ */
+export interface TbServiceSettings {
   profiles: TbProfile[];
-  registry: DeviceRegistry;
-  /** When set, every valid request waits for this answer (the flow's decision). */
-  decide?: (request: ProvisioningRequest) => Promise<FlowAnswer>;
-  /** Every outcome, provisioned or not. */
-  onAudit?: (event: ServiceAuditEvent) => void;
-  /** Per-remote flood protection, shared by every transport. */
-  limiter?: RateLimiter;
-  /**
-   * Brute-force protection: failures per address and per profile (right key, wrong
-   * secret), slowing then locking. Absent: counting is off.
-   */
-  failures?: FailureLimiter;
   /**
    * Opt-in (0, the default, keeps ThingsBoard's behaviour): within this many ms of a
    * device's provisioning, its identical request (same key, secret, name and requested
    * credentials) gets the same credentials again instead of FAILURE.
    */
   repeatWindowMs?: number;
-  /** For tests. */
-  now?: () => number;
 }
 
 export interface RequestContext {
@@ -151,18 +142,21 @@ export class TbProvisioningService {
   private readonly repeatWindowMs: number;
   private readonly now: () => number;
 
-  constructor(private readonly opts: TbServiceOptions) {
-    const problem = checkProfiles(opts.profiles);
-    if (problem) throw new Error(problem);
-    this.profiles = [...opts.profiles];
-    this.registry = opts.registry;
-    this.repeatWindowMs = Math.max(0, opts.repeatWindowMs ?? 0);
-    this.now = opts.now ?? Date.now;
+  constructor(
+    settings: TbServiceSettings,
+    private readonly ctx: ServiceContext,
+  ) {
+    const problem = checkProfiles(settings.profiles);
+    if (problem) throw finalError("CONFIG", problem);
+    this.profiles = [...settings.profiles];
+    this.registry = tbRegistry(ctx.store);
+    this.repeatWindowMs = Math.max(0, settings.repeatWindowMs ?? 0);
+    this.now = ctx.now;
   }
 
   /** Addresses and profiles locked right now after too many failures. */
   lockedNow(): number {
-    return this.opts.failures?.lockedCount() ?? 0;
+    return this.ctx.failures?.lockedCount() ?? 0;
   }
 
   /** The audit event for a lock that just began (FailureLimiter's onLock). */
@@ -177,7 +171,7 @@ export class TbProvisioningService {
   /** Answers one request body. Never rejects: store errors become FAILURE with outcome "error". */
   async handle(body: Buffer | string, ctx: RequestContext): Promise<TbOutcome> {
     const base = { dialect: "thingsboard" as const, transport: ctx.transport, remote: ctx.remote };
-    if (this.opts.limiter && !this.opts.limiter.take(ctx.remote)) {
+    if (this.ctx.limiter && !this.ctx.limiter.take(ctx.remote)) {
       return this.refuse(base, {
         status: "FAILURE",
         reason: "throttled",
@@ -259,7 +253,7 @@ export class TbProvisioningService {
     // only against the address (so made-up keys cannot fill the map of accounts).
     const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
     if (ctx.transport === "coap") subject.scope = "udp";
-    const f = this.opts.failures;
+    const f = this.ctx.failures;
     const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
     let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);
     const delayedMs = verdict.action === "go" && verdict.delayMs > 0 ? verdict.delayMs : undefined;
@@ -267,7 +261,7 @@ export class TbProvisioningService {
     if (refusal) return this.refuse(byKey ? { ...audit, profile: byKey.name } : audit, refusal);
     const profile = byKey && this.secretMatches(byKey, req.provisionDeviceSecret) ? byKey : undefined;
     if (!profile) {
-      this.opts.failures?.failed(subject);
+      this.ctx.failures?.failed(subject);
       return this.refuse(
         { ...audit, delayedMs },
         {
@@ -302,8 +296,8 @@ export class TbProvisioningService {
 
     let credentials = requested.credentials;
     let attributes: Record<string, JsonValue> | undefined;
-    if (this.opts.decide) {
-      const answer = await this.opts.decide(
+    if (this.ctx.decide) {
+      const answer = await this.ctx.decide(
         this.describe(req, ctx, profile, deviceName, requested.credentials),
       );
       if (!answer.approve) {
@@ -508,7 +502,7 @@ export class TbProvisioningService {
 
   private emit(e: ServiceAuditEvent): void {
     try {
-      this.opts.onAudit?.(e);
+      this.ctx.audit(e);
     } catch {
       // An audit consumer's bug must not change the device's answer.
     }

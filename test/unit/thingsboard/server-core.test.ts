@@ -3,7 +3,7 @@ import * as http from "node:http";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { TbProvisioningService, tbRegistry } from "../../../lib/dialects/thingsboard/server";
+import { TbProvisioningService } from "../../../lib/dialects/thingsboard/server";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { FailureLimiter } from "../../../lib/service/failure-limit";
 import { tbHttpHandler } from "../../../lib/dialects/thingsboard/server-http";
@@ -315,7 +315,7 @@ describe("ThingsBoard provisioning service core", () => {
     const backend = new MemoryBackend();
     const a = makeService({ backend }).service;
     await answer(a, request({ deviceName: "keep" }));
-    const b = new TbProvisioningService({ profiles: [profile()], registry: tbRegistry(backend) });
+    const b = makeService({ backend, profiles: [profile()] }).service;
     assert.equal(await answer(b, request({ deviceName: "keep" })), FAILURE);
     assert.equal(await b.registry.revoke("fleet", "keep"), true);
     assert.equal(JSON.parse(await answer(b, request({ deviceName: "keep" }))).status, "SUCCESS");
@@ -334,7 +334,7 @@ describe("ThingsBoard provisioning service core", () => {
     assert.equal(racing.filter((r) => r.includes("SUCCESS")).length, 1);
     await first.close();
     const second = open();
-    const b = new TbProvisioningService({ profiles: [profile()], registry: tbRegistry(second) });
+    const b = makeService({ backend: second, profiles: [profile()] }).service;
     assert.equal(await answer(b, request({ deviceName: "on-disk/1" })), FAILURE);
     assert.equal((await b.registry.get("fleet", "on-disk/1"))?.credentials?.token, token);
     assert.deepEqual(
@@ -578,7 +578,8 @@ describe("ThingsBoard provisioning service: credentials held by another device (
     await manage(service, "add", { name: "pre", credentials: { type: "ACCESS_TOKEN", token: "pre-token" } });
     await assert.rejects(
       manage(service, "add", { name: "pre-2", credentials: { type: "ACCESS_TOKEN", token: "pre-token" } }),
-      (err: Error & { code?: string }) => err.code === "CREDENTIALS_TAKEN",
+      (err: Error & { code?: string; status?: string }) =>
+        err.code === "CONFLICT" && err.status === "CREDENTIALS_TAKEN",
     );
     assert.equal(await answer(service, request({ deviceName: "d", token: "pre-token" })), FAILURE);
     await manage(service, "revoke", { name: "pre" });
@@ -628,11 +629,11 @@ describe("ThingsBoard provisioning service: the repeat window (issue 8, defect 9
     const backend = new MemoryBackend();
     const a = makeService({ backend, repeatWindowMs: 60000 }).service;
     assert.match(await answer(a, request({ deviceName: "rot" })), /SUCCESS/);
-    const rotated = new TbProvisioningService({
+    const rotated = makeService({
       profiles: [profile({ provisionDeviceSecret: "new-secret" })],
-      registry: tbRegistry(backend),
+      backend,
       repeatWindowMs: 60000,
-    });
+    }).service;
     assert.equal(
       await answer(rotated, request({ deviceName: "rot", provisionDeviceSecret: "new-secret" })),
       FAILURE,
