@@ -73,11 +73,13 @@ export function answerError(coapCode: string, message: string, maxAgeS?: number)
       ? "DENIED"
       : coapCode === "4.04"
         ? "NOT_FOUND"
-        : coapCode === "4.13"
-          ? "TOO_LARGE"
-          : coapCode.startsWith("5.")
-            ? "UNAVAILABLE"
-            : "REFUSED";
+        : coapCode === "4.09"
+          ? "CONFLICT"
+          : coapCode === "4.13"
+            ? "TOO_LARGE"
+            : coapCode.startsWith("5.")
+              ? "UNAVAILABLE"
+              : "REFUSED";
   return new DpsStepError(code, "ERROR_RESPONSE", message, { coapCode, final: true });
 }
 
