@@ -4,6 +4,8 @@ import { describe, it } from "node:test";
 import { DpsClient, type DpsStatusEvent } from "../../../lib/dialects/plgd-dps/client";
 import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { Opt } from "../../../lib/transports/coap-tcp/codes";
+import { uintOption } from "../../../lib/transports/coap-tcp/options";
 import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import { renewalDelayMs } from "../../../lib/pki/validity";
 import type { ProvisioningResult } from "../../../lib/model/result";
@@ -208,6 +210,21 @@ describe("plgd client: retries", () => {
     await client.stop();
   });
 
+  it("waits at least the Max-Age of a throttling service's 5.03 (BUSY)", async () => {
+    const intercept: Interceptor = (req) =>
+      req.path === `/${PATHS.time}`
+        ? { code: "5.03", payload: Buffer.alloc(0), options: [uintOption(Opt.MAX_AGE, 90)] }
+        : undefined;
+    const { clock, client, log } = setup({ intercept });
+    await client.start();
+    await pump(clock, () => failedEvents(log).length === 1);
+    const e = failedEvents(log)[0];
+    assert.equal(e.error?.code, "BUSY");
+    assert.ok(e.status.includes("TRANSIENT_FAILURE"));
+    assert.equal(e.retryInMs, 90_000);
+    await client.stop();
+  });
+
   it("a connection that cannot be opened is transient", async () => {
     const { clock, log, client } = setup();
     const c2 = new DpsClient({
@@ -224,6 +241,71 @@ describe("plgd client: retries", () => {
     assert.ok(failedEvents(log)[0].status.includes("TRANSIENT_FAILURE"));
     assert.equal(failedEvents(log)[0].error?.code, "CONNECT");
     await c2.stop();
+    await client.stop();
+  });
+});
+
+describe("plgd client: one run per start", () => {
+  it("a stop while a step waits for its answer ends the run: no event, result, timer or connection after it", async () => {
+    let closed = 0;
+    const { clock, service } = setup();
+    const log = new StatusLog();
+    const results: ProvisioningResult[] = [];
+    let answer: (() => void) | undefined;
+    const client = new DpsClient({
+      endpoints: EPS,
+      clock,
+      random: () => 0,
+      onStatus: log.push,
+      onResult: (r) => results.push(r),
+      // The owner step's answer arrives only after the stop.
+      connect: async () => ({
+        request: (req) => {
+          const served = service.handle({
+            ...req,
+            remote: "127.0.0.1:1",
+            payload: req.payload ?? Buffer.alloc(0),
+            peerCertificateChain: fx.deviceChain,
+          });
+          if (req.path !== `/${PATHS.owner}`) return served;
+          return new Promise((resolve) => {
+            answer = () => resolve(served);
+          });
+        },
+        close: async () => {
+          closed++;
+        },
+      }),
+    });
+    await client.start();
+    await pump(clock, () => log.events.some((e) => e.status.includes("GET_OWNER")));
+    const seen = log.events.length;
+    await client.stop();
+    answer?.();
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(log.events.length, seen, "nothing reported after the stop");
+    assert.equal(results.length, 0);
+    assert.equal(clock.timers.length, 0, "no timer left");
+    assert.equal(closed, 1, "the run's connection is closed by the time stop resolves");
+  });
+
+  it("a factory reset during a hanging step starts a new run the old one cannot disturb", async () => {
+    let hang = true;
+    const intercept: Interceptor = (req) => (hang && req.path === `/${PATHS.cloud}` ? "hang" : undefined);
+    const { clock, client, log, results } = setup({ intercept });
+    await client.start();
+    await pump(clock, () => log.events.some((e) => e.status.includes("GET_CLOUD")));
+    const before = client.deviceId;
+    hang = false;
+    await client.factoryReset();
+    await pump(clock, () => results.length === 1);
+    assert.notEqual(results[0].device.id, before);
+    const afterReset = log.events.slice(log.events.findIndex((e) => e.step === "reset"));
+    assert.ok(
+      afterReset.every((e) => e.deviceId === undefined || e.deviceId === results[0].device.id),
+      "no event of the old run after the reset",
+    );
+    assert.equal(afterReset.filter((e) => e.step === "provisioned").length, 1);
     await client.stop();
   });
 });
