@@ -6,8 +6,8 @@
  */
 
 /**
- * The profile ids a saved node names: its `profiles` list, or, for a flow saved before
- * the list, the three fixed slots profile, profile2 and profile3 (empty ones skipped).
+ * The profile ids a saved node names: its `profiles` list, or, when the list is absent or
+ * empty (a flow saved before it), the three fixed slots profile, profile2 and profile3.
  */
 export function profileIdsOf(config: {
   profiles?: unknown;
@@ -15,7 +15,17 @@ export function profileIdsOf(config: {
   profile2?: unknown;
   profile3?: unknown;
 }): string[] {
-  const listed = Array.isArray(config.profiles) ? (config.profiles as unknown[]) : undefined;
-  const ids = listed ?? [config.profile, config.profile2, config.profile3];
-  return ids.filter((id): id is string => typeof id === "string" && id.trim() !== "").map((id) => id.trim());
+  // An empty list counts as none: the editor gives an old node `profiles: []` on import,
+  // and a deploy without opening its dialog saves that next to the old slots.
+  const listed = Array.isArray(config.profiles) && config.profiles.length > 0;
+  const ids: unknown[] = listed
+    ? (config.profiles as unknown[])
+    : [config.profile, config.profile2, config.profile3];
+  const out: string[] = [];
+  for (const id of ids) {
+    const t = typeof id === "string" ? id.trim() : "";
+    // The same profile twice is one profile (the dialog's list drops repeats as well).
+    if (t && !out.includes(t)) out.push(t);
+  }
+  return out;
 }

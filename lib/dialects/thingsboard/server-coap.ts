@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type OutgoingMessage, type Server }
 import type { TbProvisioningService } from "./server";
 import { COAP_PATH, encodeResponse } from "./wire";
 
-/** node-coap's default response cache grows without a useful bound (PERFORMANCE.md). */
+/** node-coap's default response cache grows without a bound that helps: 2 MiB of answers is plenty. */
 export const COAP_CACHE_BYTES = 2 * 1024 * 1024;
 
 export interface TbCoapServerOptions {
@@ -36,6 +36,13 @@ export async function startTbCoapServer(
   opts: TbCoapServerOptions,
 ): Promise<TbCoapServer> {
   const host = opts.host ?? "127.0.0.1";
+  // Answers still being worked out. node-coap (coap 1.5, dist/lib/outgoing_message.js)
+  // arms a timer per confirmable request that sends an empty ACK on the socket; after
+  // close() that send throws ERR_SOCKET_DGRAM_NOT_RUNNING out of the timer, which ends
+  // the process (a redeploy while a request waits for the flow). Close disarms them, and
+  // an answer that comes after close is not sent.
+  const open = new Set<OutgoingMessage>();
+  let closed = false;
   const server: Server = createServer({
     type: opts.type ?? (host.includes(":") ? "udp6" : "udp4"),
     cacheSize: COAP_CACHE_BYTES,
@@ -56,15 +63,19 @@ export async function startTbCoapServer(
       res.end();
       return;
     }
+    open.add(res);
     void service
       .handle(req.payload ?? Buffer.alloc(0), { transport: "coap", remote: req.rsinfo.address })
+      .finally(() => open.delete(res))
       .then(
         ({ response }) => {
+          if (closed) return;
           res.code = response.status === "SUCCESS" ? "2.01" : "4.00";
           res.setOption("Content-Format", "application/json");
           res.end(encodeResponse(response));
         },
         () => {
+          if (closed) return;
           res.code = "5.00";
           res.end();
         },
@@ -84,6 +95,12 @@ export async function startTbCoapServer(
   return {
     host,
     port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        closed = true;
+        for (const res of open) clearTimeout((res as unknown as { _ackTimer?: NodeJS.Timeout })._ackTimer);
+        open.clear();
+        server.close(() => resolve());
+      }),
   };
 }
