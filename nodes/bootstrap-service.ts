@@ -7,13 +7,9 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { resolveEnvRefs } from "../lib/client/env-ref";
 import { cfbKey, checkKeyId, gcmKey } from "../lib/dialects/mainflux/crypto";
-import { manage, ManageError } from "../lib/dialects/mainflux/manage";
-import {
-  ConfigRegistry,
-  RegistryError,
-  summaryOf,
-  type StoredConfig,
-} from "../lib/dialects/mainflux/registry";
+import { manage } from "../lib/dialects/mainflux/manage";
+import { ConfigRegistry, summaryOf, type StoredConfig } from "../lib/dialects/mainflux/registry";
+import { codeOf } from "../lib/model/errors";
 import { bootstrapHandler, MainfluxBootstrapService } from "../lib/dialects/mainflux/server";
 import { lockAuditEvent } from "../lib/service/audit";
 import { FailureLimiter, failureLimitOptions, type FailureLimitSettings } from "../lib/service/failure-limit";
@@ -228,7 +224,7 @@ export = function (RED: NodeAPI) {
           showStatus();
           done();
         } catch (err) {
-          const code = err instanceof ManageError || err instanceof RegistryError ? err.code : "ERROR";
+          const code = codeOf(err);
           msg.error = { code, message: (err as Error).message };
           done(Object.assign(err as Error, { code }));
         }

@@ -11,10 +11,18 @@ export function isWellFormed(s: string): boolean {
   return !/\p{Cs}/u.test(s);
 }
 
+/**
+ * The longest key. 256 rather than the 200 of earlier versions: registries moved their
+ * keys from short prefixes ("tb/") to their dialect id ("thingsboard/"), and a key that was
+ * valid must stay storable. Long keys get hashed file names (file-names.ts).
+ */
+export const MAX_KEY_LENGTH = 256;
+
 /** Keys are short printable names: flows type them, and file backends map them to file names. */
 export function checkKey(key: unknown): string {
   if (typeof key !== "string" || key.length === 0) throw new StoreError("INVALID_KEY", "a key is required");
-  if (key.length > 200) throw new StoreError("INVALID_KEY", "a key may be at most 200 characters long");
+  if (key.length > MAX_KEY_LENGTH)
+    throw new StoreError("INVALID_KEY", `a key may be at most ${MAX_KEY_LENGTH} characters long`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(key))
     throw new StoreError("INVALID_KEY", "a key may not hold control characters");

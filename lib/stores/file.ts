@@ -110,6 +110,14 @@ export class FileBackend implements StoreBackend {
    */
   open(): Promise<void> {
     if (this.inFlight.closed) return Promise.reject(this.inFlight.refusal());
+    return this.ready();
+  }
+
+  /**
+   * What open() does, for writes already accepted: a write that was under way when
+   * close() was called completes (close waits for it) instead of failing here.
+   */
+  private ready(): Promise<void> {
     if (!this.opening) {
       const p = this.doOpen();
       this.opening = p;
@@ -137,7 +145,7 @@ export class FileBackend implements StoreBackend {
     const m = makeMeta(meta);
     return this.inFlight.run(() =>
       this.lock.run(key, async () => {
-        await this.open();
+        await this.ready();
         // Reading first refuses to replace an entry we cannot read (corrupt, or sealed
         // under a key we do not have): nothing is overwritten that way.
         await this.readRecord(key);
@@ -151,7 +159,7 @@ export class FileBackend implements StoreBackend {
     checkKey(key);
     return this.inFlight.run(() =>
       this.lock.run(key, async () => {
-        await this.open();
+        await this.ready();
         try {
           await unlink(this.pathFor(key));
         } catch (err) {
@@ -179,7 +187,7 @@ export class FileBackend implements StoreBackend {
     checkKey(key);
     return this.inFlight.run(() =>
       this.lock.run(key, async () => {
-        await this.open();
+        await this.ready();
         const cur = await this.readRecord(key);
         const next = fn(cur && toEntry(key, cur.value, { ...cur.meta }));
         if (!next) return undefined;

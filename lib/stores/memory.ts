@@ -1,5 +1,6 @@
 import type { EntryMeta, EntrySummary, JsonValue, StoreBackend, StoredEntry } from "./backend";
 import { checkKey, checkValue, makeMeta, toEntry } from "./entry";
+import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 
 /** Keeps entries in this process only: for tests, and for stores that must not persist. */
@@ -7,6 +8,7 @@ export class MemoryBackend implements StoreBackend {
   readonly kind = "memory";
   private readonly entries = new Map<string, { value: JsonValue; meta: EntryMeta }>();
   private readonly lock = new KeyLock();
+  private readonly inFlight = new InFlight(() => this.describe());
 
   describe(): string {
     return "memory";
@@ -22,15 +24,17 @@ export class MemoryBackend implements StoreBackend {
     checkKey(key);
     const v = checkValue(value);
     const m = makeMeta(meta);
-    return this.lock.run(key, async () => {
-      this.entries.set(key, { value: v, meta: m });
-      return toEntry(key, structuredClone(v), { ...m });
-    });
+    return this.inFlight.run(() =>
+      this.lock.run(key, async () => {
+        this.entries.set(key, { value: v, meta: m });
+        return toEntry(key, structuredClone(v), { ...m });
+      }),
+    );
   }
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
-    return this.lock.run(key, async () => this.entries.delete(key));
+    return this.inFlight.run(() => this.lock.run(key, async () => this.entries.delete(key)));
   }
 
   async list(): Promise<EntrySummary[]> {
@@ -42,16 +46,21 @@ export class MemoryBackend implements StoreBackend {
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
     checkKey(key);
-    return this.lock.run(key, async () => {
-      const cur = this.entries.get(key);
-      const next = fn(cur && toEntry(key, structuredClone(cur.value), { ...cur.meta }));
-      if (!next) return undefined;
-      const v = checkValue(next.value);
-      const m = makeMeta(next.meta);
-      this.entries.set(key, { value: v, meta: m });
-      return toEntry(key, structuredClone(v), { ...m });
-    });
+    return this.inFlight.run(() =>
+      this.lock.run(key, async () => {
+        const cur = this.entries.get(key);
+        const next = fn(cur && toEntry(key, structuredClone(cur.value), { ...cur.meta }));
+        if (!next) return undefined;
+        const v = checkValue(next.value);
+        const m = makeMeta(next.meta);
+        this.entries.set(key, { value: v, meta: m });
+        return toEntry(key, structuredClone(v), { ...m });
+      }),
+    );
   }
 
-  async close(): Promise<void> {}
+  /** Waits for writes under way; later writes are refused, as every backend does. */
+  close(): Promise<void> {
+    return this.inFlight.close();
+  }
 }

@@ -99,6 +99,14 @@ export class TokenFileBackend implements StoreBackend {
   /** Removes temp files of a crashed writer; a missing token file is fine (no token yet). */
   open(): Promise<void> {
     if (this.inFlight.closed) return Promise.reject(this.inFlight.refusal());
+    return this.ready();
+  }
+
+  /**
+   * What open() does, for writes already accepted: a write that was under way when
+   * close() was called completes (close waits for it) instead of failing here.
+   */
+  private ready(): Promise<void> {
     this.opening ??= (async () => {
       const dir = dirname(this.path);
       const names = await readdir(dir).catch(() => [] as string[]);
@@ -125,7 +133,7 @@ export class TokenFileBackend implements StoreBackend {
     checkKey(key);
     return this.inFlight.run(() =>
       this.lock.run(TOKEN_ENTRY, async () => {
-        await this.open();
+        await this.ready();
         const had = (await this.read()) !== undefined;
         try {
           await unlink(this.path);
@@ -152,7 +160,7 @@ export class TokenFileBackend implements StoreBackend {
     checkKey(key);
     return this.inFlight.run(() =>
       this.lock.run(TOKEN_ENTRY, async () => {
-        await this.open();
+        await this.ready();
         const found = await this.read();
         const next = fn(found && toEntry(key, { token: found.token }, found.meta));
         if (!next) return undefined;
@@ -185,7 +193,7 @@ export class TokenFileBackend implements StoreBackend {
   }
 
   private async write(key: string, token: string, meta: EntryMeta): Promise<StoredEntry> {
-    await this.open();
+    await this.ready();
     try {
       // Exactly the token, no newline: what seed 000 writes and reads back.
       await atomicWrite(this.path, token);

@@ -56,7 +56,7 @@ export async function storm(
   return answers;
 }
 
-/** The registry's ThingsBoard entries ("tb/<profile>/<name>"): device name -> tokens it holds. */
+/** The registry's ThingsBoard entries ("thingsboard/<profile>/<name>"): device name -> tokens it holds. */
 export function registryTokens(userDir: string): {
   byName: Map<string, string>;
   unreadable: string[];
@@ -69,7 +69,8 @@ export function registryTokens(userDir: string): {
       continue;
     }
     const rec = e.record as { key?: string; value?: { name?: string; credentials?: { token?: string } } };
-    if (!rec.key?.startsWith("tb/") || !rec.value?.name) continue;
+    if (!rec.key?.startsWith("thingsboard/") || rec.key.startsWith("thingsboard/#") || !rec.value?.name)
+      continue;
     byName.set(rec.value.name, String(rec.value.credentials?.token ?? ""));
   }
   return { byName, unreadable };

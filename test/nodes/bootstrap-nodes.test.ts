@@ -271,7 +271,7 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     );
     const bad = nextInput<Msg>(helper.getNode("errors"));
     helper.getNode("svc").receive({ topic: "explode" });
-    assert.equal((await bad).error?.code, "UNKNOWN_OPERATION");
+    assert.equal((await bad).error?.code, "INVALID");
 
     let r = await curl(["-H", "Authorization: Bearer tok", `${http.url}/things/configs/thing-1`]);
     assert.equal(r.status, 200);

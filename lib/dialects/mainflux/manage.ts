@@ -1,9 +1,12 @@
 /**
  * Configuration management by message (msg.operation or msg.topic): add, update, remove,
  * state, list, get. Results carry summaries only, never an external key, thing key or
- * client key: they go to debug nodes and logs.
+ * client key: they go to debug nodes and logs. Failures are ProvisioningErrors: INVALID
+ * for a message that is not an operation, and the registry's INVALID, CONFLICT,
+ * NOT_FOUND, STORE.
  */
-import { ConfigRegistry, RegistryError, summaryOf, type ConfigSummary } from "./registry";
+import { ProvisioningError } from "../../model/errors";
+import { ConfigRegistry, summaryOf, type ConfigSummary } from "./registry";
 
 export type ManageOperation = "add" | "update" | "remove" | "state" | "list" | "get";
 
@@ -14,14 +17,9 @@ export interface ManageResult {
   removed?: boolean;
 }
 
-export class ManageError extends Error {
-  constructor(
-    readonly code: "UNKNOWN_OPERATION" | "INVALID",
-    message: string,
-  ) {
-    super(message);
-    this.name = "ManageError";
-  }
+/** A malformed management message: INVALID, as a registry's malformed record is. */
+function invalidMessage(message: string): ProvisioningError {
+  return new ProvisioningError("INVALID", message);
 }
 
 const OPERATIONS: readonly ManageOperation[] = ["add", "update", "remove", "state", "list", "get"];
@@ -30,7 +28,7 @@ function obj(payload: unknown): Record<string, unknown> {
   if (typeof payload === "string" && payload.length > 0) return { thing_id: payload };
   if (typeof payload === "object" && payload !== null && !Array.isArray(payload))
     return payload as Record<string, unknown>;
-  throw new ManageError("INVALID", "msg.payload must be an object");
+  throw invalidMessage("msg.payload must be an object");
 }
 
 /** The thing id a payload names, directly or through its external id. */
@@ -38,10 +36,10 @@ async function thingOf(reg: ConfigRegistry, p: Record<string, unknown>): Promise
   if (typeof p.thing_id === "string" && p.thing_id.length > 0) return p.thing_id;
   if (typeof p.external_id === "string" && p.external_id.length > 0) {
     const id = await reg.thingIdOf(p.external_id);
-    if (id === undefined) throw new RegistryError("NOT_FOUND", "no configuration with this external id");
+    if (id === undefined) throw new ProvisioningError("NOT_FOUND", "no configuration with this external id");
     return id;
   }
-  throw new ManageError("INVALID", "name the configuration by thing_id or external_id");
+  throw invalidMessage("name the configuration by thing_id or external_id");
 }
 
 export async function manage(
@@ -51,7 +49,7 @@ export async function manage(
 ): Promise<ManageResult> {
   const op = typeof operation === "string" ? (operation.trim().toLowerCase() as ManageOperation) : undefined;
   if (!op || !OPERATIONS.includes(op))
-    throw new ManageError("UNKNOWN_OPERATION", `unknown operation; use one of ${OPERATIONS.join(", ")}`);
+    throw invalidMessage(`unknown operation; use one of ${OPERATIONS.join(", ")}`);
   switch (op) {
     case "list":
       return { operation: op, configs: await reg.list() };
@@ -60,7 +58,7 @@ export async function manage(
     case "get": {
       const p = obj(payload);
       const c = await reg.getByThing(await thingOf(reg, p));
-      if (!c) throw new RegistryError("NOT_FOUND", "no configuration with this thing id");
+      if (!c) throw new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
       return { operation: op, config: summaryOf(c) };
     }
     case "update": {
@@ -75,7 +73,7 @@ export async function manage(
     case "remove": {
       const p = obj(payload);
       const id = await thingOf(reg, p).catch((err: unknown) => {
-        if (err instanceof RegistryError && err.code === "NOT_FOUND") return undefined;
+        if (err instanceof ProvisioningError && err.code === "NOT_FOUND") return undefined;
         throw err;
       });
       return { operation: op, removed: id === undefined ? false : await reg.remove(id) };

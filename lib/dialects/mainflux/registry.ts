@@ -1,12 +1,16 @@
 /**
- * The serving side's configurations, one store entry per external id (the bootstrap
- * request looks them up by it: one read per request). Management addresses them by
- * thing id, as upstream does, through an index kept in memory and built once at start.
- * Writes are serialised so two uploads cannot both claim one thing id or external id,
- * and each write is a single entry: nothing is ever half-stored.
+ * The serving side's configurations: one Records (lib/service/records.ts) over the
+ * credential store, one entry per external id under `mainflux/config/<external id>` (the
+ * bootstrap request looks them up by it: one read per request). Management addresses
+ * them by thing id, as upstream's bootstrap service does (mainflux/mainflux,
+ * bootstrap/service.go), through a unique index of thing ids kept in the store: an
+ * external id and a thing id each belong to one configuration. Entries of the earlier
+ * layout (`mainflux-bootstrap/<external id>`) are moved on open.
  */
 import { randomUUID } from "node:crypto";
-import type { JsonValue, StoreBackend } from "../../stores/backend";
+import { ProvisioningError } from "../../model/errors";
+import type { StoreBackend } from "../../stores/backend";
+import { Records, invalid, type RecordAddress } from "../../service/records";
 import type { Channel } from "./wire";
 
 export interface StoredConfig {
@@ -49,27 +53,11 @@ export interface ConfigSummary {
   updated_at: string;
 }
 
-export type RegistryErrorCode = "INVALID" | "CONFLICT" | "NOT_FOUND" | "STORE";
-
-export class RegistryError extends Error {
-  constructor(
-    readonly code: RegistryErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = "RegistryError";
-  }
-}
-
 const MAX_ID = 150;
 const MAX_SECRET = 1024;
 const MAX_CHANNELS = 1000;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-
-function invalid(message: string): RegistryError {
-  return new RegistryError("INVALID", message);
-}
 
 function idOf(v: unknown, what: string, required: boolean): string | undefined {
   if (v === undefined || v === null || v === "") {
@@ -214,46 +202,64 @@ function isConfig(v: unknown): v is StoredConfig {
   );
 }
 
-export const DEFAULT_PREFIX = "mainflux-bootstrap/";
+/** The dialect id: the first segment of every key. */
+export const MAINFLUX_DIALECT = "mainflux";
+/** The group of every configuration: keys are `mainflux/config/<external id>`. */
+const GROUP = "config";
+export const CONFIG_KEY_PREFIX = `${MAINFLUX_DIALECT}/${GROUP}/`;
+/** Where earlier versions kept configurations (moved on open). */
+export const LEGACY_PREFIX = "mainflux-bootstrap/";
+const THING = "thing";
+const KIND = "bootstrap-config";
+/** meta.kind of a configuration a dialog made: its owner is not secret (a node id). */
+const OWNED_KIND = `${KIND}/owner:`;
+
+function conflict(message: string): ProvisioningError {
+  return new ProvisioningError("CONFLICT", message);
+}
+
+function address(externalId: string): RecordAddress {
+  return { group: GROUP, id: externalId };
+}
 
 export class ConfigRegistry {
-  private readonly byThing = new Map<string, string>();
-  /** External id -> owner, for the few configurations a dialog made. */
+  readonly records: Records<StoredConfig>;
+  /** External ids held, for `size`, from entry metadata. */
+  private readonly ids = new Set<string>();
+  /** External id -> owner, for the few configurations a dialog made (from metadata). */
   private readonly owners = new Map<string, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private loaded: Promise<void> | undefined;
 
-  constructor(
-    readonly backend: StoreBackend,
-    private readonly prefix: string = DEFAULT_PREFIX,
-  ) {}
-
-  private key(externalId: string): string {
-    return this.prefix + externalId;
+  constructor(readonly backend: StoreBackend) {
+    this.records = new Records<StoredConfig>(backend, {
+      dialect: MAINFLUX_DIALECT,
+      words: { group: "a group", id: "external_id" },
+      metaOf: (c) => ({
+        kind: c.owner === undefined ? KIND : OWNED_KIND + c.owner,
+        obtainedAt: c.created_at,
+      }),
+      indexes: { [THING]: (c) => [c.thing_id] },
+      isRecord: isConfig,
+      legacy: [{ from: LEGACY_PREFIX, to: (rest) => CONFIG_KEY_PREFIX + rest }],
+    });
   }
 
-  private async store<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof RegistryError) throw err;
-      const code = (err as { code?: string }).code;
-      throw new RegistryError("STORE", `the configuration store failed${code ? ` (${code})` : ""}`);
-    }
-  }
-
-  /** Builds the thing-id index; every other method waits for it. Safe to call twice. */
+  /**
+   * Moves entries of the earlier layout and reads which configurations exist and which a
+   * dialog made, from entry metadata only; every other method waits for it. Safe to call
+   * twice; after a failure the next call tries again.
+   */
   load(): Promise<void> {
-    this.loaded ??= this.store(async () => {
-      const all = await this.backend.list();
-      for (const e of all) {
-        if (!e.key.startsWith(this.prefix)) continue;
-        const entry = await this.backend.get(e.key);
-        if (!entry || !isConfig(entry.value)) continue;
-        this.byThing.set(entry.value.thing_id, entry.value.external_id);
-        if (typeof entry.value.owner === "string")
-          this.owners.set(entry.value.external_id, entry.value.owner);
+    this.loaded ??= (async () => {
+      await this.records.open();
+      for (const r of await this.records.list(GROUP)) {
+        this.ids.add(r.id);
+        if (r.kind?.startsWith(OWNED_KIND)) this.owners.set(r.id, r.kind.slice(OWNED_KIND.length));
       }
+    })().catch((err) => {
+      this.loaded = undefined;
+      throw err;
     });
     return this.loaded;
   }
@@ -268,48 +274,58 @@ export class ConfigRegistry {
     return run;
   }
 
-  /** The bootstrap lookup: one read. */
+  /** The bootstrap lookup: one read. An id that cannot be one finds nothing. */
   async get(externalId: string): Promise<StoredConfig | undefined> {
     await this.load();
-    if (externalId.length === 0 || externalId.length > MAX_ID || CONTROL.test(externalId)) return undefined;
-    const entry = await this.store(() => this.backend.get(this.key(externalId)));
-    return entry && isConfig(entry.value) ? entry.value : undefined;
+    if (
+      typeof externalId !== "string" ||
+      externalId.length === 0 ||
+      externalId.length > MAX_ID ||
+      CONTROL.test(externalId) ||
+      /\p{Cs}/u.test(externalId)
+    )
+      return undefined;
+    return this.records.get(address(externalId));
   }
 
   async getByThing(thingId: string): Promise<StoredConfig | undefined> {
     await this.load();
-    const ext = this.byThing.get(thingId);
-    return ext === undefined ? undefined : this.get(ext);
+    if (typeof thingId !== "string" || thingId.length === 0) return undefined;
+    return (await this.records.lookup(THING, thingId))?.record;
   }
 
-  private async write(cfg: StoredConfig): Promise<void> {
-    await this.store(() =>
-      this.backend.set(this.key(cfg.external_id), cfg as unknown as JsonValue, {
-        protocol: "mainflux",
-        kind: "bootstrap-config",
-      }),
-    );
+  private remember(cfg: StoredConfig): void {
+    this.ids.add(cfg.external_id);
     if (cfg.owner === undefined) this.owners.delete(cfg.external_id);
     else this.owners.set(cfg.external_id, cfg.owner);
   }
 
   private async erase(cfg: StoredConfig): Promise<boolean> {
-    const gone = await this.store(() => this.backend.delete(this.key(cfg.external_id)));
-    if (this.byThing.get(cfg.thing_id) === cfg.external_id) this.byThing.delete(cfg.thing_id);
+    const gone = await this.records.remove(address(cfg.external_id));
+    this.ids.delete(cfg.external_id);
     this.owners.delete(cfg.external_id);
     return gone;
   }
 
-  /** Writes `cfg` in place of what its external id held (inside `serial`). */
-  private async replace(cfg: StoredConfig): Promise<StoredConfig> {
-    const cur = await this.get(cfg.external_id);
-    if (cur) {
-      cfg.created_at = cur.created_at;
-      if (cur.thing_id !== cfg.thing_id && this.byThing.get(cur.thing_id) === cur.external_id)
-        this.byThing.delete(cur.thing_id);
-    }
-    await this.write(cfg);
-    this.byThing.set(cfg.thing_id, cfg.external_id);
+  /**
+   * Writes `cfg` in place of what its external id held, holding the claim of its thing id
+   * (inside `serial`); the thing id it replaced is freed. CONFLICT when another
+   * configuration holds the thing id.
+   */
+  private async replace(cfg: StoredConfig, conflictMessage: string): Promise<StoredConfig> {
+    const addr = address(cfg.external_id);
+    let before: StoredConfig | undefined;
+    const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
+      before = await this.records.transact(addr, (cur) => {
+        if (cur) cfg.created_at = cur.created_at;
+        return { next: cfg, result: cur };
+      });
+      return { keep: true, result: cfg };
+    });
+    if (out.taken) throw conflict(conflictMessage);
+    if (before && before.thing_id !== cfg.thing_id)
+      await this.records.release(THING, [before.thing_id], addr);
+    this.remember(cfg);
     return cfg;
   }
 
@@ -329,10 +345,14 @@ export class ConfigRegistry {
     const cfg = configFromInput(input, now);
     return this.serial(async () => {
       await this.load();
-      if (this.byThing.has(cfg.thing_id) || (await this.get(cfg.external_id)))
-        throw new RegistryError("CONFLICT", "a configuration with this external id or thing id exists");
-      await this.write(cfg);
-      this.byThing.set(cfg.thing_id, cfg.external_id);
+      const addr = address(cfg.external_id);
+      const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
+        const created = await this.records.create(addr, cfg);
+        return { keep: created, result: created };
+      });
+      if (out.taken || !out.result)
+        throw conflict("a configuration with this external id or thing id exists");
+      this.remember(cfg);
       return cfg;
     });
   }
@@ -345,10 +365,7 @@ export class ConfigRegistry {
     const cfg = configFromInput(input, now);
     return this.serial(async () => {
       await this.load();
-      const owner = this.byThing.get(cfg.thing_id);
-      if (owner !== undefined && owner !== cfg.external_id)
-        throw new RegistryError("CONFLICT", "this thing id belongs to another configuration");
-      return this.replace(cfg);
+      return this.replace(cfg, "this thing id belongs to another configuration");
     });
   }
 
@@ -364,19 +381,18 @@ export class ConfigRegistry {
     return this.serial(async () => {
       await this.load();
       const earlier = await this.ownedBy(owner, cfg.external_id);
-      const holder = this.byThing.get(cfg.thing_id);
+      const holder = (await this.records.lookup(THING, cfg.thing_id))?.record.external_id;
+      const message =
+        `thing id "${cfg.thing_id}" belongs to the configuration of external id "${holder}", which was ` +
+        "not made by this dialog: remove that configuration, or give the dialog another thing id";
       if (
         holder !== undefined &&
         holder !== cfg.external_id &&
         !earlier.some((c) => c.external_id === holder)
       )
-        throw new RegistryError(
-          "CONFLICT",
-          `thing id "${cfg.thing_id}" belongs to the configuration of external id "${holder}", which was ` +
-            "not made by this dialog: remove that configuration, or give the dialog another thing id",
-        );
+        throw conflict(message);
       for (const c of earlier) await this.erase(c);
-      return { saved: await this.replace(cfg), removed: earlier };
+      return { saved: await this.replace(cfg, message), removed: earlier };
     });
   }
 
@@ -396,9 +412,11 @@ export class ConfigRegistry {
       return Promise.reject(invalid("an update must be an object"));
     return this.serial(async () => {
       const cur = await this.getByThing(thingId);
-      if (!cur) throw new RegistryError("NOT_FOUND", "no configuration with this thing id");
+      if (!cur) throw new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
       const next = applyPatch(cur, patch as Record<string, unknown>, now);
-      await this.write(next);
+      // The thing id does not change here, so its claim stands.
+      await this.records.transact(address(next.external_id), () => ({ next, result: undefined }));
+      this.remember(next);
       return next;
     });
   }
@@ -412,13 +430,9 @@ export class ConfigRegistry {
   /** Removes by thing id; false when there was nothing to remove. */
   remove(thingId: string): Promise<boolean> {
     return this.serial(async () => {
-      await this.load();
-      const ext = this.byThing.get(thingId);
-      if (ext === undefined) return false;
-      const gone = await this.store(() => this.backend.delete(this.key(ext)));
-      this.byThing.delete(thingId);
-      this.owners.delete(ext);
-      return gone;
+      const cur = await this.getByThing(thingId);
+      if (!cur) return false;
+      return this.erase(cur);
     });
   }
 
@@ -430,14 +444,15 @@ export class ConfigRegistry {
   async list(): Promise<ConfigSummary[]> {
     await this.load();
     const out: ConfigSummary[] = [];
-    for (const ext of this.byThing.values()) {
-      const c = await this.get(ext);
+    for (const r of await this.records.list(GROUP)) {
+      const c = await this.get(r.id);
       if (c) out.push(summaryOf(c));
     }
     return out;
   }
 
+  /** How many configurations this registry knows of (for the node's status). */
   get size(): number {
-    return this.byThing.size;
+    return this.ids.size;
   }
 }

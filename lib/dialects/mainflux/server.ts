@@ -28,7 +28,8 @@ import {
   ReplayGuard,
   THING_PREFIX,
 } from "./crypto";
-import { ConfigRegistry, RegistryError, type StoredConfig } from "./registry";
+import { ConfigRegistry, type StoredConfig } from "./registry";
+import { ProvisioningError } from "../../model/errors";
 import {
   answerJson,
   BOOTSTRAP_PATH,
@@ -397,7 +398,7 @@ export class MainfluxBootstrapService {
   }
 
   private registryAnswer(err: unknown): Answer {
-    if (err instanceof RegistryError) {
+    if (err instanceof ProvisioningError) {
       if (err.code === "CONFLICT") return json(409, errorJson(M.conflict));
       if (err.code === "NOT_FOUND") return json(404, errorJson(M.notFound));
       if (err.code === "INVALID") return json(400, errorJson(M.malformed, err.message));

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigRegistry, RegistryError } from "../../../lib/dialects/mainflux/registry";
+import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
+import { ProvisioningError } from "../../../lib/model/errors";
 import { FileBackend } from "../../../lib/stores/file";
 
 const OWNER = "dialog:svc-1";
@@ -53,7 +54,7 @@ test("a thing id held by a configuration management added is a CONFLICT that say
   await assert.rejects(
     r.putOwned(dialog("device-a", "shared-thing"), OWNER),
     (err: unknown) =>
-      err instanceof RegistryError &&
+      err instanceof ProvisioningError &&
       err.code === "CONFLICT" &&
       /added-by-api/.test(err.message) &&
       /remove that configuration, or give the dialog another thing id/.test(err.message),

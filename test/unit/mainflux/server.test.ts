@@ -18,7 +18,7 @@ import {
   MainfluxBootstrapService,
   type HandlerOptions,
 } from "../../../lib/dialects/mainflux/server";
-import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
+import { CONFIG_KEY_PREFIX, ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
 import { RateLimiter } from "../../../lib/service/rate-limit";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
@@ -52,12 +52,12 @@ describe("mainflux bootstrap service: the upstream answers, through curl", () =>
   before(async () => {
     svc = await startService({ cfbKey: key, managementToken: TOKEN });
     await svc.registry.add(SAMPLE_CONFIG);
-    snapshot = JSON.stringify(await svc.backend.get(`mainflux-bootstrap/${EXTERNAL_ID}`));
+    snapshot = JSON.stringify(await svc.backend.get(`${CONFIG_KEY_PREFIX}${EXTERNAL_ID}`));
   });
   after(() => svc.close());
 
   const unchanged = async () =>
-    assert.equal(JSON.stringify(await svc.backend.get(`mainflux-bootstrap/${EXTERNAL_ID}`)), snapshot);
+    assert.equal(JSON.stringify(await svc.backend.get(`${CONFIG_KEY_PREFIX}${EXTERNAL_ID}`)), snapshot);
 
   it("200: plain bootstrap answers thing id, key, channels and content", async () => {
     const r = await curl([

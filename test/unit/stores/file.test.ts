@@ -118,24 +118,6 @@ test("one file per key; any key maps to a valid name; modes 0700 and 0600", asyn
   await again.close();
 });
 
-test("expiry: an expired entry is returned and marked, in get and list", async () => {
-  const s = new FileBackend({ directory: freshDir() });
-  await s.set("old", { token: "t-old" }, { expiresAt: "2001-01-01T00:00:00Z" });
-  await s.set("new", { token: "t-new" }, { expiresAt: new Date(Date.now() + 86400e3).toISOString() });
-  await s.set("never", { token: "t-never" });
-  assert.equal((await s.get("old"))?.expired, true);
-  assert.equal((await s.get("old"))?.meta.expiresAt, "2001-01-01T00:00:00.000Z");
-  assert.equal((await s.get("new"))?.expired, false);
-  assert.equal((await s.get("never"))?.expired, false);
-  assert.deepEqual(Object.fromEntries((await s.list()).map((e) => [e.key, e.expired])), {
-    new: false,
-    never: false,
-    old: true,
-  });
-  await assert.rejects(s.set("bad", "x", { expiresAt: "not a date" }), code("INVALID_VALUE"));
-  await s.close();
-});
-
 test("encryption at rest: no secret bytes on disk, metadata readable, reopen with the key", async () => {
   const dir = freshDir();
   const s = new FileBackend({ directory: dir, passphrase: "correct horse", scryptN: FAST });
@@ -361,25 +343,6 @@ test("many simultaneous writes to one key leave one whole written value", async 
   assert.equal((await a.get("ordered"))?.value, 5);
   await a.close();
   await b.close();
-});
-
-test("update is serialised per key: create-unless-present never races", async () => {
-  const s = new FileBackend({ directory: freshDir() });
-  const results = await Promise.all(
-    Array.from({ length: 10 }, (_, i) =>
-      s.update("dev", (cur) => (cur ? undefined : { value: { winner: i } })),
-    ),
-  );
-  assert.equal(results.filter((r) => r !== undefined).length, 1);
-  assert.deepEqual((await s.get("dev"))?.value, { winner: 0 });
-  const counted = await Promise.all(
-    Array.from({ length: 10 }, () =>
-      s.update("count", (cur) => ({ value: ((cur?.value as number | undefined) ?? 0) + 1 })),
-    ),
-  );
-  assert.equal(counted.length, 10);
-  assert.equal((await s.get("count"))?.value, 10);
-  await s.close();
 });
 
 test("values and keys that cannot be stored are refused and nothing is written", async () => {
