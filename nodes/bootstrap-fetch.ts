@@ -1,24 +1,17 @@
 /**
  * bootstrap-fetch: the device side of Mainflux bootstrap. Fetches the configuration
- * (plain, Mainflux secure mode, or the stronger GCM mode), keeps it in a credential store
+ * (plain, Mainflux secure mode, or the stronger GCM mode) with Mainflux's dialect through
+ * the conductor (nodes/shared/device-requests.ts), which keeps it in a credential store
  * and reuses it across restarts; a message with msg.rebootstrap = true fetches again and
  * replaces what is stored only when the new configuration arrived whole.
  */
-import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import type { Node, NodeAPI, NodeDef } from "node-red";
 import type { ConnectionOptions } from "node:tls";
 import { credentialValue, resolveEnvRefs } from "../lib/client/env-ref";
-import { findReusable, storeKeyFor } from "../lib/client/reuse";
-import {
-  bootstrap,
-  prepare,
-  type BootstrapMode,
-  type BootstrapRequest,
-} from "../lib/dialects/mainflux/client";
-import { MainfluxFinalError } from "../lib/dialects/mainflux/errors";
-import type { ProvisioningResult } from "../lib/model/result";
-import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
-import { saveForReuse, serveDeviceRequests } from "./shared/device-requests";
-import { storeFromConfig } from "./shared/store-ref";
+import { DEFAULT_TIMEOUT_MS, prepare, type BootstrapMode } from "../lib/dialects/mainflux/client";
+import { mainfluxDialect, type MainfluxDeviceSettings } from "../lib/dialects/mainflux/device-dialect";
+import { envOf, retryPolicyOf, seconds, tlsClientOptionsOf } from "./shared/config";
+import { serveDevice } from "./shared/device-requests";
 
 interface FetchDef extends NodeDef {
   url?: string;
@@ -41,18 +34,7 @@ interface FetchCreds {
   encryptionKey?: string;
 }
 
-interface TlsConfigNode {
-  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
-}
-
-type Msg = NodeMessageInFlow & Record<string, unknown>;
 const S = "bootstrap-fetch.";
-
-function num(v: unknown, fallback: number): number {
-  if (v === undefined || v === null || v === "") return fallback;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : fallback;
-}
 
 function isMode(v: unknown): v is BootstrapMode {
   return v === "plain" || v === "secure" || v === "gcm";
@@ -63,107 +45,61 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
-    const env = (name: string): string | undefined => {
-      const v: unknown = RED.util.getSetting(node, name);
-      return typeof v === "string" ? v : undefined;
-    };
+    const env = envOf(RED, node);
     const mode: BootstrapMode = isMode(config.mode) ? config.mode : "plain";
     const creds = node.credentials ?? {};
-    const policy: Partial<RetryPolicy> = {
-      intervals: parseIntervals(config.retryIntervals ?? "10, 20, 40, 80, 120"),
-      jitter: num(config.retryJitter, 0.5),
-      maxAttempts: num(config.retryMax, -1),
-    };
-    const timeoutMs = Math.round(num(config.timeout, 10) * 1000);
-
-    const requestFor = (externalId: string): BootstrapRequest => ({
+    const settings: MainfluxDeviceSettings = {
       url: resolveEnvRefs(config.url ?? "", env),
-      externalId,
       externalKey: credentialValue(creds.externalKey, env),
       mode,
       encryptionKey: mode === "plain" ? undefined : credentialValue(creds.encryptionKey, env),
       keyId: (config.keyId ?? "").trim(),
-    });
+      waitWhileUnknown: config.waitUnknown === true,
+    };
     const settingId = resolveEnvRefs((config.externalId ?? "").trim(), env);
 
     // Keys that cannot work are refused at deploy, not at the first request.
     let configError: Error | undefined;
     let tls: ConnectionOptions | undefined;
     try {
-      const probe = requestFor(settingId || "deploy-check");
-      prepare({ ...probe, externalKey: probe.externalKey || "x" });
-      if (config.tls) {
-        const tlsNode = RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null;
-        if (!tlsNode || typeof tlsNode.addTLSOptions !== "function")
-          throw new MainfluxFinalError("CONFIG", RED._(S + "errors.tls-missing"));
-        tls = tlsNode.addTLSOptions({}) as ConnectionOptions;
-        if (tls.rejectUnauthorized === false) node.warn(RED._(S + "warn.no-verify"));
-      }
+      prepare({
+        ...settings,
+        externalId: settingId || "deploy-check",
+        externalKey: settings.externalKey || "x",
+      });
+      tls = tlsClientOptionsOf(RED, config.tls, RED._(S + "errors.tls-missing"));
+      if (tls?.rejectUnauthorized === false) node.warn(RED._(S + "warn.no-verify"));
     } catch (err) {
       configError = err as Error;
       node.status({ fill: "red", shape: "ring", text: RED._(S + "status.config") });
       node.error(RED._(S + "errors.config", { reason: (err as Error).message }));
     }
-    if (!configError && /^http:/i.test(requestFor("x").url) && mode === "plain")
+    if (!configError && /^http:/i.test(settings.url) && mode === "plain")
       node.warn(RED._(S + "warn.plain-http"));
 
-    async function handle(msg: Msg, signal: AbortSignal): Promise<ProvisioningResult> {
-      if (configError) throw configError;
-      const fromMsg = typeof msg.externalId === "string" ? msg.externalId.trim() : "";
-      const externalId = fromMsg || settingId;
-      if (!externalId) throw new MainfluxFinalError("CONFIG", RED._(S + "errors.no-id"));
-      const req = requestFor(externalId);
-      let store;
-      try {
-        store = storeFromConfig(RED, config.store);
-      } catch (err) {
-        throw new MainfluxFinalError("CONFIG", (err as Error).message);
-      }
-      const key =
-        (typeof msg.storeKey === "string" && msg.storeKey) ||
-        storeKeyFor("mainflux", externalId, config.storeKey);
-      if (store && msg.rebootstrap !== true) {
-        const stored = await findReusable(store, key, {
-          dialect: "mainflux",
-          endpoint: req.url,
-          deviceName: externalId,
-        });
-        if (stored) {
-          node.status({ fill: "green", shape: "dot", text: RED._(S + "status.reused") });
-          return stored;
-        }
-      }
-      const result = await bootstrap(req, {
-        tls,
-        timeoutMs,
-        policy,
-        waitWhileUnknown: config.waitUnknown === true,
-        signal,
-        onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(S + "status.requesting") }),
-        onRetry: ({ delayMs, error }) =>
-          node.status({
-            fill: "yellow",
-            shape: "ring",
-            text: RED._(S + "status.retrying", {
-              seconds: Math.ceil(delayMs / 1000),
-              code: (error as { code?: string }).code ?? "ERROR",
-            }),
-          }),
-      });
-      // Only a whole, parsed configuration reaches this line: the stored one is replaced now.
-      if (store)
-        await saveForReuse(store, key, result, msg, (code) =>
-          node.warn(RED._(S + "warn.save-failed", { code })),
-        );
-      node.status({ fill: "green", shape: "dot", text: RED._(S + "status.bootstrapped") });
-      return result;
-    }
-
-    serveDeviceRequests(node, {
-      handle,
+    serveDevice(RED, node, {
+      dialect: mainfluxDialect,
+      settingsFor: () => settings,
+      identitySetting: settingId,
+      env,
+      storeId: config.store,
+      storeKeyTemplate: config.storeKey,
+      // Only a whole, parsed configuration is saved: the stored one is replaced then.
+      force: (msg) => msg.rebootstrap === true,
+      policy: retryPolicyOf(config),
+      timeoutMs: seconds(config.timeout, DEFAULT_TIMEOUT_MS / 1000),
+      tls: () => tls,
+      configError,
       // Like inject's "once"; not when the settings cannot work (the error was shown).
       onDeploy: config.onDeploy !== false && !configError,
-      failedText: (code) => RED._(S + "status.failed", { code }),
+      texts: {
+        reused: () => RED._(S + "status.reused"),
+        attempt: () => RED._(S + "status.requesting"),
+        retrying: (seconds, code) => RED._(S + "status.retrying", { seconds, code }),
+        done: () => RED._(S + "status.bootstrapped"),
+        failed: (code) => RED._(S + "status.failed", { code }),
+        saveFailed: (code) => RED._(S + "warn.save-failed", { code }),
+      },
       decorate: (m) => {
         m.topic = m.topic ?? "mainflux/bootstrap";
       },

@@ -1,26 +1,21 @@
 /**
  * provision-request: the device side of ThingsBoard provisioning. Reads its settings and
- * the message's overrides, reuses stored credentials when it may, otherwise asks the
- * server through the client core, and sends the ProvisioningResult on.
+ * the message's overrides; the conductor (through nodes/shared/device-requests.ts) reuses
+ * stored credentials when it may, otherwise asks the server with ThingsBoard's dialect,
+ * and the ProvisioningResult is sent on.
  */
-import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import { credentialValue } from "../lib/client/env-ref";
 import {
   DEFAULT_TIMEOUT_MS,
   endpointUri,
   isPlainScheme,
   isTbScheme,
-  provision,
-  TbFinalError,
   type TbCredentialsRequest,
-  type TbTlsOptions,
 } from "../lib/dialects/thingsboard/client";
-import { parseIntervals, type RetryPolicy } from "../lib/retry/policy";
-import { resolveIdentity } from "../lib/client/identity";
-import { credentialValue } from "../lib/client/env-ref";
-import { findReusable, storeKeyFor } from "../lib/client/reuse";
-import { saveForReuse, serveDeviceRequests } from "./shared/device-requests";
-import { storeFromConfig } from "./shared/store-ref";
-import type { ProvisioningResult } from "../lib/model/result";
+import { thingsboardDialect, type TbDeviceSettings } from "../lib/dialects/thingsboard/device-dialect";
+import { envOf, retryPolicyOf, seconds, str, tlsClientOptionsOf } from "./shared/config";
+import { serveDevice, type DeviceMsg } from "./shared/device-requests";
 
 interface ProvisionRequestDef extends NodeDef {
   scheme?: string;
@@ -52,42 +47,18 @@ interface ProvisionRequestCreds {
   x509PrivateKey?: string;
 }
 
-interface TlsConfigNode {
-  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
-}
-
-type Msg = NodeMessageInFlow & Record<string, unknown>;
-
 const STATUS = "provision-request.status.";
-
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-function num(v: unknown, fallback: number): number {
-  if (v === undefined || v === null || v === "") return fallback;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : fallback;
-}
 
 export = function (RED: NodeAPI) {
   function ProvisionRequestNode(this: Node<ProvisionRequestCreds>, config: ProvisionRequestDef) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
-    const env = (name: string): string | undefined => {
-      const v: unknown = RED.util.getSetting(node, name);
-      return typeof v === "string" ? v : undefined;
-    };
+    const env = envOf(RED, node);
     const scheme = isTbScheme(config.scheme) ? config.scheme : "mqtts";
-    const policy: Partial<RetryPolicy> = {
-      intervals: parseIntervals(str(config.retryIntervals) ?? "10, 20, 40, 80, 120"),
-      jitter: num(config.retryJitter, 0.5),
-      maxAttempts: num(config.retryMax, -1),
-    };
-    const timeoutMs = Math.round(num(config.timeout, DEFAULT_TIMEOUT_MS / 1000) * 1000);
+    const secure = scheme === "mqtts" || scheme === "https";
 
-    let endpoint: string | undefined;
+    let endpoint = "";
     let configError: Error | undefined;
     try {
       endpoint = endpointUri(scheme, config.host ?? "", config.port);
@@ -96,23 +67,23 @@ export = function (RED: NodeAPI) {
     }
     if (isPlainScheme(scheme)) node.warn(RED._("provision-request.warn.plain", { scheme }));
     else if (config.tls) {
-      const tlsNode = RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null;
-      const opts = tlsNode && typeof tlsNode.addTLSOptions === "function" ? tlsNode.addTLSOptions({}) : {};
-      if ((opts as TbTlsOptions).rejectUnauthorized === false)
-        node.warn(RED._("provision-request.warn.no-verify"));
-    }
-
-    function tlsOptions(): TbTlsOptions | undefined {
-      if (scheme !== "mqtts" && scheme !== "https") return undefined;
-      if (!config.tls) return { rejectUnauthorized: true };
-      const tlsNode = RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null;
-      if (!tlsNode || typeof tlsNode.addTLSOptions !== "function") {
-        throw new TbFinalError("CONFIG", RED._("provision-request.errors.tls-missing"));
+      try {
+        if (tlsOptions()?.rejectUnauthorized === false) node.warn(RED._("provision-request.warn.no-verify"));
+      } catch {
+        // A missing tls-config is reported by each request (CONFIG).
       }
-      return tlsNode.addTLSOptions({}) as TbTlsOptions;
     }
 
-    function credentialsFor(msg: Msg): TbCredentialsRequest {
+    function tlsOptions() {
+      if (!secure) return undefined;
+      return (
+        tlsClientOptionsOf(RED, config.tls, RED._("provision-request.errors.tls-missing")) ?? {
+          rejectUnauthorized: true,
+        }
+      );
+    }
+
+    function credentialsFor(msg: DeviceMsg): TbCredentialsRequest {
       const type = str(msg.credentialsType) ?? config.credentialsType ?? "ACCESS_TOKEN";
       const c = node.credentials ?? {};
       switch (type) {
@@ -138,80 +109,41 @@ export = function (RED: NodeAPI) {
       }
     }
 
-    async function handle(msg: Msg, signal: AbortSignal): Promise<ProvisioningResult> {
-      if (configError) throw configError;
-      const ep = endpoint as string;
-      const { name: deviceName } = resolveIdentity(
-        {
-          messageProperty: "deviceName",
-          envVar: "THINGSBOARD_DEVICE_NAME",
-          hostname: true,
-          randomPrefix: "teg-",
-        },
-        {
-          message: msg.deviceName,
-          setting: config.deviceName,
-          env,
-        },
-      );
-      let store;
-      try {
-        store = storeFromConfig(RED, config.store);
-      } catch (err) {
-        throw new TbFinalError("CONFIG", (err as Error).message);
-      }
-      const key = str(msg.storeKey) ?? storeKeyFor("thingsboard", deviceName, config.storeKey);
-      const force = msg.reprovision === true || msg.force === true;
-      if (store && !force) {
-        const stored = await findReusable(store, key, { dialect: "thingsboard", endpoint: ep, deviceName });
-        if (stored) {
-          node.status({ fill: "green", shape: "dot", text: RED._(STATUS + "reused") });
-          return stored;
-        }
-      }
+    function settingsFor(msg: DeviceMsg): TbDeviceSettings {
       const c = node.credentials ?? {};
-      const result = await provision(
-        {
-          endpoint: ep,
-          provisionDeviceKey: credentialValue(c.provisionKey, env, "THINGSBOARD_PROVISION_DEVICE_KEY"),
-          provisionDeviceSecret: credentialValue(
-            c.provisionSecret,
-            env,
-            "THINGSBOARD_PROVISION_DEVICE_SECRET",
-          ),
-          deviceName,
-          credentials: credentialsFor(msg),
-          gateway: typeof msg.gateway === "boolean" ? msg.gateway : config.gateway ? true : undefined,
-        },
-        {
-          timeoutMs,
-          tls: tlsOptions(),
-          signal,
-          policy,
-          retryRefusals: config.retryRefusals === true,
-          onAttempt: () => node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "connecting") }),
-          onRequesting: () =>
-            node.status({ fill: "blue", shape: "ring", text: RED._(STATUS + "requesting") }),
-          onRetry: ({ delayMs }) =>
-            node.status({
-              fill: "yellow",
-              shape: "ring",
-              text: RED._(STATUS + "retrying", { seconds: Math.ceil(delayMs / 1000) }),
-            }),
-        },
-      );
-      if (store)
-        await saveForReuse(store, key, result, msg, (code) =>
-          node.warn(RED._("provision-request.warn.save-failed", { code })),
-        );
-      node.status({ fill: "green", shape: "dot", text: RED._(STATUS + "provisioned") });
-      return result;
+      return {
+        endpoint,
+        // Empty: the dialect falls back to THINGSBOARD_PROVISION_DEVICE_KEY / _SECRET.
+        provisionDeviceKey: credentialValue(c.provisionKey, env),
+        provisionDeviceSecret: credentialValue(c.provisionSecret, env),
+        credentials: credentialsFor(msg),
+        gateway: typeof msg.gateway === "boolean" ? msg.gateway : config.gateway ? true : undefined,
+        retryRefusals: config.retryRefusals === true,
+      };
     }
 
-    serveDeviceRequests(node, {
-      handle,
+    serveDevice(RED, node, {
+      dialect: thingsboardDialect,
+      settingsFor,
+      identitySetting: config.deviceName,
+      env,
+      storeId: config.store,
+      storeKeyTemplate: config.storeKey,
+      force: (msg) => msg.reprovision === true || msg.force === true,
+      policy: retryPolicyOf(config),
+      timeoutMs: seconds(config.timeout, DEFAULT_TIMEOUT_MS / 1000),
+      tls: tlsOptions,
+      configError,
       onDeploy: config.onDeploy === true,
-      failedText: (code) => RED._(STATUS + "failed", { reason: code }),
+      texts: {
+        reused: () => RED._(STATUS + "reused"),
+        attempt: () => RED._(STATUS + "connecting"),
+        requesting: () => RED._(STATUS + "requesting"),
+        retrying: (secs) => RED._(STATUS + "retrying", { seconds: secs }),
+        done: () => RED._(STATUS + "provisioned"),
+        failed: (code) => RED._(STATUS + "failed", { reason: code }),
+        saveFailed: (code) => RED._("provision-request.warn.save-failed", { code }),
+      },
     });
   }
 

@@ -8,9 +8,10 @@
  */
 import type { ConnectionOptions } from "node:tls";
 import type { ProvisioningResult } from "../model/result";
-import { asProvisioningError, finalError, isFinal } from "../model/errors";
+import { asProvisioningError, finalError, isFinal, ProvisioningError } from "../model/errors";
 import { validateRetryPolicy, type RetryPolicy } from "../retry/policy";
-import { runWithRetry } from "../retry/run";
+import { AbortedError, runWithRetry } from "../retry/run";
+import { classifyNetworkFailure } from "../transports/network-failure";
 import type { StoreBackend } from "../stores/backend";
 import type { DeviceDialect } from "./dialect";
 import type { EnvLookup } from "./env-ref";
@@ -32,6 +33,8 @@ export interface ConductOptions {
   tls?: ConnectionOptions;
   signal: AbortSignal;
   hooks?: ConductHooks;
+  /** The retry policy's jitter source; injectable for tests. */
+  random?: () => number;
 }
 
 export interface ConductHooks {
@@ -47,6 +50,33 @@ export interface Conducted {
   storeKey: string;
   /** Set when the result was obtained but could not be saved. */
   storeError?: { code: string; message: string };
+}
+
+/**
+ * What an attempt's failure is in the shared vocabulary: a ProvisioningError as thrown;
+ * a value with an errno-like code (a socket, a TLS handshake, CoAP over TCP) as the one
+ * reading of network failures gives it; anything else is a defect (INTERNAL, final), so
+ * a bug is reported rather than retried forever.
+ */
+/** A store that cannot be read: STORE, with the store's own code (IO, WRONG_KEY) as `status`. */
+function storeFailure(err: unknown, what: "read"): ProvisioningError {
+  if (err instanceof ProvisioningError) return err;
+  const own = (err as { code?: unknown }).code;
+  return new ProvisioningError(
+    "STORE",
+    `the credential store could not be ${what}: ${asProvisioningError(err).message}`,
+    {
+      status: typeof own === "string" ? own : undefined,
+      cause: err,
+    },
+  );
+}
+
+function failureOf(err: unknown, where: string): unknown {
+  if (err instanceof ProvisioningError || err instanceof AbortedError) return err;
+  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (typeof code === "string") return classifyNetworkFailure(err, where);
+  return asProvisioningError(err);
 }
 
 export async function conduct<S, P>(
@@ -71,6 +101,8 @@ export async function conduct<S, P>(
         dialect: dialect.id,
         endpoint,
         deviceName: identity,
+      }).catch((err: unknown) => {
+        throw storeFailure(err, "read");
       });
       if (stored) {
         opts.hooks?.onReused?.();
@@ -85,15 +117,20 @@ export async function conduct<S, P>(
     policy,
     (n) => {
       opts.hooks?.onAttempt?.(n);
-      return dialect.attempt(prepared, {
-        signal: opts.signal,
-        timeoutMs: opts.timeoutMs,
-        tls: opts.tls,
-        onRequesting: opts.hooks?.onRequesting,
-      });
+      return dialect
+        .attempt(prepared, {
+          signal: opts.signal,
+          timeoutMs: opts.timeoutMs,
+          tls: opts.tls,
+          onRequesting: opts.hooks?.onRequesting,
+        })
+        .catch((err: unknown) => {
+          throw opts.signal.aborted ? new AbortedError() : failureOf(err, endpoint);
+        });
     },
     {
       signal: opts.signal,
+      random: opts.random,
       onRetry: opts.hooks?.onRetry,
       shouldRetry: (e) => (dialect.shouldRetry ? dialect.shouldRetry(e, settings) : !isFinal(e)),
     },
@@ -104,8 +141,13 @@ export async function conduct<S, P>(
     try {
       await saveResult(opts.store, storeKey, result);
     } catch (err) {
-      const e = asProvisioningError(err);
-      out.storeError = { code: (err as { code?: string }).code ?? e.code, message: e.message };
+      // The store's own code (IO, WRONG_KEY, ...) says more than STORE; a store error
+      // without one is reported as STORE.
+      const own = (err as { code?: unknown }).code;
+      out.storeError = {
+        code: typeof own === "string" ? own : "STORE",
+        message: asProvisioningError(err).message,
+      };
     }
   }
   return out;

@@ -1,14 +1,10 @@
 import { retryDelayMs, type RetryPolicy } from "./policy";
 import { setLongTimeout } from "../util/long-timer";
+import { isFinal } from "../model/errors";
 
-/** An error that must not be retried (a FAILURE answer, a 403, a bad configuration). */
-export class FinalError extends Error {
-  readonly final = true;
-}
-
-export function isFinal(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { final?: unknown }).final === true;
-}
+// Whether an error ends the retries is the error's own `final` flag (lib/model/errors.ts):
+// one vocabulary for every protocol.
+export { isFinal };
 
 /** Longest wait a server's Retry-After may impose on one retry: 1 hour. */
 export const MAX_RETRY_AFTER_MS = 3_600_000;
@@ -18,6 +14,21 @@ export function retryAfterOf(err: unknown): number | undefined {
   const v =
     typeof err === "object" && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
   return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/**
+ * Retry-After (RFC 9110 section 10.2.3): delay-seconds or an HTTP-date. Milliseconds from
+ * now, or undefined when absent or unreadable.
+ */
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  const v = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
 }
 
 /**
@@ -47,6 +58,11 @@ export interface RetryHooks {
   random?: () => number;
 }
 
+/**
+ * This side stopped waiting (close, redeploy). An internal signal, not a failure to
+ * report: the node ends the message with done() and no error, so it never reaches a
+ * Catch node and needs no code of the shared vocabulary.
+ */
 export class AbortedError extends Error {
   constructor() {
     super("stopped");

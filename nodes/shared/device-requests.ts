@@ -1,16 +1,110 @@
 /**
- * What every device-side node does with a message: run one abortable request, send the
- * neutral result as msg.payload, or report the failure as a red status and done(err)
- * with a stable code (Catch nodes see it as msg.error.code). A request may start at
- * deploy, like inject's "once"; on close every request under way is aborted and waited for.
+ * What every device-side node does with a message: run one abortable request through
+ * the conductor (lib/client/conductor.ts: identity, reuse, retry, save) with the node's
+ * dialect, send the neutral result as msg.payload, or report the failure as a red status
+ * and done(err) with the shared vocabulary's code (Catch nodes see msg.error.code and,
+ * where the peer said something in its own words, msg.error.status). A request may start
+ * at deploy, like inject's "once"; on close every request under way is aborted and
+ * waited for.
  */
-import type { Node, NodeMessage, NodeMessageInFlow } from "node-red";
-import type { StoreBackend } from "../../lib/stores/backend";
-import { saveResult } from "../../lib/client/reuse";
+import type { ConnectionOptions } from "node:tls";
+import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from "node-red";
+import { conduct } from "../../lib/client/conductor";
+import type { DeviceDialect } from "../../lib/client/dialect";
+import type { EnvLookup } from "../../lib/client/env-ref";
+import { asProvisioningError, finalError, ProvisioningError } from "../../lib/model/errors";
 import type { ProvisioningResult } from "../../lib/model/result";
+import type { RetryPolicy } from "../../lib/retry/policy";
 import { AbortedError } from "../../lib/retry/run";
+import { storeFromConfig } from "./store-ref";
 
 export type DeviceMsg = NodeMessageInFlow & Record<string, unknown>;
+
+/** The status texts of one node type (i18n keys resolved by the node). */
+export interface DeviceTexts {
+  reused: () => string;
+  /** Before each attempt. */
+  attempt: () => string;
+  /** When the connection is up and the request goes out; defaults to `attempt`. */
+  requesting?: () => string;
+  retrying: (seconds: number, code: string) => string;
+  done: () => string;
+  failed: (code: string) => string;
+  saveFailed: (code: string) => string;
+}
+
+export interface DeviceNodeOptions<S> {
+  dialect: DeviceDialect<S, unknown>;
+  /** The dialect's settings for one message (a message property overrides the dialog). */
+  settingsFor: (msg: DeviceMsg) => S;
+  /** The dialog's identity (device name, external id), after `${ENV}` references. */
+  identitySetting?: string;
+  env: EnvLookup;
+  /** The credential-store-config node's id, when the node has one. */
+  storeId?: string;
+  storeKeyTemplate?: string;
+  /** Whether the message asks the service again even with a stored result. */
+  force: (msg: DeviceMsg) => boolean;
+  policy: Partial<RetryPolicy>;
+  timeoutMs: number;
+  /** The TLS options at request time (throws CONFIG when the tls-config is missing). */
+  tls: () => ConnectionOptions | undefined;
+  texts: DeviceTexts;
+  /** Start one request at deploy. */
+  onDeploy: boolean;
+  /** Settings that cannot work, found at deploy: every message fails with it. */
+  configError?: Error;
+  /** Sets extra properties of the outgoing message (e.g. its topic). */
+  decorate?: (msg: DeviceMsg) => void;
+}
+
+/** Runs the node's dialect for every message; see the file's comment. */
+export function serveDevice<S>(RED: NodeAPI, node: Node, opts: DeviceNodeOptions<S>): void {
+  addErrorStatusHook(RED);
+  serveDeviceRequests(node, {
+    onDeploy: opts.onDeploy,
+    failedText: opts.texts.failed,
+    decorate: opts.decorate,
+    handle: async (msg, signal) => {
+      if (opts.configError) throw opts.configError;
+      let store;
+      try {
+        store = storeFromConfig(RED, opts.storeId);
+      } catch (err) {
+        throw finalError("CONFIG", (err as Error).message);
+      }
+      const status = (fill: "blue" | "yellow" | "green", text: string) =>
+        node.status({ fill, shape: fill === "green" ? "dot" : "ring", text });
+      const messageKey = msg.storeKey;
+      const out = await conduct(opts.dialect, opts.settingsFor(msg), {
+        identity: { message: msg[opts.dialect.identity.messageProperty], setting: opts.identitySetting },
+        env: opts.env,
+        store,
+        storeKey: typeof messageKey === "string" && messageKey ? messageKey : undefined,
+        storeKeyTemplate: opts.storeKeyTemplate,
+        force: opts.force(msg),
+        policy: opts.policy,
+        timeoutMs: opts.timeoutMs,
+        tls: opts.tls(),
+        signal,
+        hooks: {
+          onReused: () => status("green", opts.texts.reused()),
+          onAttempt: () => status("blue", opts.texts.attempt()),
+          onRequesting: () => status("blue", (opts.texts.requesting ?? opts.texts.attempt)()),
+          onRetry: ({ delayMs, error }) =>
+            status("yellow", opts.texts.retrying(Math.ceil(delayMs / 1000), asProvisioningError(error).code)),
+        },
+      });
+      if (out.storeError) {
+        // The credentials were obtained: a store that fails does not fail the request.
+        node.warn(opts.texts.saveFailed(out.storeError.code));
+        msg.storeError = out.storeError;
+      }
+      if (!out.result.reused) status("green", opts.texts.done());
+      return out.result;
+    },
+  });
+}
 
 export interface DeviceRequestOptions {
   /** The request for one message; resolves with the result to send. */
@@ -23,6 +117,7 @@ export interface DeviceRequestOptions {
   decorate?: (msg: DeviceMsg) => void;
 }
 
+/** One abortable request per message; the failure path of every device node. */
 export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): void {
   const running = new Set<{ ac: AbortController; settled: Promise<void> }>();
 
@@ -30,8 +125,8 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
     const m = msg as DeviceMsg;
     const ac = new AbortController();
     const entry = { ac, settled: Promise.resolve() };
-    entry.settled = opts
-      .handle(m, ac.signal)
+    entry.settled = Promise.resolve()
+      .then(() => opts.handle(m, ac.signal))
       .then(
         (result) => {
           m.payload = result;
@@ -41,10 +136,9 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
         },
         (err: unknown) => {
           if (err instanceof AbortedError || ac.signal.aborted) return done();
-          const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: string };
-          e.code ??= "ERROR";
+          const e = asProvisioningError(err);
           node.status({ fill: "red", shape: "ring", text: opts.failedText(e.code) });
-          done(e);
+          done(reportable(e, m));
         },
       )
       .finally(() => running.delete(entry));
@@ -66,21 +160,61 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
 }
 
 /**
- * Saves a result for reuse. A store that fails does not fail the request (the
- * credentials were obtained): the code goes to msg.storeError and to `warn`.
+ * The message property that carries an error's `status` to the Catch nodes. Node-RED
+ * builds a Catch node's msg.error from the error given to done(err) with only `message`,
+ * `source`, and the error's own `code`, `stack` and `cause` (@node-red/runtime,
+ * lib/flows/Flow.js, handleError), and clones the failed message beside it: the status
+ * rides on that clone, and the hook below moves it into msg.error.status.
  */
-export async function saveForReuse(
-  store: StoreBackend,
-  key: string,
-  result: ProvisioningResult,
-  msg: DeviceMsg,
-  warn: (code: string) => void,
-): Promise<void> {
+const STATUS_CARRIER = "_provisioningErrorStatus";
+
+/**
+ * The error given to done(err): the ProvisioningError, whose own `code` Node-RED copies to
+ * msg.error.code; its `status`, if any, put on the message for the Catch hook.
+ */
+function reportable(e: ProvisioningError, msg: DeviceMsg): ProvisioningError {
+  if (e.status !== undefined) msg[STATUS_CARRIER] = e.status;
+  return e;
+}
+
+const hooked = new WeakSet<object>();
+
+interface Hooks {
+  add(id: string, fn: (event: unknown) => void): void;
+}
+
+/**
+ * The runtime's hooks: RED.hooks in Node-RED (2.0 on); node-red-node-test-helper's
+ * runtime leaves RED.hooks out, and there the runtime's own module (the one its nodes
+ * trigger) is @node-red/util's.
+ */
+function hooksOf(RED: NodeAPI): Hooks | undefined {
+  const own = (RED as unknown as { hooks?: Hooks }).hooks;
+  if (own && typeof own.add === "function") return own;
   try {
-    await saveResult(store, key, result);
-  } catch (err) {
-    const code = (err as { code?: string }).code ?? "IO";
-    warn(code);
-    msg.storeError = { code, message: (err as Error).message };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const util = require("@node-red/util") as { hooks?: Hooks };
+    return util.hooks && typeof util.hooks.add === "function" ? util.hooks : undefined;
+  } catch {
+    return undefined;
   }
+}
+
+/**
+ * Registers, once per runtime, an onReceive hook (Node-RED's messaging hooks, @node-red/util
+ * lib/hooks.js) that completes a Catch node's msg.error with the status a device node
+ * left on the failed message. Any other message passes untouched.
+ */
+function addErrorStatusHook(RED: NodeAPI): void {
+  const hooks = hooksOf(RED);
+  if (!hooks || hooked.has(hooks)) return;
+  hooked.add(hooks);
+  hooks.add("onReceive.node-red-contrib-provisioning", (event: unknown) => {
+    const msg = (event as { msg?: Record<string, unknown> }).msg;
+    if (!msg || !Object.prototype.hasOwnProperty.call(msg, STATUS_CARRIER)) return;
+    const status = msg[STATUS_CARRIER];
+    delete msg[STATUS_CARRIER];
+    const error = msg.error as Record<string, unknown> | undefined;
+    if (error && typeof error === "object" && error.status === undefined) error.status = status;
+  });
 }

@@ -173,7 +173,9 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     await nextInput(helper.getNode("results"));
     const err = nextInput<Msg>(helper.getNode("errors"));
     helper.getNode("dev").receive({ rebootstrap: true });
-    assert.equal((await err).error?.code, "FORBIDDEN");
+    const denied = (await err).error as { code?: string; status?: number } | undefined;
+    assert.equal(denied?.code, "DENIED");
+    assert.equal(denied?.status, 403, "the HTTP status reaches the Catch node");
     assert.equal(JSON.stringify((await device.get("mainflux/dev-env-1"))?.value), after2);
   });
 

@@ -265,7 +265,7 @@ test("retry: the broker comes up after the first attempt failed, then the device
   }
 });
 
-test("FAILURE is not retried and NOT_FOUND is final: done(err) with msg.error.code, red status", async () => {
+test("FAILURE is not retried and NOT_FOUND is final: done(err) with msg.error.code and .status, red status", async () => {
   const profile = new TbLikeProfile();
   const responder = await startMqttResponder(broker.url, profile);
   try {
@@ -276,8 +276,14 @@ test("FAILURE is not retried and NOT_FOUND is final: done(err) with msg.error.co
     const texts = statusTexts(pr);
     pr.receive({ tag: "f" });
     const f = await caught.next();
-    assert.equal((f.error as { code?: string }).code, "FAILURE");
+    assert.equal((f.error as { code?: string }).code, "REFUSED");
+    assert.equal(
+      (f.error as { status?: string }).status,
+      "FAILURE",
+      "ThingsBoard's own word reaches the Catch node",
+    );
     assert.equal(f.tag, "f");
+    assert.ok(!("_provisioningErrorStatus" in f), "the carrier of the status is not left on the message");
     assert.equal(profile.requests.length, 1, "not retried");
     assert.equal(texts.at(-1), "provision-request.status.failed");
 
@@ -291,6 +297,7 @@ test("FAILURE is not retried and NOT_FOUND is final: done(err) with msg.error.co
     helper.getNode("pr").receive({});
     const nf = await caught2.next();
     assert.equal((nf.error as { code?: string }).code, "NOT_FOUND");
+    assert.equal((nf.error as { status?: string }).status, "NOT_FOUND");
     assert.equal(profile.requests.length, 2);
   } finally {
     await responder.stop();
@@ -393,7 +400,7 @@ test("a tls-config that does not verify the server is a visible choice: the node
   assert.ok(!(await warned(true)).includes("provision-request.warn.no-verify"));
 });
 
-test("${ENV} credentials, seed 000 defaults, and no secret in status, log or error", async () => {
+test("${ENV} credentials, the reference script's variables as defaults, and no secret in status, log or error", async () => {
   const profile = new TbLikeProfile("env-key-0001", "env-secret-0002");
   const responder = await startMqttResponder(broker.url, profile);
   process.env.THINGSBOARD_PROVISION_DEVICE_KEY = profile.key;

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
-import { provision, type TbError } from "../../lib/dialects/thingsboard/client";
+import { provision } from "../../lib/dialects/thingsboard/device-dialect";
+import type { ProvisioningError as TbError } from "../../lib/model/errors";
 import { CONNACK, connectPacket, RawSession } from "../support/mqtt-raw";
 import { freeTcpPort } from "../support/ports";
 import { KEY, SECRET } from "../support/tbserve-fixtures";

@@ -6,7 +6,8 @@ import {
   validateRetryPolicy,
   parseIntervals,
 } from "../../lib/retry/policy";
-import { runWithRetry, FinalError, AbortedError, abortableDelay } from "../../lib/retry/run";
+import { runWithRetry, AbortedError, abortableDelay } from "../../lib/retry/run";
+import { finalError } from "../../lib/model/errors";
 
 test("default schedule loops 10,20,40,80,120 s with plgd jitter t/2 + [0,t/2)", () => {
   const p = validateRetryPolicy(undefined);
@@ -69,7 +70,7 @@ test("runWithRetry stops on a final error unless the caller asks to retry it", a
   await assert.rejects(
     runWithRetry(p, async () => {
       calls++;
-      throw new FinalError("FAILURE");
+      throw finalError("REFUSED", "FAILURE");
     }),
     /FAILURE/,
   );
@@ -80,7 +81,7 @@ test("runWithRetry stops on a final error unless the caller asks to retry it", a
       p,
       async () => {
         calls++;
-        throw new FinalError("FAILURE");
+        throw finalError("REFUSED", "FAILURE");
       },
       { shouldRetry: () => true },
     ),

@@ -1,15 +1,18 @@
 /**
- * The device side of Mainflux bootstrap: one GET for the configuration, plain or in one
- * of the secure modes, under the shared retry policy. Status codes become coded errors;
- * a 4xx is final except a 404 the caller chose to keep waiting on (a device may ask
- * before its configuration was uploaded).
+ * The device side of Mainflux bootstrap (Mainflux's bootstrap service, bootstrap/api in
+ * mainflux/mainflux): one GET for the configuration, plain or in one of the secure modes.
+ * Status codes become ProvisioningErrors of the shared vocabulary (lib/model/errors.ts);
+ * a 4xx is final, and a 404 is retried only where the caller chose to keep waiting (a
+ * device may ask before its configuration was uploaded: device-dialect.ts).
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import type { ProvisioningResult } from "../../model/result";
-import { validateRetryPolicy, type RetryPolicy } from "../../retry/policy";
-import { runWithRetry, type RetryHooks } from "../../retry/run";
+import { finalError, transientError, ProvisioningError } from "../../model/errors";
+import type { RetryPolicy } from "../../retry/policy";
+import { AbortedError, parseRetryAfter, type RetryHooks } from "../../retry/run";
+import { classifyNetworkFailure } from "../../transports/network-failure";
 import {
   cfbAuthorization,
   cfbDecrypt,
@@ -21,8 +24,6 @@ import {
   KeyError,
   THING_PREFIX,
 } from "./crypto";
-import { describeTlsFailure, tlsFailureOf } from "../../transports/tls-failure";
-import { MainfluxError, MainfluxFinalError } from "./errors";
 import { BOOTSTRAP_PATH, MAX_RESPONSE_BYTES, parseAnswer, SECURE_PATH, toResult } from "./wire";
 import { parseJsonBounded } from "../../util/json-limits";
 
@@ -56,7 +57,11 @@ export interface BootstrapOptions {
 export const DEFAULT_TIMEOUT_MS = 10000;
 
 /** The prepared, validated request: keys checked before any byte is sent. */
-interface Prepared {
+export interface Prepared {
+  /** The most to read of an answer (MAX_RESPONSE_BYTES unless set). */
+  maxResponseBytes?: number;
+  externalId: string;
+  mode: BootstrapMode;
   url: URL;
   endpoint: string;
   headers: () => { authorization: string; requestId?: string };
@@ -68,27 +73,27 @@ function normaliseBase(url: string): URL {
   try {
     u = new URL(url.trim());
   } catch {
-    throw new MainfluxFinalError("CONFIG", "the bootstrap URL is not a URL");
+    throw finalError("CONFIG", "the bootstrap URL is not a URL");
   }
   if (u.protocol !== "http:" && u.protocol !== "https:")
-    throw new MainfluxFinalError("CONFIG", "the bootstrap URL must start with http:// or https://");
+    throw finalError("CONFIG", "the bootstrap URL must start with http:// or https://");
   return u;
 }
 
 /** Checks everything that can be checked without the network (throws CONFIG errors). */
 export function prepare(req: BootstrapRequest, now: () => number = Date.now): Prepared {
   const base = normaliseBase(req.url);
-  if (!req.externalId) throw new MainfluxFinalError("CONFIG", "an external id is required");
-  if (!req.externalKey) throw new MainfluxFinalError("CONFIG", "an external key is required");
+  if (!req.externalId) throw finalError("CONFIG", "an external id is required");
+  if (!req.externalKey) throw finalError("CONFIG", "an external key is required");
   const mode = req.mode ?? "plain";
   const path = (mode === "plain" ? BOOTSTRAP_PATH : SECURE_PATH) + encodeURIComponent(req.externalId);
   const url = new URL(base.pathname.replace(/\/+$/, "") + path, base);
   const endpoint = url.toString();
+  const common = { externalId: req.externalId, mode, url, endpoint };
   try {
     if (mode === "plain") {
       return {
-        url,
-        endpoint,
+        ...common,
         headers: () => ({ authorization: THING_PREFIX + req.externalKey }),
         decode: (body) => body.toString("utf8"),
       };
@@ -96,14 +101,13 @@ export function prepare(req: BootstrapRequest, now: () => number = Date.now): Pr
     if (mode === "secure") {
       const key = cfbKey(req.encryptionKey ?? "");
       return {
-        url,
-        endpoint,
+        ...common,
         headers: () => ({ authorization: cfbAuthorization(key, req.externalKey) }),
         decode: (body) => {
           try {
             return cfbDecrypt(key, body).toString("utf8");
           } catch {
-            throw new MainfluxFinalError("BAD_RESPONSE", "the secure answer is shorter than its IV");
+            throw finalError("INVALID_ANSWER", "the secure answer is shorter than its IV");
           }
         },
       };
@@ -112,8 +116,7 @@ export function prepare(req: BootstrapRequest, now: () => number = Date.now): Pr
       const key = gcmKey(req.encryptionKey ?? "");
       const keyId = checkKeyId(req.keyId ?? "");
       return {
-        url,
-        endpoint,
+        ...common,
         headers: () => {
           const { header, requestId } = gcmAuthorization(key, keyId, req.externalId, req.externalKey, now());
           return { authorization: header, requestId };
@@ -122,8 +125,8 @@ export function prepare(req: BootstrapRequest, now: () => number = Date.now): Pr
           try {
             return gcmOpenResponse(key, keyId, req.externalId, requestId ?? "", body).toString("utf8");
           } catch {
-            throw new MainfluxFinalError(
-              "BAD_RESPONSE",
+            throw finalError(
+              "INVALID_ANSWER",
               "the GCM answer does not authenticate (another key, or not an answer to this request)",
             );
           }
@@ -131,10 +134,10 @@ export function prepare(req: BootstrapRequest, now: () => number = Date.now): Pr
       };
     }
   } catch (err) {
-    if (err instanceof KeyError) throw new MainfluxFinalError("CONFIG", err.message);
+    if (err instanceof KeyError) throw finalError("CONFIG", err.message);
     throw err;
   }
-  throw new MainfluxFinalError("CONFIG", `unknown mode "${String(mode)}"`);
+  throw finalError("CONFIG", `unknown mode "${String(mode)}"`);
 }
 
 /** Upstream's JSON error body, shortened, for a message; never echoes what we sent. */
@@ -150,37 +153,44 @@ function serviceSays(body: Buffer): string {
   }
 }
 
-/** Maps a non-200 answer to the error a device and a flow can act on. */
-export function statusError(status: number, body: Buffer, waitWhileUnknown = false): Error {
+/**
+ * Maps a non-200 answer to the shared vocabulary; `status` keeps the HTTP status. 401 (no
+ * key) and 403 (a wrong external or encryption key) are DENIED, 404 NOT_FOUND (final: the
+ * dialect retries it only when told to wait while unknown), 429 and a 503 with
+ * Retry-After are BUSY (RFC 6585 section 4, RFC 9110 section 10.2.3), other 5xx
+ * UNAVAILABLE, other 4xx REFUSED.
+ */
+export function statusError(status: number, body: Buffer, retryAfter?: string | string[]): ProvisioningError {
   const says = serviceSays(body);
+  const retryAfterMs = parseRetryAfter(retryAfter);
   switch (status) {
-    case 400:
-      return new MainfluxFinalError("REFUSED", `the service refused the request (400)${says}`, status);
     case 401:
-      return new MainfluxFinalError("MISSING_KEY", `the service got no external key (401)${says}`, status);
+      return finalError("DENIED", `the service got no external key (401)${says}`, { status });
     case 403:
-      return new MainfluxFinalError(
-        "FORBIDDEN",
-        `the external key or the encryption key is wrong (403)${says}`,
+      return finalError("DENIED", `the external key or the encryption key is wrong (403)${says}`, { status });
+    case 404:
+      return finalError("NOT_FOUND", `no configuration for this external id (404)${says}`, { status });
+    case 429:
+      return transientError("BUSY", `the bootstrap service is throttling (429)${says}`, {
         status,
-      );
-    case 404: {
-      const m = `no configuration for this external id (404)${says}`;
-      return waitWhileUnknown
-        ? new MainfluxError("NOT_FOUND", m, status)
-        : new MainfluxFinalError("NOT_FOUND", m, status);
-    }
+        retryAfterMs,
+      });
     case 503:
-      return new MainfluxError("UNAVAILABLE", `the bootstrap service is unavailable (503)${says}`, status);
+      return retryAfterMs === undefined
+        ? transientError("UNAVAILABLE", `the bootstrap service is unavailable (503)${says}`, { status })
+        : transientError("BUSY", `the bootstrap service is busy (503)${says}`, { status, retryAfterMs });
   }
   if (status >= 400 && status < 500)
-    return new MainfluxFinalError("REFUSED", `the service refused the request (${status})${says}`, status);
-  return new MainfluxError("UNAVAILABLE", `the bootstrap service failed (${status})${says}`, status);
+    return finalError("REFUSED", `the service refused the request (${status})${says}`, { status });
+  if (status >= 500)
+    return transientError("UNAVAILABLE", `the bootstrap service failed (${status})${says}`, { status });
+  return finalError("INVALID_ANSWER", `the bootstrap service answered ${status}${says}`, { status });
 }
 
 interface Got {
   status: number;
   body: Buffer;
+  retryAfter?: string | string[];
 }
 
 function get(
@@ -190,6 +200,7 @@ function get(
 ): Promise<Got> {
   return new Promise((resolve, reject) => {
     const https = url.protocol === "https:";
+    const where = `the bootstrap service at ${url.host}`;
     const common = {
       method: "GET",
       headers: { ...headers, accept: "application/json" },
@@ -203,43 +214,42 @@ function get(
         if (size > opts.maxBytes) {
           res.destroy();
           req.destroy();
-          reject(
-            new MainfluxFinalError(
-              "BAD_RESPONSE",
-              `the answer is larger than ${opts.maxBytes} bytes; refused`,
-              res.statusCode,
-            ),
-          );
+          reject(finalError("TOO_LARGE", `the answer is larger than ${opts.maxBytes} bytes; refused`));
           return;
         }
         chunks.push(c);
       });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      res.on("error", (e) => reject(new MainfluxError("UNAVAILABLE", `the answer broke off: ${e.message}`)));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks),
+          retryAfter: res.headers["retry-after"],
+        }),
+      );
+      res.on("error", (e) => reject(classifyNetworkFailure(e, where)));
     };
     const req = https
       ? httpsRequest(url, { ...common, ...(opts.tls ?? {}) }, onResponse)
       : httpRequest(url, common, onResponse);
     req.setTimeout(opts.timeoutMs, () =>
-      req.destroy(new MainfluxError("TIMEOUT", `no answer within ${Math.round(opts.timeoutMs / 1000)} s`)),
+      req.destroy(
+        transientError("TIMEOUT", `no answer from ${where} within ${Math.round(opts.timeoutMs / 1000)} s`),
+      ),
     );
     req.on("error", (e: Error & { code?: string }) => {
-      if (e instanceof MainfluxError || e instanceof MainfluxFinalError) return reject(e);
-      if (e.name === "AbortError") return reject(e);
-      // A TLS verification failure will not heal by itself.
-      const tls = tlsFailureOf(e);
-      if (tls) return reject(new MainfluxFinalError("UNAVAILABLE", describeTlsFailure(tls, url.host)));
-      reject(new MainfluxError("UNAVAILABLE", `cannot reach the bootstrap service: ${e.message}`));
+      if (e instanceof ProvisioningError) return reject(e);
+      // node:http rejects an aborted request with an AbortError: this side stopped.
+      if (e.name === "AbortError" || opts.signal?.aborted) return reject(new AbortedError());
+      reject(classifyNetworkFailure(e, where));
     });
     req.end();
   });
 }
 
 /** One attempt: GET, check the status, decrypt, parse. Whole or nothing. */
-export async function bootstrapOnce(
-  req: BootstrapRequest,
-  opts: BootstrapOptions = {},
-  prepared: Prepared = prepare(req, opts.now),
+export async function attemptPrepared(
+  prepared: Prepared,
+  opts: { tls?: ConnectionOptions; timeoutMs?: number; maxResponseBytes?: number; signal?: AbortSignal },
 ): Promise<ProvisioningResult> {
   const { authorization, requestId } = prepared.headers();
   const got = await get(
@@ -248,44 +258,31 @@ export async function bootstrapOnce(
     {
       tls: opts.tls,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      maxBytes: opts.maxResponseBytes ?? MAX_RESPONSE_BYTES,
+      maxBytes: opts.maxResponseBytes ?? prepared.maxResponseBytes ?? MAX_RESPONSE_BYTES,
       signal: opts.signal,
     },
   );
-  if (got.status !== 200) throw statusError(got.status, got.body, opts.waitWhileUnknown);
+  if (got.status !== 200) throw statusError(got.status, got.body, got.retryAfter);
   const text = prepared.decode(got.body, requestId);
   let answer;
   try {
     answer = parseAnswer(text);
   } catch (err) {
-    if (req.mode === "secure")
-      throw new MainfluxFinalError(
-        "BAD_RESPONSE",
+    if (prepared.mode === "secure")
+      throw finalError(
+        "INVALID_ANSWER",
         `${(err as Error).message} after decryption: the encryption keys of device and service differ`,
       );
     throw err;
   }
-  return toResult(answer, { endpoint: prepared.endpoint, externalId: req.externalId });
+  return toResult(answer, { endpoint: prepared.endpoint, externalId: prepared.externalId });
 }
 
-/** Bootstraps under the retry policy; the last error is thrown as it was. */
-export async function bootstrap(
+/** One attempt for a request (prepared here unless given). */
+export function bootstrapOnce(
   req: BootstrapRequest,
   opts: BootstrapOptions = {},
+  prepared: Prepared = prepare(req, opts.now),
 ): Promise<ProvisioningResult> {
-  const prepared = prepare(req, opts.now);
-  let policy: RetryPolicy;
-  try {
-    policy = validateRetryPolicy(opts.policy);
-  } catch (err) {
-    throw new MainfluxFinalError("CONFIG", (err as Error).message);
-  }
-  return runWithRetry(
-    policy,
-    (n) => {
-      opts.onAttempt?.(n);
-      return bootstrapOnce(req, opts, prepared);
-    },
-    { signal: opts.signal, onRetry: opts.onRetry },
-  );
+  return attemptPrepared(prepared, opts);
 }

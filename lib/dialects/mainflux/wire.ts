@@ -7,7 +7,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { ProvisioningResult } from "../../model/result";
 import { toPem } from "../../pki/pem";
-import { MainfluxFinalError } from "./errors";
+import { finalError, type ProvisioningError } from "../../model/errors";
 import { parseJsonBounded } from "../../util/json-limits";
 
 export const BOOTSTRAP_PATH = "/things/bootstrap/";
@@ -41,8 +41,8 @@ export interface BootstrapAnswer {
 
 export type FieldGeneration = "thing" | "mainflux";
 
-function bad(message: string): MainfluxFinalError {
-  return new MainfluxFinalError("BAD_RESPONSE", message);
+function bad(message: string): ProvisioningError {
+  return finalError("INVALID_ANSWER", message);
 }
 
 function optString(o: Record<string, unknown>, k: string): string | undefined {
@@ -67,7 +67,7 @@ function channelsOf(v: unknown): Channel[] {
   });
 }
 
-/** Reads an answer's JSON text; throws BAD_RESPONSE (final) when it is not one. */
+/** Reads an answer's JSON text; throws INVALID_ANSWER (final) when it is not one. */
 export function parseAnswer(text: string): BootstrapAnswer {
   const parsed = parseJsonBounded(text, { maxBytes: Infinity, maxDepth: CONTENT_DEPTH });
   if (!parsed.ok)

@@ -1,15 +1,24 @@
 import { isIPv6 } from "node:net";
 import { Agent, type IncomingMessage } from "coap";
+import { finalError, transientError, type ProvisioningError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
+import { classifyNetworkFailure } from "../../transports/network-failure";
 import { COAP_PATH } from "./wire";
-import {
-  classifyNetworkError,
-  describeUri,
-  TbFinalError,
-  TbTransientError,
-  type TbExchange,
-  type TbExchangeOptions,
-} from "./client-common";
+import { describeUri, type TbExchange, type TbExchangeOptions } from "./client-common";
+
+/**
+ * A CoAP response code that is not ThingsBoard's answer, in the shared vocabulary (RFC 7252
+ * section 5.9: 4.01/4.03 refuse the sender, 4.04 no such resource, 5.xx the server's
+ * trouble); `status` keeps the code ("4.04").
+ */
+export function coapStatusFailure(code: string, message: string): ProvisioningError {
+  const status = code;
+  if (code.startsWith("5.")) return transientError("UNAVAILABLE", message, { status });
+  if (code === "4.01" || code === "4.03") return finalError("DENIED", message, { status });
+  if (code === "4.04") return finalError("NOT_FOUND", message, { status });
+  if (code.startsWith("4.")) return finalError("REFUSED", message, { status });
+  return finalError("INVALID_ANSWER", message, { status });
+}
 
 /**
  * One provisioning exchange over CoAP/UDP: a confirmable POST to /api/v1/provision. Each
@@ -39,10 +48,10 @@ export const coapExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     };
     const onAbort = () => finish(new AbortedError());
     const timer = setTimeout(
-      () => finish(new TbTransientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
+      () => finish(transientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
-    agent.on("error", (err: Error) => finish(classifyNetworkError(err, where)));
+    agent.on("error", (err: Error) => finish(classifyNetworkFailure(err, where)));
     const req = agent.request({
       hostname: host,
       port: Number(uri.port || 5683),
@@ -57,15 +66,12 @@ export const coapExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
       if (res.code === "2.01" || res.code === "2.04" || res.code === "2.05" || res.code === "4.00") {
         return finish(undefined, res.payload);
       }
-      const msg = `${where} answered CoAP ${res.code}`;
-      finish(
-        res.code.startsWith("5.") ? new TbTransientError("STATUS", msg) : new TbFinalError("STATUS", msg),
-      );
+      finish(coapStatusFailure(res.code, `${where} answered CoAP ${res.code}`));
     });
     req.on("timeout", () =>
-      finish(new TbTransientError("TIMEOUT", `no answer from ${where} after CoAP retransmissions`)),
+      finish(transientError("TIMEOUT", `no answer from ${where} after CoAP retransmissions`)),
     );
-    req.on("error", (err: Error) => finish(classifyNetworkError(err, where)));
+    req.on("error", (err: Error) => finish(classifyNetworkFailure(err, where)));
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     opts.onRequesting?.();
     req.end(Buffer.from(body));

@@ -1,58 +1,16 @@
 /**
- * What the ThingsBoard device-side transports share: the options of one exchange and the
- * errors it can end in. Every error carries a stable `code`; final ones are FinalErrors so
- * the retry policy stops, transient ones are plain Errors and get retried.
+ * What the ThingsBoard device-side transports share: the options of one exchange. Every
+ * failure is a ProvisioningError (lib/model/errors.ts) whose `final` tells the retry
+ * policy whether to go on; socket and TLS failures are read by classifyNetworkFailure
+ * (lib/transports/network-failure.ts), the same reading every protocol uses.
  */
-import { FinalError } from "../../retry/run";
-import { describeTlsFailure, tlsFailureOf } from "../../transports/tls-failure";
+import type { ConnectionOptions } from "node:tls";
 
-export type TbErrorCode =
-  | "NOT_FOUND" // the server does not know the key/secret pair
-  | "FAILURE" // the server refused (device exists, name blank, ...)
-  | "TIMEOUT" // no answer within the attempt's time
-  | "CONNECT" // could not reach or lost the server
-  | "TLS" // the server's certificate did not verify, or a TLS setting is unusable
-  | "REFUSED" // the server refused the session or the subscription
-  | "BUSY" // the server is throttling or full: CONNACK 3 / 0x89 / 0x97, HTTP 429 or 503; retried
-  | "STATUS" // an HTTP or CoAP status that is not ThingsBoard's answer
-  | "INVALID_ANSWER" // an answer that is not ThingsBoard's JSON
-  | "CONFIG"; // this side's configuration cannot work
-
-export interface TbError extends Error {
-  code: TbErrorCode;
-}
-
-export class TbFinalError extends FinalError implements TbError {
-  constructor(
-    readonly code: TbErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = "TbFinalError";
-  }
-}
-
-export class TbTransientError extends Error implements TbError {
-  constructor(
-    readonly code: TbErrorCode,
-    message: string,
-    /** How long the server asked us to wait before the next attempt (HTTP Retry-After). */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = "TbTransientError";
-  }
-}
-
-export interface TbTlsOptions {
-  ca?: string | Buffer | Array<string | Buffer>;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  passphrase?: string;
-  servername?: string;
-  /** Verify the server's certificate. Only an explicit false turns it off. */
-  rejectUnauthorized?: boolean;
-}
+/** The TLS options a ThingsBoard transport uses (verification on unless explicitly false). */
+export type TbTlsOptions = Pick<
+  ConnectionOptions,
+  "ca" | "cert" | "key" | "passphrase" | "servername" | "rejectUnauthorized"
+>;
 
 /** Socket options for a TLS transport: verification stays on unless explicitly false. */
 export function tlsSocketOptions(tls: TbTlsOptions = {}): TbTlsOptions {
@@ -77,20 +35,6 @@ export interface TbExchangeOptions {
 
 /** Sends one request body to `uri` and resolves with the raw answer body. */
 export type TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) => Promise<Buffer>;
-
-/**
- * Maps a socket or TLS error to a TbError. A certificate that does not verify is final:
- * retrying cannot fix it, and a retry loop would hide the reason.
- */
-export function classifyNetworkError(err: unknown, where: string): TbError {
-  const e = err as { code?: unknown; message?: unknown; cause?: unknown };
-  const code = typeof e?.code === "string" ? e.code : undefined;
-  const tls = tlsFailureOf(err);
-  if (tls) return new TbFinalError("TLS", describeTlsFailure(tls, where));
-  if (e?.cause && e.cause !== err) return classifyNetworkError(e.cause, where);
-  const detail = code ?? (typeof e?.message === "string" ? e.message : "error");
-  return new TbTransientError("CONNECT", `cannot reach ${where}: ${detail}`);
-}
 
 /** Host and port of a URI as a person reads it (no credentials: the URIs here carry none). */
 export function describeUri(uri: URL): string {

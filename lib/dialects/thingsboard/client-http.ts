@@ -1,30 +1,37 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
-import { AbortedError } from "../../retry/run";
+import { finalError, transientError, type ProvisioningError } from "../../model/errors";
+import { AbortedError, parseRetryAfter } from "../../retry/run";
+import { classifyNetworkFailure } from "../../transports/network-failure";
 import { HTTP_PATH } from "./wire";
-import {
-  classifyNetworkError,
-  describeUri,
-  TbFinalError,
-  TbTransientError,
-  tlsSocketOptions,
-  type TbExchange,
-  type TbExchangeOptions,
-} from "./client-common";
+import { describeUri, tlsSocketOptions, type TbExchange, type TbExchangeOptions } from "./client-common";
+
+// Kept here for the callers that imported it from the ThingsBoard client.
+export { parseRetryAfter };
 
 /**
- * Retry-After (RFC 9110 section 10.2.3): delay-seconds or an HTTP-date. Milliseconds from
- * now, or undefined when absent or unreadable.
+ * An HTTP status that is not ThingsBoard's answer (ThingsBoard answers 200 with JSON, also
+ * for NOT_FOUND and FAILURE), in the shared vocabulary; `status` keeps the number.
  */
-export function parseRetryAfter(
-  value: string | string[] | undefined,
-  now: number = Date.now(),
-): number | undefined {
-  const v = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (!v) return undefined;
-  if (/^\d+$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+export function httpStatusFailure(
+  status: number,
+  message: string,
+  retryAfter?: string | string[],
+): ProvisioningError {
+  if (status === 429 || status === 503) {
+    // RFC 6585 section 4 and RFC 9110 section 15.6.4: throttled or overloaded; the
+    // Retry-After it sends is honoured by the retry loop.
+    return transientError("BUSY", `${message}: busy, try later`, {
+      status,
+      retryAfterMs: parseRetryAfter(retryAfter),
+    });
+  }
+  // Other 5xx are the server's passing trouble; any other status means a wrong URL or proxy.
+  if (status >= 500) return transientError("UNAVAILABLE", message, { status });
+  if (status === 401 || status === 403) return finalError("DENIED", message, { status });
+  if (status === 404) return finalError("NOT_FOUND", message, { status });
+  if (status >= 400) return finalError("REFUSED", message, { status });
+  return finalError("INVALID_ANSWER", message, { status });
 }
 
 /** Answers larger than this are not ThingsBoard's: stop reading rather than buffer them. */
@@ -73,7 +80,7 @@ export const httpExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     };
     const onAbort = () => finish(new AbortedError());
     const timer = setTimeout(
-      () => finish(new TbTransientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
+      () => finish(transientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
     const onResponse = (res: IncomingMessage) => {
@@ -82,35 +89,18 @@ export const httpExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
       res.on("data", (c: Buffer) => {
         size += c.length;
         if (size > MAX_ANSWER_BYTES) {
-          finish(
-            new TbFinalError(
-              "INVALID_ANSWER",
-              `${where} sent an answer larger than ${MAX_ANSWER_BYTES} bytes`,
-            ),
-          );
+          finish(finalError("TOO_LARGE", `${where} sent an answer larger than ${MAX_ANSWER_BYTES} bytes`));
         } else chunks.push(c);
       });
-      res.on("error", (err) => finish(classifyNetworkError(err, where)));
+      res.on("error", (err) => finish(classifyNetworkFailure(err, where)));
       res.on("end", () => {
         const status = res.statusCode ?? 0;
         if (status === 200 || status === 201) return finish(undefined, Buffer.concat(chunks));
-        const msg = `${where} answered HTTP ${status}`;
-        if (status === 429 || status === 503) {
-          // RFC 6585 section 4 and RFC 9110 section 15.6.4: throttled or overloaded; the
-          // Retry-After it sends is honoured by the retry loop.
-          const after = parseRetryAfter(res.headers["retry-after"]);
-          return finish(new TbTransientError("BUSY", `${msg}: busy, try later`, after));
-        }
-        // Other 5xx are the server's passing trouble; any other status means a wrong URL or proxy.
-        finish(
-          status >= 500 || status === 429
-            ? new TbTransientError("STATUS", msg)
-            : new TbFinalError("STATUS", msg),
-        );
+        finish(httpStatusFailure(status, `${where} answered HTTP ${status}`, res.headers["retry-after"]));
       });
     };
     const req = secure ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
-    req.on("error", (err) => finish(classifyNetworkError(err, where)));
+    req.on("error", (err) => finish(classifyNetworkFailure(err, where)));
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     req.on("socket", () => opts.onRequesting?.());
     req.end(body);

@@ -1,16 +1,10 @@
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { randomAlphanumeric } from "../../util/secrets";
+import { finalError, transientError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
+import { classifyNetworkFailure } from "../../transports/network-failure";
 import { PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
-import {
-  classifyNetworkError,
-  describeUri,
-  TbFinalError,
-  TbTransientError,
-  tlsSocketOptions,
-  type TbExchange,
-  type TbExchangeOptions,
-} from "./client-common";
+import { describeUri, tlsSocketOptions, type TbExchange, type TbExchangeOptions } from "./client-common";
 
 /** CONNACK codes that mean "you may not": retrying with the same settings cannot help. */
 const REFUSING_CONNACK = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
@@ -24,7 +18,8 @@ const BUSY_CONNACK = new Set([3, 0x88, 0x89, 0x97]);
 /**
  * One provisioning exchange over MQTT, on its own connection: ThingsBoard answers on the
  * session that asked, so concurrent devices never share one. Subscribes first and
- * publishes only after the SUBACK (seed 000 slept 100 ms instead and could miss the answer).
+ * publishes only after the SUBACK (ThingsBoard's reference self-provisioning script sleeps
+ * 100 ms instead and can miss the answer).
  */
 export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchangeOptions) =>
   new Promise<Buffer>((resolve, reject) => {
@@ -61,27 +56,28 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     const onAbort = () => finish(new AbortedError());
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     const timer = setTimeout(
-      () => finish(new TbTransientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
+      () => finish(transientError("TIMEOUT", `no answer from ${where} within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
     try {
       client = connect(options);
     } catch (err) {
-      return finish(new TbFinalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
+      return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
-        const msg = `${where} refused the connection (CONNACK ${err.code})`;
-        if (REFUSING_CONNACK.has(err.code)) return finish(new TbFinalError("REFUSED", msg));
+        const status = `CONNACK ${err.code}`;
+        const msg = `${where} refused the connection (${status})`;
+        if (REFUSING_CONNACK.has(err.code)) return finish(finalError("REFUSED", msg, { status }));
         if (BUSY_CONNACK.has(err.code)) {
-          return finish(new TbTransientError("BUSY", `${where} is busy, try later (CONNACK ${err.code})`));
+          return finish(transientError("BUSY", `${where} is busy, try later (${status})`, { status }));
         }
-        return finish(new TbTransientError("CONNECT", msg));
+        return finish(transientError("CONNECT", msg, { status }));
       }
-      finish(classifyNetworkError(err, where));
+      finish(classifyNetworkFailure(err, where));
     });
     client.on("close", () =>
-      finish(new TbTransientError("CONNECT", `${where} closed the connection before answering`)),
+      finish(transientError("CONNECT", `${where} closed the connection before answering`)),
     );
     client.on("message", (topic, payload) => {
       if (topic === TOPIC_RESPONSE) finish(undefined, payload);
@@ -89,16 +85,14 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     client.once("connect", () => {
       client?.subscribe(TOPIC_RESPONSE, { qos: 1 }, (err, granted) => {
         if (settled) return;
-        if (err) return finish(classifyNetworkError(err, where));
+        if (err) return finish(classifyNetworkFailure(err, where));
         if (!granted || granted.length === 0 || granted[0].qos === 128) {
-          return finish(
-            new TbFinalError("REFUSED", `${where} refused the subscription to ${TOPIC_RESPONSE}`),
-          );
+          return finish(finalError("REFUSED", `${where} refused the subscription to ${TOPIC_RESPONSE}`));
         }
         opts.onRequesting?.();
         client?.publish(TOPIC_REQUEST, body, { qos: 1 }, (pubErr) => {
           if (pubErr && !settled) {
-            finish(new TbFinalError("REFUSED", `${where} refused the request: ${pubErr.message}`));
+            finish(finalError("REFUSED", `${where} refused the request: ${pubErr.message}`));
           }
         });
       });

@@ -1,11 +1,13 @@
 /**
- * The ThingsBoard device side (PROTOCOLS.md section 1): builds the request, sends it over
+ * The ThingsBoard device side (ThingsBoard's device provisioning API: /provision/request
+ * over MQTT, /api/v1/provision over HTTP and CoAP): builds the request, sends it over
  * MQTT, HTTP or CoAP, and turns the answer into the neutral ProvisioningResult. Retries
- * follow the shared policy; NOT_FOUND and FAILURE end it unless the caller asks otherwise.
+ * follow the shared policy through the conductor (lib/client/conductor.ts, with the
+ * dialect in device-dialect.ts); NOT_FOUND and FAILURE end it unless the caller asks otherwise.
  */
 import type { Credentials, ProvisioningResult } from "../../model/result";
-import { validateRetryPolicy, type RetryPolicy } from "../../retry/policy";
-import { isFinal, runWithRetry } from "../../retry/run";
+import { finalError, type ProvisioningError } from "../../model/errors";
+import type { RetryPolicy } from "../../retry/policy";
 import { certificateNotAfter, createDeviceCertificate, type DeviceCertificate } from "../../client/x509";
 import {
   encodeRequest,
@@ -14,7 +16,7 @@ import {
   type ParsedResponse,
   type TbProvisionRequest,
 } from "./wire";
-import { TbFinalError, type TbExchange, type TbTlsOptions, type TbError } from "./client-common";
+import type { TbExchange, TbTlsOptions } from "./client-common";
 import { mqttExchange } from "./client-mqtt";
 import { httpExchange, httpProvisionUrl } from "./client-http";
 import { coapExchange } from "./client-coap";
@@ -44,15 +46,15 @@ export function isPlainScheme(scheme: TbScheme): boolean {
 /** `scheme://host:port`, with IPv6 literals bracketed; throws on an unusable host or port. */
 export function endpointUri(scheme: TbScheme, host: string, port?: number | string): string {
   const h = host.trim();
-  if (!h) throw new TbFinalError("CONFIG", "no server host given");
+  if (!h) throw finalError("CONFIG", "no server host given");
   const p = port === undefined || port === "" ? defaultPort(scheme) : Number(port);
   if (!Number.isInteger(p) || p < 1 || p > 65535)
-    throw new TbFinalError("CONFIG", `port ${String(port)} is not valid`);
+    throw finalError("CONFIG", `port ${String(port)} is not valid`);
   const bracketed = h.includes(":") && !h.startsWith("[") ? `[${h}]` : h;
   try {
     return new URL(`${scheme}://${bracketed}:${p}`).href.replace(/\/$/, "");
   } catch {
-    throw new TbFinalError("CONFIG", `host ${h} is not valid`);
+    throw finalError("CONFIG", `host ${h} is not valid`);
   }
 }
 
@@ -68,10 +70,7 @@ export function exchangeFor(uri: URL): TbExchange {
     case "coap:":
       return coapExchange;
     default:
-      throw new TbFinalError(
-        "CONFIG",
-        `scheme ${uri.protocol} is not supported (mqtts, mqtt, https, http, coap)`,
-      );
+      throw finalError("CONFIG", `scheme ${uri.protocol} is not supported (mqtts, mqtt, https, http, coap)`);
   }
 }
 
@@ -131,20 +130,17 @@ export async function prepareRequest(
   try {
     uri = new URL(input.endpoint);
   } catch {
-    throw new TbFinalError("CONFIG", "the server address is not a valid URI");
+    throw finalError("CONFIG", "the server address is not a valid URI");
   }
   exchangeFor(uri);
   if (!nonEmpty(input.provisionDeviceKey)) {
-    throw new TbFinalError("CONFIG", "no provision device key (set it, or THINGSBOARD_PROVISION_DEVICE_KEY)");
+    throw finalError("CONFIG", "no provision device key (set it, or THINGSBOARD_PROVISION_DEVICE_KEY)");
   }
   if (!nonEmpty(input.provisionDeviceSecret)) {
-    throw new TbFinalError(
-      "CONFIG",
-      "no provision device secret (set it, or THINGSBOARD_PROVISION_DEVICE_SECRET)",
-    );
+    throw finalError("CONFIG", "no provision device secret (set it, or THINGSBOARD_PROVISION_DEVICE_SECRET)");
   }
   const deviceName = input.deviceName.trim();
-  if (!deviceName) throw new TbFinalError("CONFIG", "the device name is blank");
+  if (!deviceName) throw finalError("CONFIG", "the device name is blank");
   const request: TbProvisionRequest = {
     deviceName,
     provisionDeviceKey: input.provisionDeviceKey,
@@ -174,21 +170,20 @@ export async function prepareRequest(
         prepared.secrets.push(c.password as string);
       }
       if (!request.clientId && !request.username) {
-        throw new TbFinalError("CONFIG", "MQTT_BASIC needs a client id or a user name");
+        throw finalError("CONFIG", "MQTT_BASIC needs a client id or a user name");
       }
       break;
     case "X509_CERTIFICATE": {
       request.credentialsType = "X509_CERTIFICATE";
       if (nonEmpty(c.certificate)) {
         const notAfter = certificateNotAfter(c.certificate as string);
-        if (!notAfter)
-          throw new TbFinalError("CONFIG", "the given device certificate is not a PEM certificate");
+        if (!notAfter) throw finalError("CONFIG", "the given device certificate is not a PEM certificate");
         prepared.certificate = c.certificate;
         prepared.certificateNotAfter = notAfter;
         if (nonEmpty(c.privateKey)) prepared.privateKey = c.privateKey;
       } else {
         if (nonEmpty(c.privateKey)) {
-          throw new TbFinalError("CONFIG", "a private key was given without its certificate");
+          throw finalError("CONFIG", "a private key was given without its certificate");
         }
         const made = await (deps.createCertificate ?? createDeviceCertificate)(deviceName);
         prepared.certificate = made.certificate;
@@ -199,10 +194,7 @@ export async function prepareRequest(
       break;
     }
     default:
-      throw new TbFinalError(
-        "CONFIG",
-        "credentials type must be ACCESS_TOKEN, MQTT_BASIC or X509_CERTIFICATE",
-      );
+      throw finalError("CONFIG", "credentials type must be ACCESS_TOKEN, MQTT_BASIC or X509_CERTIFICATE");
   }
   if (typeof input.gateway === "boolean") request.gateway = input.gateway;
   return prepared;
@@ -215,20 +207,31 @@ function scrub(text: string, secrets: string[]): string {
   return out;
 }
 
-/** Maps a parsed answer to the neutral result, or throws the TbError it stands for. */
+/**
+ * ThingsBoard's two refusals in the shared vocabulary: NOT_FOUND (no profile with this key
+ * and secret) stays NOT_FOUND, FAILURE (the device exists, the name is refused) is REFUSED;
+ * `status` keeps ThingsBoard's own word.
+ */
+function refusalOf(
+  prepared: PreparedRequest,
+  answer: { status: "NOT_FOUND" | "FAILURE"; errorMsg: string },
+): ProvisioningError {
+  return finalError(
+    answer.status === "NOT_FOUND" ? "NOT_FOUND" : "REFUSED",
+    `ThingsBoard answered ${answer.status}: ${scrub(answer.errorMsg, prepared.secrets)}`,
+    { status: answer.status },
+  );
+}
+
+/** Maps a parsed answer to the neutral result, or throws the ProvisioningError it stands for. */
 export function resultFromAnswer(
   prepared: PreparedRequest,
   answer: ParsedResponse,
   now: Date = new Date(),
 ): ProvisioningResult {
-  if (answer.status === "NOT_FOUND" || answer.status === "FAILURE") {
-    throw new TbFinalError(
-      answer.status,
-      `ThingsBoard answered ${answer.status}: ${scrub(answer.errorMsg, prepared.secrets)}`,
-    );
-  }
+  if (answer.status === "NOT_FOUND" || answer.status === "FAILURE") throw refusalOf(prepared, answer);
   if (answer.status !== "SUCCESS") {
-    throw new TbFinalError("INVALID_ANSWER", `not a ThingsBoard answer: ${answer.errorMsg}`);
+    throw finalError("INVALID_ANSWER", `not a ThingsBoard answer: ${answer.errorMsg}`);
   }
   const credentials: Credentials = { type: answer.credentialsType };
   let expiresAt: string | undefined;
@@ -300,38 +303,8 @@ export interface TbProvisionOptions extends TbAttemptOptions, PrepareDeps {
   random?: () => number;
 }
 
-/** True for the two answers a user may choose to retry. */
+/** True for ThingsBoard's two answers a user may choose to retry (not an HTTP 404). */
 export function isRefusal(err: unknown): boolean {
-  const code = (err as Partial<TbError> | undefined)?.code;
-  return code === "NOT_FOUND" || code === "FAILURE";
-}
-
-/**
- * Provisions with retries: prepares once, then runs attempts under the policy until one
- * succeeds, a final error comes, attempts run out or the signal aborts (AbortedError).
- */
-export async function provision(
-  input: TbProvisionInput,
-  options: TbProvisionOptions = {},
-): Promise<ProvisioningResult> {
-  let policy: RetryPolicy;
-  try {
-    policy = validateRetryPolicy(options.policy);
-  } catch (err) {
-    throw new TbFinalError("CONFIG", (err as Error).message);
-  }
-  const prepared = await prepareRequest(input, options);
-  return runWithRetry(
-    policy,
-    (n) => {
-      options.onAttempt?.(n);
-      return provisionOnce(prepared, options);
-    },
-    {
-      signal: options.signal,
-      random: options.random,
-      onRetry: options.onRetry,
-      shouldRetry: (err) => !isFinal(err) || (options.retryRefusals === true && isRefusal(err)),
-    },
-  );
+  const status = (err as { status?: unknown } | undefined)?.status;
+  return status === "NOT_FOUND" || status === "FAILURE";
 }

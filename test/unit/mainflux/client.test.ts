@@ -4,7 +4,8 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { bootstrap, prepare, type BootstrapRequest } from "../../../lib/dialects/mainflux/client";
+import { prepare, type BootstrapRequest } from "../../../lib/dialects/mainflux/client";
+import { bootstrap } from "../../../lib/dialects/mainflux/device-dialect";
 import { cfbKey, gcmKey } from "../../../lib/dialects/mainflux/crypto";
 import { bootstrapHandler } from "../../../lib/dialects/mainflux/server";
 import { parseAnswer, toResult } from "../../../lib/dialects/mainflux/wire";
@@ -72,7 +73,7 @@ describe("mainflux client: answers to results", () => {
     ]) {
       assert.throws(
         () => parseAnswer(text),
-        (e: unknown) => code(e) === "BAD_RESPONSE",
+        (e: unknown) => code(e) === "INVALID_ANSWER",
         text,
       );
     }
@@ -136,16 +137,16 @@ describe("mainflux client against the serving side", () => {
     });
   }
 
-  it("a wrong external key or encryption key is final (403), after one attempt", async () => {
+  it("a wrong external key or encryption key is final DENIED (status 403), after one attempt", async () => {
     let attempts = 0;
     const onAttempt = () => attempts++;
     await assert.rejects(
       bootstrap(req({ externalKey: "wrong" }), { policy: FAST, onAttempt }),
-      (e) => code(e) === "FORBIDDEN",
+      (e) => code(e) === "DENIED" && (e as { status?: number }).status === 403,
     );
     await assert.rejects(
       bootstrap(req({ mode: "secure", encryptionKey: "another-key-16by" }), { policy: FAST, onAttempt }),
-      (e) => code(e) === "FORBIDDEN",
+      (e) => code(e) === "DENIED" && (e as { status?: number }).status === 403,
     );
     assert.equal(attempts, 2);
   });
@@ -196,11 +197,11 @@ describe("mainflux client against the serving side", () => {
     try {
       await assert.rejects(
         bootstrap(req({ url }), { policy: FAST }),
-        (e) => code(e) === "BAD_RESPONSE" && /larger/.test((e as Error).message),
+        (e) => code(e) === "TOO_LARGE" && /larger/.test((e as Error).message),
       );
       await assert.rejects(
         bootstrap(req({ url }), { policy: FAST, maxResponseBytes: 4 * 1024 * 1024 }),
-        (e) => code(e) === "BAD_RESPONSE" && /not JSON/.test((e as Error).message),
+        (e) => code(e) === "INVALID_ANSWER" && /not JSON/.test((e as Error).message),
       );
     } finally {
       big.closeAllConnections();
@@ -218,14 +219,14 @@ describe("mainflux client against the serving side", () => {
     try {
       await assert.rejects(
         bootstrap(req({ url }), { policy: FAST }),
-        (e) => code(e) === "UNAVAILABLE" && /not signed by a CA this side trusts/.test((e as Error).message),
+        (e) => code(e) === "TLS" && /not signed by a CA this side trusts/.test((e as Error).message),
       );
       await assert.rejects(
         bootstrap(req({ url: url.replace("127.0.0.1", "localhost") }), {
           policy: FAST,
           tls: { ca: pki.caCert, servername: "other.test" },
         }),
-        (e) => code(e) === "UNAVAILABLE" && /for another host name/.test((e as Error).message),
+        (e) => code(e) === "TLS" && /for another host name/.test((e as Error).message),
       );
       const r = await bootstrap(req({ url, mode: "secure", encryptionKey: CFB_KEY }), {
         policy: FAST,

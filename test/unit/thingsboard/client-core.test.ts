@@ -18,9 +18,9 @@ import {
   endpointUri,
   prepareRequest,
   resultFromAnswer,
-  provision,
   type TbProvisionInput,
 } from "../../../lib/dialects/thingsboard/client";
+import { provision } from "../../../lib/dialects/thingsboard/device-dialect";
 import { parseResponse } from "../../../lib/dialects/thingsboard/wire";
 import { isFinal } from "../../../lib/retry/run";
 
@@ -57,7 +57,7 @@ test("device name: message, setting, THINGSBOARD_DEVICE_NAME, hostname, teg- + 7
   );
 });
 
-test("${NAME} references in credentials, with seed 000's variables as defaults", () => {
+test("${NAME} references in credentials, with the variables of ThingsBoard's reference self-provisioning script as defaults", () => {
   const e = env({ THINGSBOARD_PROVISION_DEVICE_KEY: "k-env", OTHER: "o" });
   assert.equal(resolveEnvRefs("a-${OTHER}-${MISSING}-b", e), "a-o--b");
   assert.equal(credentialValue("", e, "THINGSBOARD_PROVISION_DEVICE_KEY"), "k-env");
@@ -133,19 +133,23 @@ test("answers map to the neutral result; both field-name generations accepted", 
   assert.deepEqual(basic.credentials, { type: "MQTT_BASIC", clientId: "c", username: "u", password: "p" });
 });
 
-test("NOT_FOUND and FAILURE are final with stable codes; the secret never shows in the message", async () => {
+test("NOT_FOUND and FAILURE are final with neutral codes and ThingsBoard's word as status; the secret never shows", async () => {
   const prepared = await prepareRequest({
     endpoint: "coap://tb.example",
     provisionDeviceKey: "key-abcd",
     provisionDeviceSecret: "secret-abcd",
     deviceName: "dev-1",
   });
-  for (const status of ["NOT_FOUND", "FAILURE"]) {
+  for (const [status, code] of [
+    ["NOT_FOUND", "NOT_FOUND"],
+    ["FAILURE", "REFUSED"],
+  ]) {
     assert.throws(
       () =>
         resultFromAnswer(prepared, parseResponse(JSON.stringify({ status, errorMsg: "bad secret-abcd" }))),
-      (err: Error & { code?: string }) => {
-        assert.equal(err.code, status);
+      (err: Error & { code?: string; status?: string }) => {
+        assert.equal(err.code, code);
+        assert.equal(err.status, status);
         assert.ok(isFinal(err));
         assert.ok(!err.message.includes("secret-abcd"));
         return true;
@@ -191,14 +195,18 @@ test("bad input is refused before anything is sent (CONFIG, final)", async () =>
   );
 });
 
-test("reuse: stored results, seed 000 token strings, expiry, default key", async () => {
+test("reuse: stored results, bare token strings of ThingsBoard's reference script, expiry, default key", async () => {
   const store = new MemoryBackend();
   const fb = { dialect: "thingsboard" as const, endpoint: "mqtts://h:8883", deviceName: "d1" };
   assert.equal(storeKeyFor("thingsboard", "d1"), "thingsboard/d1");
   assert.equal(storeKeyFor("thingsboard", "d1", "gw/{deviceName}/tb"), "gw/d1/tb");
   assert.equal(await findReusable(store, "thingsboard/d1", fb), undefined);
   await store.set("tok", "abc");
-  assert.equal(await findReusable(store, "tok", fb), undefined, "3 characters are not a token (seed 000)");
+  assert.equal(
+    await findReusable(store, "tok", fb),
+    undefined,
+    "3 characters are not a token (ThingsBoard's reference script)",
+  );
   await store.set("tok", "abcd");
   assert.deepEqual((await findReusable(store, "tok", fb))?.credentials, {
     type: "ACCESS_TOKEN",

@@ -1,10 +1,7 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import {
-  provision,
-  type TbProvisionInput,
-  type TbProvisionOptions,
-} from "../../../lib/dialects/thingsboard/client";
+import { type TbProvisionInput, type TbProvisionOptions } from "../../../lib/dialects/thingsboard/client";
+import { provision } from "../../../lib/dialects/thingsboard/device-dialect";
 import { mqttExchange } from "../../../lib/dialects/thingsboard/client-mqtt";
 import { AbortedError, isFinal } from "../../../lib/retry/run";
 import { TbLikeProfile, startMqttResponder } from "../../support/tbdevice-responder";
@@ -25,12 +22,14 @@ function input(endpoint: string, p: TbLikeProfile, over: Partial<TbProvisionInpu
   };
 }
 
+/** The rejection's code, and the peer's own word (`status`) after it when there is one. */
 async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
   try {
     await promise;
     return "resolved";
   } catch (err) {
-    return (err as { code?: string }).code ?? (err as Error).name;
+    const { code, status } = err as { code?: string; status?: string | number };
+    return (code ?? (err as Error).name) + (status === undefined ? "" : ` ${status}`);
   }
 }
 
@@ -82,13 +81,13 @@ test("MQTT: NOT_FOUND is final, FAILURE is not retried unless asked", async () =
       await codeOf(
         provision(input(broker.url, profile, { provisionDeviceSecret: "wrong" }), { policy: FAST }),
       ),
-      "NOT_FOUND",
+      "NOT_FOUND NOT_FOUND",
     );
     assert.equal(profile.requests.length, 1);
     await provision(input(broker.url, profile, { deviceName: "taken" }));
     assert.equal(
       await codeOf(provision(input(broker.url, profile, { deviceName: "taken" }), { policy: FAST })),
-      "FAILURE",
+      "REFUSED FAILURE",
     );
     assert.equal(profile.requests.length, 3, "FAILURE was not retried");
 
@@ -99,7 +98,7 @@ test("MQTT: NOT_FOUND is final, FAILURE is not retried unless asked", async () =
     const r = await provision(input(broker.url, profile, { deviceName: "later" }), {
       policy: FAST,
       retryRefusals: true,
-      onRetry: (i) => retries.push((i.error as { code?: string }).code),
+      onRetry: (i) => retries.push((i.error as { status?: string }).status),
     });
     assert.equal(r.device.name, "later");
     assert.deepEqual(retries, ["FAILURE"]);
@@ -259,7 +258,7 @@ test("MQTT: concurrent devices each get their own answer (per-session broker, as
   }
 });
 
-test("HTTP: SUCCESS, MQTT_BASIC and X.509; NOT_FOUND final; a wrong path is a final STATUS", async () => {
+test("HTTP: SUCCESS, MQTT_BASIC and X.509; NOT_FOUND final; a wrong path is a final NOT_FOUND with status 404", async () => {
   const profile = new TbLikeProfile();
   const peer = await startHttpPeer(profile);
   try {
@@ -286,9 +285,13 @@ test("HTTP: SUCCESS, MQTT_BASIC and X.509; NOT_FOUND final; a wrong path is a fi
     assert.ok(!profile.raw.some((b) => b.includes("PRIVATE KEY")));
     assert.equal(
       await codeOf(provision(input(peer.url, profile, { provisionDeviceKey: "nope" }), { policy: FAST })),
-      "NOT_FOUND",
+      "NOT_FOUND NOT_FOUND",
     );
-    assert.equal(await codeOf(provision(input(`${peer.url}/wrong`, profile), { policy: FAST })), "STATUS");
+    // A path that is not ThingsBoard's answers HTTP 404: final, and told apart by its status.
+    assert.equal(
+      await codeOf(provision(input(`${peer.url}/wrong`, profile), { policy: FAST })),
+      "NOT_FOUND 404",
+    );
   } finally {
     await peer.stop();
   }
@@ -325,7 +328,7 @@ test("CoAP: 2.01 SUCCESS, 4.00 NOT_FOUND final, silence is a TIMEOUT", async () 
     assert.equal(r.endpoint, `${peer.url}/api/v1/provision`);
     assert.equal(
       await codeOf(provision(input(peer.url, profile, { provisionDeviceSecret: "bad" }), { policy: FAST })),
-      "NOT_FOUND",
+      "NOT_FOUND NOT_FOUND",
     );
     assert.deepEqual(peer.codes, ["2.01", "4.00"]);
     const silent = await freeUdpPort();

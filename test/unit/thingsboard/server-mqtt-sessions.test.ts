@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { provision, type TbError } from "../../../lib/dialects/thingsboard/client";
+import { provision } from "../../../lib/dialects/thingsboard/device-dialect";
+import type { ProvisioningError as TbError } from "../../../lib/model/errors";
 import { startTbMqttServer } from "../../../lib/dialects/thingsboard/server-mqtt";
 import { addressGroup } from "../../../lib/transports/embedded-broker";
 import { DEFAULT_RATE_LIMIT, RateLimiter } from "../../../lib/service/rate-limit";

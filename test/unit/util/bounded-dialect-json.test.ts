@@ -20,7 +20,7 @@ test("ThingsBoard: a device refuses a deep answer as INVALID, and reads a normal
   assert.equal(ok.status, "SUCCESS");
 });
 
-test("Mainflux: a deep bootstrap answer is a clear BAD_RESPONSE; deep content stays a string", () => {
+test("Mainflux: a deep bootstrap answer is a clear INVALID_ANSWER; deep content stays a string", () => {
   assert.throws(
     () => parseAnswer(`{"thing_id":"t","thing_key":"k","channels":[],"x":${deep(20000)}}`),
     /the bootstrap answer: JSON nested deeper than 64 levels/,
