@@ -279,6 +279,10 @@ export class DpsService {
           "invalid",
         );
       else if (err instanceof PkiError) r = new Refusal("4.00", err.message, "invalid");
+      else if (err instanceof ProvisioningError && err.code === "CONFLICT")
+        r = new Refusal("4.09", err.message, "conflict");
+      else if (err instanceof ProvisioningError && err.code === "INVALID")
+        r = new Refusal("4.00", err.message, "invalid");
       else if (err instanceof ProvisioningError && err.code === "STORE")
         r = new Refusal("5.03", "the device registry cannot be read or written now", "error");
       else r = new Refusal("5.00", `internal error: ${(err as Error).message}`, "error");

@@ -107,6 +107,9 @@ describe("plgd DPS service on the serving seam", () => {
     assert.ok(audit.some((a) => a.outcome === "refused" && a.reason === "conflict"));
     // The first device keeps its id and can provision again.
     assert.ok(!((await attempt(endpoint, fx.device, di)) instanceof Error));
+    // After a factory reset it identifies with a new id, and gives the old one up.
+    assert.ok(!((await attempt(endpoint, fx.device, randomUUID())) instanceof Error));
+    assert.ok(!((await attempt(endpoint, twin, di)) instanceof Error), "the freed id can be taken");
   });
 
   it("asks the flow before an identity certificate is issued, and a refusal is DENIED with the reason", async () => {
