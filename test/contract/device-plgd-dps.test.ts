@@ -7,7 +7,7 @@
  * is a UUID, so the suite's names are turned into stable UUIDs.
  */
 import { createHash } from "node:crypto";
-import { plgdDpsDialect, type PlgdDpsSettings } from "../../lib/dialects/plgd-dps/dialect";
+import { plgdDpsDialect, type PlgdDpsSettings } from "../../lib/dialects/plgd-dps/device-dialect";
 import { parseEnrollmentGroup } from "../../lib/dialects/plgd-dps/enrollment";
 import { listenDps } from "../../lib/dialects/plgd-dps/listen";
 import { PATHS } from "../../lib/dialects/plgd-dps/ocf";

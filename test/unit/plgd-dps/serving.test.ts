@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, describe, it } from "node:test";
-import { plgdDpsDialect } from "../../../lib/dialects/plgd-dps/dialect";
+import { plgdDpsDialect } from "../../../lib/dialects/plgd-dps/device-dialect";
 import { DpsStepError } from "../../../lib/dialects/plgd-dps/errors";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { CF_OCF_CBOR, PATHS } from "../../../lib/dialects/plgd-dps/ocf";
