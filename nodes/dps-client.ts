@@ -7,8 +7,9 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd-dps/client";
 import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
+import { storeKeyFor } from "../lib/client/reuse";
+import { text, tlsClientOptionsOf } from "./shared/config";
 import { storeFromConfig } from "./shared/store-ref";
-import type { ConnectionOptions } from "node:tls";
 
 interface ClientDef extends NodeDef {
   endpoints?: string;
@@ -20,10 +21,6 @@ interface ClientDef extends NodeDef {
   store?: string;
   storeKey?: string;
   autoStart?: boolean;
-}
-
-interface TlsConfigNode {
-  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -54,22 +51,22 @@ export = function (RED: NodeAPI) {
 
     try {
       const endpoints = (config.endpoints ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
-      const tlsNode = config.tls ? (RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null) : null;
-      if (!tlsNode || typeof tlsNode.addTLSOptions !== "function")
-        throw new Error(RED._(S + "errors.tls-missing"));
-      const tls = tlsNode.addTLSOptions({}) as ConnectionOptions;
+      const tls = tlsClientOptionsOf(RED, config.tls, RED._(S + "errors.tls-missing"));
+      if (!tls) throw new Error(RED._(S + "errors.tls-missing"));
       if (!tls.cert || !tls.key) throw new Error(RED._(S + "errors.no-certificate"));
       // Verification stays on unless this node or the tls-config says otherwise, visibly.
       tls.rejectUnauthorized = config.skipVerify !== true && tls.rejectUnauthorized !== false;
       if (!tls.rejectUnauthorized) node.warn(RED._(S + "warn.no-verify"));
       const store = storeFromConfig(RED, config.store);
+      const deviceId = text(config.deviceId);
       client = new DpsClient({
         endpoints,
         connect: coapTcpConnector(tls),
-        deviceId: (config.deviceId ?? "").trim() || undefined,
-        deviceName: (config.deviceName ?? "").trim() || undefined,
+        deviceId,
+        deviceName: text(config.deviceName),
         store,
-        storeKey: (config.storeKey ?? "").trim() || `plgd-dps/${(config.deviceId ?? "").trim() || node.id}`,
+        // What is stored today stays readable: plgd-dps/<device id>, or the node's id without one.
+        storeKey: text(config.storeKey) ?? storeKeyFor("plgd-dps", deviceId ?? node.id),
         retryIntervals: parseIntervals(config.retryIntervals ?? "10, 20, 40, 80, 120"),
         onStatus: (e) => {
           showStatus(e);

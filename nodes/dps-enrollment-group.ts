@@ -1,5 +1,5 @@
 /**
- * dps-enrollment-group: one plgd DPS enrollment group (seed 002) as a config node. Its
+ * dps-enrollment-group: one plgd DPS enrollment group as a config node. Its
  * certificates and signing key are parsed once here; dps-service nodes use `group`.
  */
 import type { Node, NodeAPI, NodeDef } from "node-red";

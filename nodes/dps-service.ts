@@ -1,13 +1,18 @@
 /**
  * dps-service: serves plgd DPS on coaps+tcp with mutual TLS for the configured
- * enrollment groups, and sends one audit event per outcome (never a secret).
+ * enrollment groups. The lifecycle is every serving node's (nodes/shared/serving-node.ts):
+ * the devices are kept in the credential store, the rate limit and the failed-proof guard
+ * apply, and with "decide" on the flow approves each identity certificate before it is
+ * issued. One audit event per outcome (never a secret).
  */
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import { listenDps, type DpsListener } from "../lib/dialects/plgd-dps/listen";
-import { DpsService } from "../lib/dialects/plgd-dps/server";
 import type { EnrollmentGroup } from "../lib/dialects/plgd-dps/enrollment";
+import { plgdDpsServing, type DpsServeSettings } from "../lib/dialects/plgd-dps/serving";
+import { text } from "./shared/config";
+import { tlsServerOptionsOf } from "./shared/config";
+import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
 
-interface ServiceDef extends NodeDef {
+interface ServiceDef extends NodeDef, ServingNodeConfig {
   host?: string;
   port?: string | number;
   tls?: string;
@@ -33,10 +38,6 @@ interface EnrollmentGroupNode {
   problem?: string;
 }
 
-interface TlsConfigNode {
-  addTLSOptions(opts: Record<string, unknown>): Record<string, unknown>;
-}
-
 const S = "dps-service.";
 
 export = function (RED: NodeAPI) {
@@ -44,101 +45,64 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
-    let listener: DpsListener | undefined;
-    let closing = false;
-    let provisioned = 0;
-    let problem: string | undefined;
+    const t = (key: string, values?: Record<string, string>) => RED._(S + key, values);
 
-    const fail = (reason: string) => {
-      problem = reason;
-      node.status({ fill: "red", shape: "ring", text: RED._(S + "status.failed") });
-      node.error(RED._(S + "errors.start", { reason }));
-    };
-
-    const host = (config.host ?? "").trim() || "127.0.0.1";
-    const port = Number(config.port ?? 15684);
-    const ids = Array.isArray(config.groups)
-      ? config.groups
-      : typeof config.groups === "string" && config.groups
-        ? [config.groups]
-        : [];
-    const groups: EnrollmentGroup[] = [];
-    for (const id of ids) {
-      const g = RED.nodes.getNode(id) as unknown as EnrollmentGroupNode | null;
-      if (!g) problem ??= RED._(S + "errors.group-missing", { id });
-      else if (!g.group) problem ??= RED._(S + "errors.group-invalid", { reason: g.problem ?? "" });
-      else groups.push(g.group);
-    }
-    if (!problem && groups.length === 0) problem = RED._(S + "errors.no-groups");
-    if (!problem && !(Number.isInteger(port) && port >= 0 && port < 65536))
-      problem = RED._(S + "errors.port");
-    const maxConnections = cap(config.maxConnections, DEFAULT_MAX_CONNECTIONS);
-    const maxConnectionsPerAddress = cap(config.maxConnectionsPerAddress, DEFAULT_MAX_PER_ADDRESS);
-    if (!problem && (maxConnections === undefined || maxConnectionsPerAddress === undefined))
-      problem = RED._(S + "errors.limits");
-    const tlsNode = config.tls ? (RED.nodes.getNode(config.tls) as unknown as TlsConfigNode | null) : null;
-    if (!problem && (!tlsNode || typeof tlsNode.addTLSOptions !== "function"))
-      problem = RED._(S + "errors.tls-missing");
-
-    if (problem) {
-      fail(problem);
-    } else {
-      const service = new DpsService({
+    const settings = (): DpsServeSettings => {
+      const problem = (reason: string) => new Error(t("errors.start", { detail: reason }));
+      const ids = Array.isArray(config.groups)
+        ? config.groups
+        : typeof config.groups === "string" && config.groups
+          ? [config.groups]
+          : [];
+      const groups: EnrollmentGroup[] = [];
+      for (const id of ids) {
+        const g = RED.nodes.getNode(id) as unknown as EnrollmentGroupNode | null;
+        if (!g) throw problem(t("errors.group-missing", { id }));
+        if (!g.group) throw problem(t("errors.group-invalid", { reason: g.problem ?? "" }));
+        groups.push(g.group);
+      }
+      if (groups.length === 0) throw problem(t("errors.no-groups"));
+      const port = Number(config.port ?? 15684);
+      if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw problem(t("errors.port"));
+      const maxConnections = cap(config.maxConnections, DEFAULT_MAX_CONNECTIONS);
+      const maxConnectionsPerAddress = cap(config.maxConnectionsPerAddress, DEFAULT_MAX_PER_ADDRESS);
+      if (maxConnections === undefined || maxConnectionsPerAddress === undefined)
+        throw problem(t("errors.limits"));
+      let tls;
+      try {
+        tls = tlsServerOptionsOf(RED, config.tls, {
+          missing: t("errors.tls-missing"),
+          invalid: t("errors.tls-missing"),
+        });
+      } catch (err) {
+        throw problem((err as Error).message);
+      }
+      if (!tls) throw problem(t("errors.tls-missing"));
+      return {
         groups,
-        onAudit: (event) => {
-          if (event.outcome === "provisioned") provisioned++;
-          node.send({ topic: "plgd-dps/audit", payload: event });
-          node.status({
-            fill: "green",
-            shape: "dot",
-            text: RED._(S + "status.serving", {
-              port: String(listener?.port ?? port),
-              count: String(provisioned),
-            }),
-          });
-        },
-      });
-      const opts = (tlsNode as TlsConfigNode).addTLSOptions({});
-      node.status({ fill: "blue", shape: "ring", text: RED._(S + "status.starting") });
-      listenDps({
-        service,
-        host,
+        host: text(config.host) ?? "127.0.0.1",
         port,
-        tls: {
-          cert: opts.cert as string,
-          key: opts.key as string,
-          passphrase: opts.passphrase as string | undefined,
-        },
+        tls: { cert: tls.cert, key: tls.key, passphrase: tls.passphrase },
         maxConnections,
         maxConnectionsPerAddress,
         onError: (err) => node.debug(err.message),
-      }).then(
-        (l) => {
-          if (closing) {
-            void l.close();
-            return;
-          }
-          listener = l;
-          node.status({
-            fill: "green",
-            shape: "dot",
-            text: RED._(S + "status.serving", { port: String(l.port), count: "0" }),
-          });
-          node.log(RED._(S + "log.listening", { host, port: String(l.port) }));
-        },
-        (err: Error) => fail(err.message),
-      );
-    }
+      };
+    };
 
-    node.on("close", (_removed: boolean, done: () => void) => {
-      closing = true;
-      const l = listener;
-      listener = undefined;
-      if (!l) return done();
-      l.close().then(
-        () => done(),
-        () => done(),
-      );
+    // With "decide" on, output 1 carries the requests to decide and output 2 the audit;
+    // without it (every flow made before the option) the audit stays on output 1.
+    const decide = config.decide === true;
+    const { started } = runServingNode({
+      RED,
+      node,
+      config,
+      type: "dps-service",
+      dialect: plgdDpsServing,
+      settings,
+      outputs: decide ? { count: 2, decisions: 0, audit: 1, manage: 1 } : { count: 1, audit: 0, manage: 0 },
+    });
+    void started.then((s) => {
+      if (s) node.log(t("log.listening", { host: text(config.host) ?? "127.0.0.1", port: String(s.port) }));
     });
   }
   RED.nodes.registerType("dps-service", DpsServiceNode);

@@ -53,6 +53,11 @@ export interface DeviceContractSubject<S, P> {
    * protocol needs the operator to do so first (Mainflux: a configuration is uploaded).
    */
   enrol?: (identity: string) => Promise<void>;
+  /**
+   * The identity the dialect accepts for a name the suite makes up, where a dialect's
+   * identity has a form of its own (plgd DPS: a device id is a UUID). Default: the name.
+   */
+  identityOf?: (name: string) => string;
 }
 
 /** A short, fixed schedule: retries without waiting the dialog's seconds. */
@@ -63,6 +68,7 @@ let serial = 0;
 /** Runs the device-side contract against one dialect and its peer. */
 export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>): void {
   const has = (k: PeerKind) => subject.kinds.includes(k);
+  const id = (name: string) => (subject.identityOf ? subject.identityOf(name) : name);
 
   describe(`device dialect contract: ${subject.name}`, () => {
     const peers = new Map<PeerKind, ContractPeer<S>>();
@@ -82,7 +88,7 @@ export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>
       over: Partial<ConductOptions> = {},
     ): Promise<Awaited<ReturnType<typeof conduct>>> {
       const p = peer(k);
-      const identity = over.identity ?? { setting: `contract-${process.pid}-${++serial}` };
+      const identity = over.identity ?? { setting: id(`contract-${process.pid}-${++serial}`) };
       const name = typeof identity.message === "string" ? identity.message : identity.setting;
       if (name && subject.enrol) await subject.enrol(name);
       return conduct(subject.dialect, p.settings, {
@@ -118,7 +124,7 @@ export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>
     }
 
     it("success: a result with dialect == id in the neutral shape, not reused", async () => {
-      const identity = `contract-ok-${++serial}`;
+      const identity = id(`contract-ok-${++serial}`);
       const out = await run("success", { identity: { setting: identity } });
       assertNeutral(out.result, identity);
       assert.equal(out.result.reused, false);
@@ -127,8 +133,8 @@ export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>
     });
 
     it("the message's identity overrides the dialog's", async () => {
-      const identity = `contract-msg-${++serial}`;
-      const out = await run("success", { identity: { message: identity, setting: "from-dialog" } });
+      const identity = id(`contract-msg-${++serial}`);
+      const out = await run("success", { identity: { message: identity, setting: id("from-dialog") } });
       assert.equal(out.identity, identity);
       assertNeutral(out.result, identity);
     });
@@ -195,7 +201,7 @@ export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>
 
     it("reuse: a second run with a store reuses the result and does not touch the peer", async () => {
       const store = new MemoryBackend();
-      const identity = `contract-reuse-${++serial}`;
+      const identity = id(`contract-reuse-${++serial}`);
       const first = await run("success", { identity: { setting: identity }, store });
       assert.equal(first.result.reused, false);
       const before = peer("success").requests();
@@ -207,7 +213,7 @@ export function deviceDialectContract<S, P>(subject: DeviceContractSubject<S, P>
 
     it("force asks the peer again although a stored result exists", async () => {
       const store = new MemoryBackend();
-      const identity = `contract-force-${++serial}`;
+      const identity = id(`contract-force-${++serial}`);
       await run("success", { identity: { setting: identity }, store });
       const before = peer("success").requests();
       const forced = run("success", { identity: { setting: identity }, store, force: true });

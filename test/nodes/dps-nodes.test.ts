@@ -37,7 +37,7 @@ afterEach(async () => {
 });
 after(() => stopServer());
 
-function flow(port: number, device = fx.device, autoStart = true) {
+function flow(port: number, device = fx.device, autoStart = true, svc: Record<string, unknown> = {}) {
   const g = fx.groupConfig();
   const nodes = [
     { id: "tab", type: "tab", label: "dps" },
@@ -71,6 +71,7 @@ function flow(port: number, device = fx.device, autoStart = true) {
       wires: [["audit"]],
       x: 0,
       y: 0,
+      ...svc,
     },
     {
       id: "cli",
@@ -89,6 +90,7 @@ function flow(port: number, device = fx.device, autoStart = true) {
     { id: "result", type: "helper", z: "tab", x: 0, y: 0 },
     { id: "status", type: "helper", z: "tab", x: 0, y: 0 },
     { id: "audit", type: "helper", z: "tab", x: 0, y: 0 },
+    { id: "decisions", type: "helper", z: "tab", x: 0, y: 0 },
   ];
   const credentials = {
     "tls-svc": { certdata: fx.dpsServer.cert, keydata: fx.dpsServer.key },
@@ -117,14 +119,16 @@ function collect(id: string) {
   };
 }
 
-async function load(port: number, device = fx.device, autoStart = true) {
-  const f = flow(port, device, autoStart);
+async function load(port: number, device = fx.device, autoStart = true, svc: Record<string, unknown> = {}) {
+  const f = flow(port, device, autoStart, svc);
   await helper.load(modules, f.nodes, f.credentials);
   return {
     result: collect("result"),
     status: collect("status"),
     audit: collect("audit"),
+    decisions: collect("decisions"),
     cli: helper.getNode("cli") as TestNode,
+    svc: helper.getNode("svc") as TestNode,
   };
 }
 
@@ -192,4 +196,38 @@ test("a device of an unknown manufacturer is refused with 4.03", async () => {
   const ev = await audit.wait((m) => m.payload.outcome === "refused", "the refused audit event");
   assert.equal(ev.payload.reason, "denied");
   assert.equal(result.got.length, 0);
+});
+
+test("dps-service with Decision on asks the flow on output 1 and issues the certificate once it approves", async () => {
+  store = new MemoryBackend();
+  const port = await freeTcpPort();
+  const { decisions, audit, result, svc, status } = await load(port, fx.device, true, {
+    decide: true,
+    decideTimeout: "10",
+    wires: [["decisions"], ["audit"]],
+  });
+  const asked = await decisions.wait(() => true, "the request to decide");
+  const request = asked.payload as { deviceId?: string; proof?: string; dialect?: string };
+  assert.equal(request.dialect, "plgd-dps");
+  assert.equal(request.proof, "manufacturer-certificate");
+  assert.equal(result.got.length, 0, "nothing issued before the decision");
+  svc.receive({
+    correlationId: (asked as { correlationId?: string }).correlationId,
+    payload: { approve: true },
+  });
+  const r = (await result.wait(() => true, "the result after the approval"))
+    .payload as unknown as ProvisioningResult;
+  assert.equal(r.device.id, request.deviceId);
+  const ev = await audit.wait((m) => m.payload.outcome === "provisioned", "the audit event on output 2");
+  assert.equal(ev.payload.deviceId, r.device.id);
+  assert.ok(status.got.length > 0);
+});
+
+test("dps-service keeps its devices in the credential store it names", async () => {
+  store = new MemoryBackend();
+  const port = await freeTcpPort();
+  const { result } = await load(port, fx.device, true, { store: "st" });
+  const r = (await result.wait(() => true, "the result")).payload as unknown as ProvisioningResult;
+  const rec = await store.get(`plgd-dps/devices/${r.device.id}`);
+  assert.equal((rec?.value as { deviceId?: string } | undefined)?.deviceId, r.device.id);
 });

@@ -1,46 +1,40 @@
 /**
- * The plgd DPS device side as a step machine: time, ownership, cloud configuration,
- * credentials (a CSR made here; the key never leaves), ACLs. Retries as plgd does (each
- * schedule value is the step's timeout; wait t/2 + random[0, t/2) before a retry; the next
- * endpoint when the list is exhausted; full re-provision after a failure or after three
- * transient failures in a row), renews the identity certificate at 2/3 of its validity,
- * and keeps its result in a credential store so a restart resumes. Time is injectable.
+ * The long-running plgd DPS device: what plgd's client library does around the
+ * provisioning run (run.ts). It keeps the status mask and reports every change, retries as
+ * plgd does (plgd-dev/doc, "Retry mechanism": each schedule value is the step's timeout;
+ * wait t/2 + random[0, t/2) before a retry; the next endpoint once the schedule is
+ * exhausted; a full re-provision after a failure or after three transient failures in a
+ * row; never giving up), renews the identity certificate at 2/3 of its validity, resets to
+ * factory state on request, and keeps its result in a credential store so that a restart
+ * resumes. Time is injectable.
+ *
+ * Every start begins a new run with its own AbortController; stop and factory reset abort
+ * it. Everything a run changes lives in that run's object, and nothing it does after an
+ * await happens once its signal is aborted, so a stopped run cannot reach a new one.
  */
-import { randomUUID, X509Certificate, createPrivateKey } from "node:crypto";
-import type { Configuration, Endpoint, ProvisioningResult } from "../../model/result";
+import { randomUUID, X509Certificate } from "node:crypto";
+import type { ProvisioningResult } from "../../model/result";
 import { retryDelayMs, validateRetryPolicy, type RetryPolicy } from "../../retry/policy";
-import type { JsonValue, StoreBackend } from "../../stores/backend";
-import { createKeyAndCsr } from "../../pki/csr";
+import type { StoreBackend } from "../../stores/backend";
 import { splitCertificates } from "../../pki/pem";
 import { certificateState, DEFAULT_EXPIRING_LIMIT_S, renewalDelayMs } from "../../pki/validity";
+import { resultFromStored, saveResult, storeKeyFor } from "../../client/reuse";
+import { setLongTimeout, systemTimerClock, type LongTimer, type TimerClock } from "../../util/long-timer";
+import { DpsStepError, errorInfo, type DpsErrorInfo } from "./errors";
+import { UUID_RE, type Gateway } from "./ocf";
+import { buildResult } from "./result";
+import { missingSteps, provisionOnce, RunAborted, type DpsAnswers } from "./run";
 import {
-  CREDTYPE_SYMMETRIC_PAIR_WISE,
-  CREDUSAGE_CERT,
-  CREDUSAGE_TRUST_CA,
-  OcfFormatError,
-  UUID_RE,
-  type Acl2Rep,
-  type CloudConfRep,
-  type CredRep,
-  type Gateway,
-} from "./ocf";
-import {
-  DpsErrorCode,
   DpsFlag,
-  DpsStepError,
   ERROR_FLAGS,
   PROVISIONED_MASK,
   STEP_FLAGS,
   flagNames,
   legacyMask,
-  nextStep,
-  type DpsErrorName,
   type DpsFlagName,
   type DpsStep,
 } from "./status";
-import { getAcls, getCloudConfiguration, getCredentials, getOwner, getTime, type Send } from "./steps";
-import type { DpsConnector, DpsTransport } from "./transport";
-import { setLongTimeout, systemTimerClock, type LongTimer, type TimerClock } from "../../util/long-timer";
+import type { DpsConnector } from "./transport";
 
 export type Clock = TimerClock;
 
@@ -51,14 +45,14 @@ export type DpsPhase = DpsStep | "start" | "provisioned" | "renew" | "reset" | "
 export interface DpsStatusEvent {
   status: DpsFlagName[];
   mask: number;
-  /** The same state in seed 001's older numbering. */
+  /** The same state in the numbering of plgd's first DPS client library (0.0.1). */
   legacyMask: number;
   step: DpsPhase;
   endpoint?: string;
   deviceId?: string;
   /** Set while waiting to retry. */
   retryInMs?: number;
-  error?: { code: number; name: DpsErrorName; message: string; coapCode?: string; transient: boolean };
+  error?: DpsErrorInfo;
 }
 
 export interface DpsClientOptions {
@@ -85,17 +79,32 @@ export interface DpsClientOptions {
 /** Consecutive transient failures that force a full re-provision (plgd). */
 export const MAX_TRANSIENT_FAILURES = 3;
 
-interface Partial {
-  owner?: string;
-  cloud?: CloudConfRep;
-  creds?: { chain: string; privateKey: string; caCertificates: string[]; psk?: string; notAfter: Date };
-  acls?: Acl2Rep;
-}
-
 const HAS_ALL = PROVISIONED_MASK & ~DpsFlag.INITIALIZED;
 
 function isUuid(v: unknown): v is string {
   return typeof v === "string" && UUID_RE.test(v);
+}
+
+/** Everything one run (one start) changes. */
+class Run {
+  readonly ac = new AbortController();
+  mask = 0;
+  retryCount = 0;
+  endpointIndex = 0;
+  transientCount = 0;
+  /** DPS time minus local time, from the last time step. */
+  timeOffsetMs = 0;
+  answers: DpsAnswers = {};
+  di?: string;
+  current?: ProvisioningResult;
+  lastError?: DpsErrorInfo;
+  timer?: LongTimer;
+  /** The attempt under way, awaited by stop so that no socket outlives it. */
+  inFlight?: Promise<void>;
+
+  get stopped(): boolean {
+    return this.ac.signal.aborted;
+  }
 }
 
 export class DpsClient {
@@ -103,19 +112,8 @@ export class DpsClient {
   private readonly clock: Clock;
   private readonly policy: RetryPolicy;
   private readonly key: string;
-  private mask = 0;
-  private retryCount = 0;
-  private endpointIndex = 0;
-  private transientCount = 0;
-  private gen = 0;
-  private timer: LongTimer | undefined;
-  private ac = new AbortController();
-  private transport?: DpsTransport;
-  private partial: Partial = {};
-  private timeOffsetMs = 0;
-  private di?: string;
-  private current?: ProvisioningResult;
-  private lastError?: DpsStatusEvent["error"];
+  /** The current run, or the blank state a factory reset left; never undefined after start. */
+  private run = new Run();
 
   constructor(opts: DpsClientOptions) {
     if (!opts.endpoints?.length)
@@ -129,32 +127,40 @@ export class DpsClient {
       jitter: 0.5,
       maxAttempts: -1,
     });
-    this.key = opts.storeKey ?? `plgd-dps/${opts.deviceId || "device"}`;
+    this.key = opts.storeKey ?? storeKeyFor("plgd-dps", opts.deviceId || "device");
   }
 
   get status(): DpsFlagName[] {
-    return flagNames(this.mask);
+    return flagNames(this.run.mask);
   }
 
   get statusMask(): number {
-    return this.mask;
+    return this.run.mask;
   }
 
   get deviceId(): string | undefined {
-    return this.di;
+    return this.run.di;
   }
 
   get result(): ProvisioningResult | undefined {
-    return this.current;
+    return this.run.current;
   }
 
   get endpoint(): string {
-    return this.opts.endpoints[this.endpointIndex];
+    return this.endpointOf(this.run);
+  }
+
+  private endpointOf(run: Run): string {
+    return this.opts.endpoints[run.endpointIndex];
   }
 
   /** Time as the DPS service told it (plgd validates certificates by it). */
-  private dpsNow(): number {
-    return this.clock.now() + this.timeOffsetMs;
+  private dpsNow(run: Run): number {
+    return this.clock.now() + run.timeOffsetMs;
+  }
+
+  private limit(): number {
+    return this.opts.expiringLimitS ?? DEFAULT_EXPIRING_LIMIT_S;
   }
 
   /**
@@ -162,71 +168,66 @@ export class DpsClient {
    * or provisions. Rejects (and starts nothing) when the store cannot be read.
    */
   async start(): Promise<void> {
-    const gen = ++this.gen;
-    this.ac = new AbortController();
-    const stored = await this.load();
-    if (gen !== this.gen) return;
-    this.mask = DpsFlag.INITIALIZED;
+    this.abort(this.run);
+    const run = new Run();
+    this.run = run;
+    const stored = await this.load(run);
+    if (run.stopped) return;
+    run.mask = DpsFlag.INITIALIZED;
     if (stored) {
-      this.current = stored;
-      const notAfter = new Date(stored.expiresAt ?? 0);
+      run.current = stored;
       const leaf = splitCertificates(stored.credentials.certificate)[0];
       const state = leaf
         ? certificateState(
             new Date(new X509Certificate(leaf).validFrom),
-            notAfter,
-            this.dpsNow(),
+            new Date(stored.expiresAt ?? 0),
+            this.dpsNow(run),
             this.limit(),
           )
         : "expired";
       if (state === "valid") {
-        this.mask |= HAS_ALL | DpsFlag.CLOUD_STARTED;
-        this.emit("provisioned");
+        run.mask |= HAS_ALL | DpsFlag.CLOUD_STARTED;
+        this.emit(run, "provisioned");
         this.opts.onResult?.({ ...stored, reused: true });
-        this.scheduleRenewal(gen);
+        this.scheduleRenewal(run);
         return;
       }
       if (state === "expiring") {
-        this.mask |= HAS_ALL | DpsFlag.RENEW_CREDENTIALS;
-        this.emit("renew");
-        this.schedule(gen, 0);
+        run.mask |= HAS_ALL | DpsFlag.RENEW_CREDENTIALS;
+        this.emit(run, "renew");
+        this.schedule(run, 0);
         return;
       }
     }
-    this.emit("start");
-    this.schedule(gen, 0);
+    this.emit(run, "start");
+    this.schedule(run, 0);
   }
 
   /** Stops timers and the connection; what is stored stays. */
   async stop(): Promise<void> {
-    this.gen++;
-    this.clearTimer();
-    this.ac.abort();
-    await this.closeTransport();
+    const run = this.run;
+    this.abort(run);
+    await run.inFlight;
   }
 
   /** plgd_dps_on_factory_reset: everything stored is cleared and provisioning starts over. */
   async factoryReset(): Promise<void> {
     await this.stop();
-    this.mask = 0;
-    this.partial = {};
-    this.current = undefined;
-    this.lastError = undefined;
-    this.retryCount = 0;
-    this.transientCount = 0;
-    this.endpointIndex = 0;
-    this.timeOffsetMs = 0;
-    this.di = undefined;
+    const blank = new Run();
+    this.run = blank;
     if (this.opts.store) await this.opts.store.delete(this.key);
-    this.emit("reset");
+    this.emit(blank, "reset");
     await this.start();
   }
 
-  private limit(): number {
-    return this.opts.expiringLimitS ?? DEFAULT_EXPIRING_LIMIT_S;
+  private abort(run: Run): void {
+    run.ac.abort();
+    run.timer?.cancel();
+    run.timer = undefined;
   }
 
-  private async load(): Promise<ProvisioningResult | undefined> {
+  /** The device id (configured, else stored, else new and stored) and a stored result for it. */
+  private async load(run: Run): Promise<ProvisioningResult | undefined> {
     const configured = this.opts.deviceId ? this.opts.deviceId.toLowerCase() : undefined;
     const store = this.opts.store;
     const entry = store ? await store.get(this.key) : undefined;
@@ -236,10 +237,10 @@ export class DpsClient {
         ? (value.device as { id?: unknown })
         : undefined;
     const storedDi = isUuid(device?.id) ? device.id.toLowerCase() : undefined;
-    this.di = configured ?? storedDi ?? randomUUID();
+    run.di = configured ?? storedDi ?? randomUUID();
     if (store && !storedDi)
-      await store.set(this.key, { device: { id: this.di } }, { protocol: "plgd-dps", kind: "device-id" });
-    if (!value || storedDi !== this.di) return undefined;
+      await store.set(this.key, { device: { id: run.di } }, { protocol: "plgd-dps", kind: "device-id" });
+    if (!entry || !value || storedDi !== run.di) return undefined;
     const creds = value.credentials as { type?: unknown; certificate?: unknown } | undefined;
     if (
       value.dialect !== "plgd-dps" ||
@@ -247,20 +248,26 @@ export class DpsClient {
       typeof creds.certificate !== "string"
     )
       return undefined;
-    return value as unknown as ProvisioningResult;
+    return resultFromStored(entry.value, {
+      dialect: "plgd-dps",
+      endpoint: this.endpointOf(run),
+      deviceName: this.opts.deviceName ?? "",
+      obtainedAt: entry.meta.obtainedAt,
+    });
   }
 
-  private emit(step: DpsPhase, extra: { retryInMs?: number } = {}): void {
+  private emit(run: Run, step: DpsPhase, extra: { retryInMs?: number } = {}): void {
+    if (run.stopped) return;
     const e: DpsStatusEvent = {
-      status: flagNames(this.mask),
-      mask: this.mask,
-      legacyMask: legacyMask(this.mask),
+      status: flagNames(run.mask),
+      mask: run.mask,
+      legacyMask: legacyMask(run.mask),
       step,
-      endpoint: this.endpoint,
+      endpoint: this.endpointOf(run),
     };
-    if (this.di) e.deviceId = this.di;
+    if (run.di) e.deviceId = run.di;
     if (extra.retryInMs !== undefined) e.retryInMs = extra.retryInMs;
-    if (this.lastError && (this.mask & ERROR_FLAGS) !== 0) e.error = this.lastError;
+    if (run.lastError && (run.mask & ERROR_FLAGS) !== 0) e.error = run.lastError;
     try {
       this.opts.onStatus?.(e);
     } catch {
@@ -268,331 +275,157 @@ export class DpsClient {
     }
   }
 
-  private clearTimer(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-  }
-
   /**
-   * Every wait of the client goes through setLongTimeout: a renewal follows the
-   * certificate's lifetime (243 days for a year-long one), beyond what setTimeout takes.
+   * The next attempt after `ms`. Every wait of the client goes through setLongTimeout: a
+   * renewal follows the certificate's lifetime (243 days for a year-long one), beyond what
+   * setTimeout takes.
    */
-  private schedule(gen: number, ms: number, before?: () => void): void {
-    this.clearTimer();
-    this.timer = setLongTimeout(
+  private schedule(run: Run, ms: number, before?: () => void, unref = false): void {
+    run.timer?.cancel();
+    run.timer = setLongTimeout(
       () => {
-        this.timer = undefined;
-        if (gen !== this.gen) return;
+        run.timer = undefined;
+        if (run.stopped) return;
         before?.();
-        void this.tick(gen);
+        run.inFlight = this.attempt(run);
       },
       ms,
-      { clock: this.clock },
+      { clock: this.clock, unref },
     );
   }
 
-  private async closeTransport(): Promise<void> {
-    const t = this.transport;
-    this.transport = undefined;
-    if (t) await t.close().catch(() => undefined);
-  }
-
-  private timeoutMs(): number {
-    return this.policy.intervals[this.retryCount] * 1000;
-  }
-
-  /** Races `p` against the step timeout on the injected clock. */
-  private withTimeout<T>(p: Promise<T>, ms: number, ac: AbortController): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const h = this.clock.setTimeout(() => {
-        ac.abort();
-        reject(new DpsStepError(true, "CONNECT", `no answer within ${ms / 1000} s`, undefined, true));
-      }, ms);
-      p.then(
-        (v) => {
-          this.clock.clearTimeout(h);
-          resolve(v);
-        },
-        (e: unknown) => {
-          this.clock.clearTimeout(h);
-          reject(e);
-        },
-      );
-    });
-  }
-
-  private async tick(gen: number): Promise<void> {
-    const renewing = (this.mask & DpsFlag.RENEW_CREDENTIALS) !== 0;
-    const step = renewing ? "credentials" : nextStep(this.mask);
-    if (!step) return this.finish(gen);
-    const flags = STEP_FLAGS[step];
-    const ms = this.timeoutMs();
-    this.mask = (this.mask | flags.get) & ~ERROR_FLAGS;
-    this.emit(step);
-    const stepAc = new AbortController();
-    const onAbort = () => stepAc.abort();
-    this.ac.signal.addEventListener("abort", onAbort, { once: true });
+  /** One provisioning run (or a renewal's credentials step), then its outcome. */
+  private async attempt(run: Run): Promise<void> {
+    const renewing = (run.mask & DpsFlag.RENEW_CREDENTIALS) !== 0;
+    // A renewal asks for credentials only; the rest of the result stays.
+    const answers: DpsAnswers = renewing ? { timeOffsetMs: run.timeOffsetMs } : run.answers;
+    const steps: DpsStep[] = renewing ? ["credentials"] : missingSteps(answers);
+    const prev = run.current?.configuration;
+    const selectedGateway: Gateway | undefined =
+      prev?.servers?.[0]?.uri && prev.hubId ? { uri: prev.servers[0].uri, id: prev.hubId } : undefined;
     try {
-      if (!this.transport) {
-        this.transport = await this.withTimeout(
-          this.opts.connect(this.endpoint, { timeoutMs: ms, signal: stepAc.signal }),
-          ms,
-          stepAc,
-        );
-        if (gen !== this.gen) {
-          await this.closeTransport();
-          return;
-        }
-      }
-      const t = this.transport;
-      const send: Send = (req) =>
-        this.withTimeout(t.request(req, { timeoutMs: ms, signal: stepAc.signal }), ms, stepAc);
-      await this.runStep(step, send);
-      if (gen !== this.gen) return;
-      this.mask = (this.mask | flags.has) & ~flags.get & ~ERROR_FLAGS;
-      this.retryCount = 0;
-      this.transientCount = 0;
-      this.lastError = undefined;
-      if (renewing) return await this.renewed(gen);
-      this.emit(step);
-      this.schedule(gen, 0);
+      await provisionOnce({
+        connect: this.opts.connect,
+        endpoint: this.endpointOf(run),
+        deviceId: run.di as string,
+        steps,
+        answers,
+        selectedGateway,
+        signal: run.ac.signal,
+        stepTimeoutMs: () => this.policy.intervals[run.retryCount] * 1000,
+        expiringLimitS: this.limit(),
+        clock: this.clock,
+        onStep: (step, phase) => this.stepChanged(run, step, phase, renewing),
+      });
     } catch (err) {
-      if (gen !== this.gen) return;
-      await this.failed(gen, step, err, renewing);
-    } finally {
-      this.ac.signal.removeEventListener("abort", onAbort);
+      if (run.stopped || err instanceof RunAborted) return;
+      return this.failed(run, err as DpsStepError, renewing);
     }
+    if (run.stopped) return;
+    let result: ProvisioningResult;
+    try {
+      result = buildResult(answers, {
+        endpoint: this.endpointOf(run),
+        deviceId: run.di as string,
+        deviceName: this.opts.deviceName,
+        obtainedAt: this.clock.now(),
+        previous: renewing ? run.current : undefined,
+      });
+    } catch (err) {
+      run.mask &= ~HAS_ALL;
+      run.answers = {};
+      const e = new DpsStepError("INTERNAL", "START_CLOUD", (err as Error).message, { final: true });
+      e.step = "time";
+      return this.failed(run, e, false);
+    }
+    await this.save(result);
+    if (run.stopped) return;
+    // Every step done: hand over (plgd closes the DPS connection and starts the cloud).
+    run.current = result;
+    run.mask = (run.mask & ~DpsFlag.RENEW_CREDENTIALS) | DpsFlag.CLOUD_STARTED | HAS_ALL;
+    this.emit(run, "provisioned");
+    this.opts.onResult?.(result);
+    this.scheduleRenewal(run);
   }
 
-  private async runStep(step: DpsStep, send: Send): Promise<void> {
-    const di = this.di as string;
-    switch (step) {
-      case "time": {
-        const t = await getTime(send);
-        this.timeOffsetMs = Date.parse(t.time) - this.clock.now();
-        return;
-      }
-      case "owner":
-        this.partial.owner = await getOwner(send);
-        return;
-      case "cloud": {
-        const prev = this.current?.configuration;
-        const selected: Gateway | undefined =
-          prev?.servers?.[0]?.uri && prev.hubId ? { uri: prev.servers[0].uri, id: prev.hubId } : undefined;
-        this.partial.cloud = await getCloudConfiguration(send, di, selected);
-        return;
-      }
-      case "credentials": {
-        const { privateKey, csr } = createKeyAndCsr(`uuid:${di}`);
-        const rep = await getCredentials(send, di, csr);
-        this.partial.creds = this.acceptCredentials(rep, privateKey, di);
-        return;
-      }
-      case "acls":
-        this.partial.acls = await getAcls(send);
-        return;
+  private stepChanged(run: Run, step: DpsStep, phase: "get" | "has", renewing: boolean): void {
+    if (run.stopped) return;
+    const flags = STEP_FLAGS[step];
+    if (phase === "get") {
+      run.mask = (run.mask | flags.get) & ~ERROR_FLAGS;
+      this.emit(run, step);
+      return;
     }
-  }
-
-  private acceptCredentials(rep: CredRep, privateKey: string, di: string): NonNullable<Partial["creds"]> {
-    const fail = (msg: string) => new DpsStepError(false, "GET_CREDENTIALS", msg);
-    const own = rep.creds.find(
-      (c) => c.credusage === CREDUSAGE_CERT && c.subjectuuid.toLowerCase() === di && c.publicdata,
-    );
-    if (!own?.publicdata) throw fail("the answer holds no identity certificate for this device");
-    const chain = splitCertificates(own.publicdata.data.toString());
-    if (chain.length === 0) throw fail("the identity certificate is not PEM");
-    const leaf = new X509Certificate(chain[0]);
-    if (!leaf.checkPrivateKey(createPrivateKey(privateKey)))
-      throw fail("the identity certificate is not for the key of this device's CSR");
-    const notAfter = new Date(leaf.validTo);
-    const state = certificateState(new Date(leaf.validFrom), notAfter, this.dpsNow(), this.limit());
-    if (state !== "valid") throw fail(`valid certificates not found: the identity certificate is ${state}`);
-    const caCertificates = rep.creds
-      .filter((c) => c.credusage === CREDUSAGE_TRUST_CA && c.publicdata)
-      .flatMap((c) => splitCertificates(c.publicdata?.data.toString()));
-    const pskCred = rep.creds.find((c) => c.credtype === CREDTYPE_SYMMETRIC_PAIR_WISE && c.privatedata);
-    const out: NonNullable<Partial["creds"]> = {
-      chain: chain.join(""),
-      privateKey,
-      caCertificates,
-      notAfter,
-    };
-    if (pskCred?.privatedata) out.psk = Buffer.from(pskCred.privatedata.data).toString("utf8");
-    return out;
-  }
-
-  private classify(step: DpsStep, err: unknown): DpsStepError {
-    if (err instanceof DpsStepError) return err;
-    if (err instanceof OcfFormatError) return new DpsStepError(false, STEP_FLAGS[step].error, err.message);
-    const code = (err as { code?: unknown }).code;
-    const message = err instanceof Error ? err.message : String(err);
-    return new DpsStepError(true, "CONNECT", message, undefined, code === "COAP_TIMEOUT");
-  }
-
-  private async failed(gen: number, step: DpsStep, err: unknown, renewing: boolean): Promise<void> {
-    const e = this.classify(step, err);
-    await this.closeTransport();
-    if (gen !== this.gen) return;
-    this.mask &= ~STEP_FLAGS[step].get;
-    let reprovision = false;
-    if (e.transient) {
-      this.mask |= DpsFlag.TRANSIENT_FAILURE;
-      if (++this.transientCount >= MAX_TRANSIENT_FAILURES) {
-        this.transientCount = 0;
-        reprovision = true;
-      }
-    } else {
-      this.mask |= DpsFlag.FAILURE;
-      reprovision = true;
-    }
-    if (renewing) {
-      // A renewal keeps the device provisioned while its certificate lasts.
-      const notAfter = new Date(this.current?.expiresAt ?? 0);
-      reprovision = this.dpsNow() > notAfter.getTime();
-      if (reprovision) this.mask &= ~(DpsFlag.RENEW_CREDENTIALS | DpsFlag.CLOUD_STARTED);
-    }
-    if (reprovision) {
-      this.mask &= ~HAS_ALL;
-      this.partial = {};
-    }
-    this.lastError = {
-      code: DpsErrorCode[e.error],
-      name: e.error,
-      message: e.message,
-      transient: e.transient,
-    };
-    if (e.coapCode) this.lastError.coapCode = e.coapCode;
-    const delay = e.timedOut
-      ? 0
-      : (retryDelayMs(this.policy, this.retryCount + 1, this.opts.random) as number);
-    this.emit(renewing && !reprovision ? "renew" : step, { retryInMs: delay });
-    this.schedule(gen, delay, () => {
-      this.retryCount++;
-      if (this.retryCount >= this.policy.intervals.length) {
-        this.retryCount = 0;
-        this.endpointIndex = (this.endpointIndex + 1) % this.opts.endpoints.length;
-      }
-    });
-  }
-
-  private buildResult(): ProvisioningResult {
-    const { owner, cloud, creds, acls } = this.partial;
-    if (!owner || !cloud || !creds || !acls)
-      throw new Error("provisioning finished without every step's answer");
-    const servers: Endpoint[] = [{ uri: cloud.cis, id: cloud.sid }];
-    for (const s of cloud["x.org.iotivity.servers"] ?? []) {
-      if (!servers.some((x) => x.uri === s.uri && x.id === s.id)) servers.push({ uri: s.uri, id: s.id });
-    }
-    const configuration: Configuration = {
-      owner,
-      hubId: cloud.sid,
-      servers,
-      authorizationProvider: cloud.apn,
-      acls: acls.aclist2,
-    };
-    const result: ProvisioningResult = {
-      dialect: "plgd-dps",
-      endpoint: this.endpoint,
-      device: { id: this.di as string },
-      proof: "manufacturer-certificate",
-      credentials: {
-        type: "IDENTITY_CERTIFICATE",
-        certificate: creds.chain,
-        privateKey: creds.privateKey,
-        caCertificates: creds.caCertificates,
-        token: cloud.at,
-      },
-      configuration,
-      obtainedAt: new Date(this.clock.now()).toISOString(),
-      expiresAt: creds.notAfter.toISOString(),
-      reused: false,
-    };
-    if (this.opts.deviceName) result.device.name = this.opts.deviceName;
-    if (creds.psk) result.credentials.password = creds.psk;
-    return result;
+    run.mask = (run.mask | flags.has) & ~flags.get & ~ERROR_FLAGS;
+    run.retryCount = 0;
+    run.transientCount = 0;
+    run.lastError = undefined;
+    if (step === "time" && run.answers.timeOffsetMs !== undefined)
+      run.timeOffsetMs = run.answers.timeOffsetMs;
+    // A renewal reports "provisioned" once the new certificate is saved.
+    if (!renewing) this.emit(run, step);
   }
 
   private async save(result: ProvisioningResult): Promise<void> {
     const store = this.opts.store;
     if (!store) return;
     try {
-      await store.set(this.key, { ...result, reused: false } as unknown as JsonValue, {
-        protocol: "plgd-dps",
-        endpoint: result.endpoint,
-        obtainedAt: result.obtainedAt,
-        expiresAt: result.expiresAt,
-        kind: result.credentials.type,
-      });
+      await saveResult(store, this.key, result);
     } catch (err) {
       this.opts.onWarning?.(err as Error);
     }
   }
 
-  /** Every step done: hand over (plgd closes the DPS connection and starts the cloud). */
-  private async finish(gen: number): Promise<void> {
-    let result: ProvisioningResult;
-    try {
-      result = this.buildResult();
-    } catch (err) {
-      this.mask &= ~HAS_ALL;
-      return this.failed(gen, "time", new DpsStepError(false, "START_CLOUD", (err as Error).message), false);
+  private failed(run: Run, e: DpsStepError, renewing: boolean): void {
+    const step = e.step ?? "time";
+    run.mask &= ~STEP_FLAGS[step].get;
+    let reprovision = false;
+    if (e.transient) {
+      run.mask |= DpsFlag.TRANSIENT_FAILURE;
+      if (++run.transientCount >= MAX_TRANSIENT_FAILURES) {
+        run.transientCount = 0;
+        reprovision = true;
+      }
+    } else {
+      run.mask |= DpsFlag.FAILURE;
+      reprovision = true;
     }
-    await this.closeTransport();
-    await this.save(result);
-    if (gen !== this.gen) return;
-    this.current = result;
-    this.mask |= DpsFlag.CLOUD_STARTED;
-    this.emit("provisioned");
-    this.opts.onResult?.(result);
-    this.scheduleRenewal(gen);
-  }
-
-  private async renewed(gen: number): Promise<void> {
-    const creds = this.partial.creds;
-    const prev = this.current;
-    await this.closeTransport();
-    if (!creds || !prev) return;
-    const result: ProvisioningResult = {
-      ...prev,
-      endpoint: this.endpoint,
-      credentials: {
-        ...prev.credentials,
-        certificate: creds.chain,
-        privateKey: creds.privateKey,
-        caCertificates: creds.caCertificates,
-      },
-      obtainedAt: new Date(this.clock.now()).toISOString(),
-      expiresAt: creds.notAfter.toISOString(),
-      reused: false,
-    };
-    if (creds.psk) result.credentials.password = creds.psk;
-    await this.save(result);
-    if (gen !== this.gen) return;
-    this.current = result;
-    this.mask = (this.mask & ~DpsFlag.RENEW_CREDENTIALS) | DpsFlag.CLOUD_STARTED | HAS_ALL;
-    this.emit("provisioned");
-    this.opts.onResult?.(result);
-    this.scheduleRenewal(gen);
+    if (renewing) {
+      // A renewal keeps the device provisioned while its certificate lasts.
+      reprovision = this.dpsNow(run) > new Date(run.current?.expiresAt ?? 0).getTime();
+      if (reprovision) run.mask &= ~(DpsFlag.RENEW_CREDENTIALS | DpsFlag.CLOUD_STARTED);
+    }
+    if (reprovision) {
+      run.mask &= ~HAS_ALL;
+      run.answers = {};
+    }
+    run.lastError = errorInfo(e);
+    let delay = e.timedOut ? 0 : (retryDelayMs(this.policy, run.retryCount + 1, this.opts.random) as number);
+    // A throttling service (5.03 with Max-Age) is asked again no sooner than it said.
+    if (e.retryAfterMs !== undefined) delay = Math.max(delay, e.retryAfterMs);
+    this.emit(run, renewing && !reprovision ? "renew" : step, { retryInMs: delay });
+    this.schedule(run, delay, () => {
+      run.retryCount++;
+      if (run.retryCount >= this.policy.intervals.length) {
+        run.retryCount = 0;
+        run.endpointIndex = (run.endpointIndex + 1) % this.opts.endpoints.length;
+      }
+    });
   }
 
   /** Renewal at 2/3 of the remaining validity (sooner near the end), as plgd schedules it. */
-  private scheduleRenewal(gen: number): void {
-    const notAfter = new Date(this.current?.expiresAt ?? 0);
-    const delay = renewalDelayMs(notAfter, this.dpsNow(), this.limit());
-    this.clearTimer();
+  private scheduleRenewal(run: Run): void {
+    const delay = renewalDelayMs(new Date(run.current?.expiresAt ?? 0), this.dpsNow(run), this.limit());
     // Unref'd: a wait of months must not be what keeps a process alive.
-    this.timer = setLongTimeout(
-      () => {
-        this.timer = undefined;
-        if (gen !== this.gen) return;
-        this.retryCount = 0;
-        this.mask |= DpsFlag.RENEW_CREDENTIALS;
-        this.emit("renew");
-        void this.tick(gen);
-      },
+    this.schedule(
+      run,
       delay,
-      { clock: this.clock, unref: true },
+      () => {
+        run.retryCount = 0;
+        run.mask |= DpsFlag.RENEW_CREDENTIALS;
+        this.emit(run, "renew");
+      },
+      true,
     );
   }
 }

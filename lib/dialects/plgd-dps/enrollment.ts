@@ -1,7 +1,8 @@
 /**
- * Enrollment groups (seed 002) and how plgd DPS finds the group of a device: by the
- * issuer common names of the certificates it presents, then by verifying that chain
- * against the group's attestation chain (EKU clientAuth required; an expired leaf only
+ * Enrollment groups (as plgd hub's Device Provisioning Service configures them: owner,
+ * attestation chain, hub) and how plgd DPS finds the group of a device: by the issuer
+ * common names of the certificates it presents, then by verifying that chain against the
+ * group's attestation chain (EKU clientAuth required; an expired leaf only
  * where the group allows it, validated at the midpoint of the leaf's validity).
  */
 import { createHash, type X509Certificate } from "node:crypto";

@@ -24,7 +24,7 @@ export const DPS_TAG = "dps";
 /** Resource paths (without the leading slash). */
 export const PATHS = {
   time: "x.plgd.dev/time",
-  ownership: "api/v1/provisioning/ownership",
+  owner: "api/v1/provisioning/ownership",
   cloud: "api/v1/provisioning/cloud-configuration",
   credentials: "api/v1/provisioning/credentials",
   acls: "api/v1/provisioning/acls",

@@ -2,14 +2,25 @@
  * The serving side of plgd DPS: one handler for every step, over any CoAP transport
  * (CoapTcpServer in production, direct calls in tests). The device is matched to an
  * enrollment group by its manufacturer chain on every request (cached per connection).
+ * What every serving dialect shares comes from its ServiceContext (lib/service/dialect.ts):
+ * audit, the per-remote rate limit and the failed-proof guard (both before a request is
+ * read: `authorize`), the flow's decision before an identity certificate is issued, and
+ * the store the devices are kept in (devices.ts).
  */
 import type { X509Certificate } from "node:crypto";
 import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
+import type { ServiceContext } from "../../service/dialect";
+import type { ProvisioningRequest } from "../../model/service";
+import { MemoryBackend } from "../../stores/memory";
+import { Opt } from "../../transports/coap-tcp/codes";
+import { uintOption } from "../../transports/coap-tcp/options";
+import { StoredDpsDevices, type DpsDevices } from "./devices";
 import { randomAlphanumeric } from "../../util/secrets";
 import { parseCsr, PkiError } from "../../pki/csr";
 import { parseCertificates } from "../../pki/pem";
 import type { CoapResponse } from "../../transports/coap-tcp/types";
 import type { AuditInput } from "../../service/audit";
+import { ProvisioningError } from "../../model/errors";
 import { EnrollmentIndex, type EnrollmentGroup, type MatchResult } from "./enrollment";
 import {
   CF_JSON,
@@ -51,7 +62,7 @@ export interface DpsServerRequest {
 }
 
 export interface DpsAuditEvent extends ServiceAuditEvent {
-  /** time, ownership, cloud-configuration, credentials, acls. */
+  /** time, owner, cloud, credentials, acls: the client's step names (status.ts). */
   step?: string;
   /** Identity certificate notAfter, for "provisioned" events. */
   expiresAt?: string;
@@ -59,10 +70,25 @@ export interface DpsAuditEvent extends ServiceAuditEvent {
 
 export interface DpsServiceOptions {
   groups: EnrollmentGroup[];
+  /**
+   * What the serving node shares with every dialect. Without one (a library user, the
+   * unit tests), the service audits to `onAudit`, keeps its devices in memory, and has no
+   * rate limit, failed-proof guard or flow decision.
+   */
+  ctx?: ServiceContext;
+  /** Used when there is no `ctx`. */
   now?: () => Date;
   onAudit?: (e: DpsAuditEvent) => void;
-  /** Devices remembered between connections (who identified as which di). Default 10000. */
+  /** Who identified as which device id; default: kept in the context's store. */
+  devices?: DpsDevices;
+  /** Device ids kept in memory for audit events (most recent first). Default 10000. */
   maxDevices?: number;
+}
+
+/** The address part of a remote "host:port" ("::1:40123" too): what limits count by. */
+export function addressOf(remote: string): string {
+  const i = remote.lastIndexOf(":");
+  return i > 0 ? remote.slice(0, i).replace(/^\[|\]$/g, "") : remote;
 }
 
 class Refusal extends Error {
@@ -88,7 +114,7 @@ function hrefs(list: string[]): AceResource[] {
 function stepOf(rawPath: string): { path: string; step?: keyof typeof PATHS; stepName?: string } {
   const path = rawPath.replace(/^\/+|\/+$/g, "");
   const step = (Object.keys(PATHS) as Array<keyof typeof PATHS>).find((k) => PATHS[k] === path);
-  return { path, step, stepName: step === "cloud" ? "cloud-configuration" : step };
+  return { path, step, stepName: step };
 }
 
 function text(code: string, message: string): CoapResponse {
@@ -99,17 +125,30 @@ function text(code: string, message: string): CoapResponse {
 export class DpsService {
   private readonly index: EnrollmentIndex;
   private readonly now: () => Date;
-  private readonly onAudit?: (e: DpsAuditEvent) => void;
+  private readonly ctx: ServiceContext;
   private readonly maxDevices: number;
   private readonly matches = new WeakMap<object, MatchResult>();
   private readonly trust = new WeakMap<EnrollmentGroup, Cred[]>();
-  /** Manufacturer certificate fingerprint -> the device id it identified with. */
-  private readonly devices = new Map<string, string>();
+  private readonly devices: DpsDevices;
+  /** Fingerprint -> device id, recently seen: names the device in audit events of refusals. */
+  private readonly seen = new Map<string, string>();
+  /** For the serving node's status. */
+  readonly counts = { provisioned: 0, refused: 0 };
 
   constructor(opts: DpsServiceOptions) {
     this.index = new EnrollmentIndex(opts.groups);
-    this.now = opts.now ?? (() => new Date());
-    this.onAudit = opts.onAudit;
+    const now = opts.now ?? (() => new Date());
+    const onAudit = opts.onAudit;
+    this.ctx = opts.ctx ?? {
+      dialect: "plgd-dps",
+      store: new MemoryBackend(),
+      audit: (e) => onAudit?.(e as DpsAuditEvent),
+      now: () => now().getTime(),
+      refused: () => undefined,
+    };
+    const ctx = this.ctx;
+    this.now = opts.ctx ? () => new Date(ctx.now()) : now;
+    this.devices = opts.devices ?? new StoredDpsDevices(ctx.store, ctx.now);
     this.maxDevices = opts.maxDevices ?? 10000;
   }
 
@@ -119,22 +158,60 @@ export class DpsService {
   }
 
   /**
-   * Whether the device's manufacturer chain opens an enrollment group; a refusal (4.01 or
-   * 4.03, audited) otherwise. The listener asks this before it buffers any of a
-   * request, so a device without an acceptable certificate cannot upload anything.
+   * Whether the request may be read at all, asked by the listener before it buffers any
+   * of it: the per-remote rate limit, the failed-proof guard, then whether the device's
+   * manufacturer chain opens an enrollment group (a refusal, 4.01 or 4.03, audited and
+   * counted as a failed proof of the address otherwise). A throttled or locked-out remote
+   * is answered 5.03 with Max-Age, CoAP's "come back later" (RFC 7252 section 5.9.3.4),
+   * which plgd's client treats as transient.
    */
-  authorize(req: DpsServerRequest): CoapResponse | undefined {
-    const match = this.matchOf(req);
-    if (match.ok) return undefined;
+  async authorize(req: DpsServerRequest): Promise<CoapResponse | undefined> {
     const { path, stepName } = stepOf(req.path);
     const fingerprint = req.peerCertificateChain?.[0]?.fingerprint256;
-    return this.refusal(
-      req,
-      undefined,
-      new Refusal(match.status, match.reason, "denied"),
-      stepName ?? `/${path}`,
-      fingerprint,
-    );
+    const step = stepName ?? `/${path}`;
+    const address = addressOf(req.remote);
+    const { limiter, failures } = this.ctx;
+    if (limiter && !limiter.take(address))
+      return this.later(
+        req,
+        step,
+        "throttled",
+        "too many requests from this address",
+        limiter.retryAfterSeconds,
+      );
+    const subject = { remote: address };
+    if (failures) {
+      let verdict = failures.check(subject);
+      if (verdict.action === "go" && verdict.delayMs > 0) {
+        const waited = await failures.wait(subject, verdict.delayMs);
+        if (!waited) return this.later(req, step, "throttled", "too many requests waiting", 1);
+        verdict = failures.check(subject);
+      }
+      if (verdict.action !== "go") {
+        const detail =
+          verdict.action === "locked" ? "locked after failed attempts" : "too many requests waiting";
+        return this.later(req, step, verdict.action, detail, verdict.retryAfterMs / 1000);
+      }
+    }
+    const match = this.matchOf(req);
+    if (match.ok) return undefined;
+    failures?.failed(subject);
+    return this.refusal(req, undefined, new Refusal(match.status, match.reason, "denied"), step, fingerprint);
+  }
+
+  /** 5.03 with Max-Age: throttled or locked out. */
+  private later(
+    req: DpsServerRequest,
+    step: string,
+    outcome: "throttled" | "locked",
+    detail: string,
+    retryAfterS: number,
+  ): CoapResponse {
+    const seconds = Math.max(1, Math.ceil(retryAfterS));
+    this.counts.refused++;
+    this.ctx.refused(outcome);
+    this.audit(req, undefined, { outcome, reason: outcome, detail, step, retryAfterS: seconds });
+    return { ...text("5.03", detail), options: [uintOption(Opt.MAX_AGE, seconds)] };
   }
 
   async handle(req: DpsServerRequest): Promise<CoapResponse> {
@@ -160,15 +237,15 @@ export class DpsService {
       switch (step) {
         case "time":
           return reply("2.05", { time: this.now().toISOString() });
-        case "ownership":
+        case "owner":
           return reply("2.05", { devowneruuid: group.ownerUuid });
         case "cloud": {
           const body = parseCloudConfRequest(this.body(req));
-          this.remember(fingerprint, body.di);
+          await this.remember(fingerprint, body.di, group);
           return reply("2.04", this.cloudConfiguration(group, body.selectedGateway));
         }
         case "credentials": {
-          const out = this.credentials(group, this.body(req), fingerprint);
+          const out = await this.credentials(group, this.body(req), req, fingerprint);
           this.audit(req, group, {
             outcome: "provisioned",
             deviceId: out.deviceId,
@@ -177,10 +254,11 @@ export class DpsService {
             step: "credentials",
             expiresAt: out.expiresAt,
           });
+          this.counts.provisioned++;
           return reply("2.04", { creds: out.creds });
         }
         case "acls": {
-          const di = fingerprint ? this.devices.get(fingerprint) : undefined;
+          const di = fingerprint ? await this.devices.deviceOf(fingerprint) : undefined;
           if (!di) {
             throw new Refusal(
               "4.03",
@@ -201,6 +279,12 @@ export class DpsService {
           "invalid",
         );
       else if (err instanceof PkiError) r = new Refusal("4.00", err.message, "invalid");
+      else if (err instanceof ProvisioningError && err.code === "CONFLICT")
+        r = new Refusal("4.09", err.message, "conflict");
+      else if (err instanceof ProvisioningError && err.code === "INVALID")
+        r = new Refusal("4.00", err.message, "invalid");
+      else if (err instanceof ProvisioningError && err.code === "STORE")
+        r = new Refusal("5.03", "the device registry cannot be read or written now", "error");
       else r = new Refusal("5.00", `internal error: ${(err as Error).message}`, "error");
       return this.refusal(req, group, r, stepName ?? `/${path}`, fingerprint);
     }
@@ -213,12 +297,13 @@ export class DpsService {
     step: string,
     fingerprint: string | undefined,
   ): CoapResponse {
+    this.counts.refused++;
     this.audit(req, group, {
       outcome: r.code.startsWith("5") ? "error" : "refused",
       reason: r.reason,
       detail: r.message,
       step,
-      deviceId: fingerprint ? this.devices.get(fingerprint) : undefined,
+      deviceId: fingerprint ? this.seen.get(fingerprint) : undefined,
     });
     return text(r.code, r.message);
   }
@@ -237,13 +322,17 @@ export class DpsService {
     return decodeBody(req.payload ?? Buffer.alloc(0), req.contentFormat);
   }
 
-  private remember(fingerprint: string | undefined, di: string): void {
+  /** The device identified as `di` with its manufacturer certificate; refused when another holds it. */
+  private async remember(fingerprint: string | undefined, di: string, g: EnrollmentGroup): Promise<void> {
     if (!fingerprint) return;
-    this.devices.delete(fingerprint);
-    this.devices.set(fingerprint, di);
-    if (this.devices.size > this.maxDevices) {
-      const oldest = this.devices.keys().next().value;
-      if (oldest !== undefined) this.devices.delete(oldest);
+    const outcome = await this.devices.identify(fingerprint, di, g.id);
+    if (outcome === "conflict")
+      throw new Refusal("4.09", `device id ${di} is held by another manufacturer certificate`, "conflict");
+    this.seen.delete(fingerprint);
+    this.seen.set(fingerprint, di.toLowerCase());
+    if (this.seen.size > this.maxDevices) {
+      const oldest = this.seen.keys().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
     }
   }
 
@@ -260,11 +349,12 @@ export class DpsService {
     };
   }
 
-  private credentials(
+  private async credentials(
     g: EnrollmentGroup,
     raw: unknown,
+    from: DpsServerRequest,
     fingerprint: string | undefined,
-  ): { creds: Cred[]; deviceId?: string; expiresAt?: string } {
+  ): Promise<{ creds: Cred[]; deviceId?: string; expiresAt?: string }> {
     const req = parseCredentialsRequest(raw);
     const creds: Cred[] = [];
     let deviceId: string | undefined;
@@ -292,6 +382,8 @@ export class DpsService {
         throw new Refusal("4.00", `the CSR is for uuid:${deviceId} but di is ${req.di}`, "invalid");
       if (deviceId === g.hubId.toLowerCase())
         throw new Refusal("4.00", "the device id equals the hub id", "invalid");
+      await this.remember(fingerprint, deviceId, g);
+      await this.decide(g, deviceId, from);
       const signed = g.authority.signIdentity(csr, {
         commonName: `uuid:${deviceId}`,
         validityMs: g.validityMs,
@@ -306,7 +398,6 @@ export class DpsService {
         publicdata: { data: full.slice(0, -1).join(""), encoding: ENCODING_PEM },
         tag: DPS_TAG,
       });
-      this.remember(fingerprint, deviceId);
     }
     creds.push(...this.trustCreds(g));
     if (g.preSharedKey) {
@@ -318,6 +409,28 @@ export class DpsService {
       });
     }
     return { creds, deviceId, expiresAt };
+  }
+
+  /** The flow's decision, when the node asks the flow: no answer in time is a refusal. */
+  private async decide(g: EnrollmentGroup, deviceId: string, req: DpsServerRequest): Promise<void> {
+    if (!this.ctx.decide) return;
+    const request: ProvisioningRequest = {
+      dialect: "plgd-dps",
+      transport: "coaps+tcp",
+      deviceId,
+      proof: "manufacturer-certificate",
+      profile: g.id,
+      remote: req.remote,
+    };
+    const answer = await this.ctx.decide(request);
+    if (!answer.approve)
+      throw new Refusal(
+        "4.03",
+        answer.timedOut
+          ? "no decision in time"
+          : `refused by the flow${answer.reason ? `: ${answer.reason}` : ""}`,
+        answer.timedOut ? "decision-timeout" : "denied",
+      );
   }
 
   /** The CA credentials of a group, built once (the certificates are parsed once). */
@@ -368,7 +481,6 @@ export class DpsService {
     g: EnrollmentGroup | undefined,
     e: Omit<AuditInput, "dialect" | "transport"> & { step?: string; expiresAt?: string },
   ): void {
-    if (!this.onAudit) return;
     const { step, expiresAt, ...rest } = e;
     const ev: DpsAuditEvent = auditEvent(
       { ...rest, dialect: "plgd-dps", transport: "coaps+tcp", remote: req.remote, profile: g?.id },
@@ -377,7 +489,7 @@ export class DpsService {
     if (step) ev.step = step;
     if (expiresAt) ev.expiresAt = expiresAt;
     try {
-      this.onAudit(ev);
+      this.ctx.audit(ev);
     } catch {
       // an audit listener must never break serving
     }

@@ -42,7 +42,7 @@ export function maskOf(names: DpsFlagName[]): number {
   return names.reduce((m, n) => m | DpsFlag[n], 0);
 }
 
-/** The older numbering of seed 001 (INITIALIZED 1, HAS_CREDENTIALS 2, HAS_ACLS 4, HAS_CLOUD 8, FAILURE 64). */
+/** The numbering of plgd's first DPS client library, 0.0.1 (dps.h's plgd_dps_status_t in plgd-dev/doc's client-library page: INITIALIZED 1, HAS_CREDENTIALS 2, HAS_ACLS 4, HAS_CLOUD 8, FAILURE 64). */
 export function legacyMask(mask: number): number {
   let m = 0;
   if (mask & DpsFlag.INITIALIZED) m |= 1;
@@ -66,7 +66,12 @@ export const DpsErrorCode = {
 } as const;
 export type DpsErrorName = keyof typeof DpsErrorCode;
 
-/** The steps, in the order the current plgd client runs them. */
+/**
+ * The steps, in the order the current plgd client runs them, spelled as plgd spells its
+ * status flags (PLGD_DPS_GET_TIME, _GET_OWNER, _GET_CLOUD, _GET_CREDENTIALS, _GET_ACLS in
+ * iotivity-lite api/plgd/plgd_dps.h): the client's status events and the service's audit
+ * events use these words.
+ */
 export type DpsStep = "time" | "owner" | "cloud" | "credentials" | "acls";
 export const STEP_ORDER: readonly DpsStep[] = ["time", "owner", "cloud", "credentials", "acls"];
 
@@ -81,19 +86,4 @@ export const STEP_FLAGS: Record<DpsStep, { get: number; has: number; error: DpsE
 /** The next step to run for a status mask, or undefined when every step is done. */
 export function nextStep(mask: number): DpsStep | undefined {
   return STEP_ORDER.find((s) => (mask & STEP_FLAGS[s].has) === 0);
-}
-
-/** A step failure as plgd classifies it: transient (timeouts, 5.03, 5.04, connection) or not. */
-export class DpsStepError extends Error {
-  constructor(
-    readonly transient: boolean,
-    readonly error: DpsErrorName,
-    message: string,
-    readonly coapCode?: string,
-    /** True when the step's own timeout expired (plgd then retries without waiting). */
-    readonly timedOut = false,
-  ) {
-    super(message);
-    this.name = "DpsStepError";
-  }
 }

@@ -1,5 +1,8 @@
 /** The five plgd DPS requests, each over a `send` function, with plgd's failure classes. */
+import { Opt } from "../../transports/coap-tcp/codes";
+import { findUint } from "../../transports/coap-tcp/options";
 import type { CoapRequest, CoapResponse } from "../../transports/coap-tcp/types";
+import { answerError, invalidAnswer } from "./errors";
 import {
   CF_OCF_CBOR,
   ENCODING_PEM,
@@ -18,7 +21,7 @@ import {
   type Gateway,
   type TimeRep,
 } from "./ocf";
-import { DpsStepError, STEP_FLAGS, type DpsStep } from "./status";
+import type { DpsStep } from "./status";
 
 export type Send = (req: CoapRequest) => Promise<CoapResponse>;
 
@@ -38,20 +41,18 @@ async function exchange<T>(
       resp.payload.length > 0 && resp.payload.length < 512 && (resp.contentFormat ?? 0) === 0
         ? `: ${resp.payload.toString("utf8")}`
         : "";
-    // plgd: 5.03 and 5.04 are connection trouble (transient); every other error is a failure.
-    const transient = resp.code === "5.03" || resp.code === "5.04";
-    throw new DpsStepError(
-      transient,
-      transient ? "CONNECT" : "ERROR_RESPONSE",
-      `${req.method} /${req.path.replace(/^\//, "")} answered ${resp.code}${diag}`,
+    const maxAge = resp.options ? findUint(resp.options, Opt.MAX_AGE) : undefined;
+    throw answerError(
       resp.code,
+      `${req.method} /${req.path.replace(/^\//, "")} answered ${resp.code}${diag}`,
+      maxAge,
     );
   }
   try {
     return parse(decodeBody(resp.payload, resp.contentFormat));
   } catch (err) {
     const why = err instanceof OcfFormatError ? err.message : (err as Error).message;
-    throw new DpsStepError(false, STEP_FLAGS[step].error, `invalid ${step} response: ${why}`, resp.code);
+    throw invalidAnswer(step, `invalid ${step} response: ${why}`, resp.code);
   }
 }
 
@@ -63,12 +64,7 @@ export function getTime(send: Send): Promise<TimeRep> {
 
 export async function getOwner(send: Send): Promise<string> {
   return (
-    await exchange(
-      "owner",
-      send,
-      { method: "GET", path: `/${PATHS.ownership}`, accept: ACCEPT },
-      parseOwnership,
-    )
+    await exchange("owner", send, { method: "GET", path: `/${PATHS.owner}`, accept: ACCEPT }, parseOwnership)
   ).devowneruuid;
 }
 

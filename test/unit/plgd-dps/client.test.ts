@@ -4,6 +4,8 @@ import { describe, it } from "node:test";
 import { DpsClient, type DpsStatusEvent } from "../../../lib/dialects/plgd-dps/client";
 import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";
+import { Opt } from "../../../lib/transports/coap-tcp/codes";
+import { uintOption } from "../../../lib/transports/coap-tcp/options";
 import { DpsService } from "../../../lib/dialects/plgd-dps/server";
 import { renewalDelayMs } from "../../../lib/pki/validity";
 import type { ProvisioningResult } from "../../../lib/model/result";
@@ -135,6 +137,7 @@ describe("plgd client: retries", () => {
       await pump(clock, () => failedEvents(log).length === i + 1);
       const e = failedEvents(log)[i];
       assert.ok(e.status.includes("TRANSIENT_FAILURE"));
+      assert.equal(e.error?.code, "UNAVAILABLE");
       assert.equal(e.error?.name, "CONNECT");
       assert.equal(e.error?.coapCode, "5.03");
       delays.push(e.retryInMs as number);
@@ -156,7 +159,7 @@ describe("plgd client: retries", () => {
   });
 
   it("retries at once after a step timeout (the timeout already waited)", async () => {
-    const intercept: Interceptor = (req) => (req.path === `/${PATHS.ownership}` ? "hang" : undefined);
+    const intercept: Interceptor = (req) => (req.path === `/${PATHS.owner}` ? "hang" : undefined);
     const { clock, client, log } = setup({ intercept });
     await client.start();
     await pump(clock, () => log.events.some((e) => e.status.includes("GET_OWNER")));
@@ -165,6 +168,7 @@ describe("plgd client: retries", () => {
     clock.fire();
     await pump(clock, () => failedEvents(log).length === 1);
     assert.equal(failedEvents(log)[0].retryInMs, 0);
+    assert.equal(failedEvents(log)[0].error?.code, "TIMEOUT");
     assert.match(failedEvents(log)[0].error?.message ?? "", /no answer within 10 s/);
     await client.stop();
   });
@@ -194,14 +198,30 @@ describe("plgd client: retries", () => {
     assert.ok(e.status.includes("FAILURE"));
     assert.ok(!e.status.includes("HAS_CREDENTIALS"));
     assert.deepEqual(e.error, {
-      code: 1,
+      code: "DENIED",
       name: "ERROR_RESPONSE",
+      plgdCode: 1,
       message: "GET /api/v1/provisioning/acls answered 4.03: nope",
       coapCode: "4.03",
       transient: false,
     });
     clock.fire();
     await pump(clock, () => results.length === 1);
+    await client.stop();
+  });
+
+  it("waits at least the Max-Age of a throttling service's 5.03 (BUSY)", async () => {
+    const intercept: Interceptor = (req) =>
+      req.path === `/${PATHS.time}`
+        ? { code: "5.03", payload: Buffer.alloc(0), options: [uintOption(Opt.MAX_AGE, 90)] }
+        : undefined;
+    const { clock, client, log } = setup({ intercept });
+    await client.start();
+    await pump(clock, () => failedEvents(log).length === 1);
+    const e = failedEvents(log)[0];
+    assert.equal(e.error?.code, "BUSY");
+    assert.ok(e.status.includes("TRANSIENT_FAILURE"));
+    assert.equal(e.retryInMs, 90_000);
     await client.stop();
   });
 
@@ -219,7 +239,73 @@ describe("plgd client: retries", () => {
     await c2.start();
     await pump(clock, () => failedEvents(log).length === 1);
     assert.ok(failedEvents(log)[0].status.includes("TRANSIENT_FAILURE"));
+    assert.equal(failedEvents(log)[0].error?.code, "CONNECT");
     await c2.stop();
+    await client.stop();
+  });
+});
+
+describe("plgd client: one run per start", () => {
+  it("a stop while a step waits for its answer ends the run: no event, result, timer or connection after it", async () => {
+    let closed = 0;
+    const { clock, service } = setup();
+    const log = new StatusLog();
+    const results: ProvisioningResult[] = [];
+    let answer: (() => void) | undefined;
+    const client = new DpsClient({
+      endpoints: EPS,
+      clock,
+      random: () => 0,
+      onStatus: log.push,
+      onResult: (r) => results.push(r),
+      // The owner step's answer arrives only after the stop.
+      connect: async () => ({
+        request: (req) => {
+          const served = service.handle({
+            ...req,
+            remote: "127.0.0.1:1",
+            payload: req.payload ?? Buffer.alloc(0),
+            peerCertificateChain: fx.deviceChain,
+          });
+          if (req.path !== `/${PATHS.owner}`) return served;
+          return new Promise((resolve) => {
+            answer = () => resolve(served);
+          });
+        },
+        close: async () => {
+          closed++;
+        },
+      }),
+    });
+    await client.start();
+    await pump(clock, () => log.events.some((e) => e.status.includes("GET_OWNER")));
+    const seen = log.events.length;
+    await client.stop();
+    answer?.();
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(log.events.length, seen, "nothing reported after the stop");
+    assert.equal(results.length, 0);
+    assert.equal(clock.timers.length, 0, "no timer left");
+    assert.equal(closed, 1, "the run's connection is closed by the time stop resolves");
+  });
+
+  it("a factory reset during a hanging step starts a new run the old one cannot disturb", async () => {
+    let hang = true;
+    const intercept: Interceptor = (req) => (hang && req.path === `/${PATHS.cloud}` ? "hang" : undefined);
+    const { clock, client, log, results } = setup({ intercept });
+    await client.start();
+    await pump(clock, () => log.events.some((e) => e.status.includes("GET_CLOUD")));
+    const before = client.deviceId;
+    hang = false;
+    await client.factoryReset();
+    await pump(clock, () => results.length === 1);
+    assert.notEqual(results[0].device.id, before);
+    const afterReset = log.events.slice(log.events.findIndex((e) => e.step === "reset"));
+    assert.ok(
+      afterReset.every((e) => e.deviceId === undefined || e.deviceId === results[0].device.id),
+      "no event of the old run after the reset",
+    );
+    assert.equal(afterReset.filter((e) => e.step === "provisioned").length, 1);
     await client.stop();
   });
 });

@@ -76,7 +76,7 @@ describe("plgd: service handlers", () => {
     assert.equal(time.contentFormat, CF_OCF_CBOR);
     assert.ok(!Number.isNaN(Date.parse((decodeBody(time.payload, CF_OCF_CBOR) as { time: string }).time)));
 
-    const own = await s.handle(req(PATHS.ownership, "GET"));
+    const own = await s.handle(req(PATHS.owner, "GET"));
     assert.deepEqual(decodeBody(own.payload, own.contentFormat), { devowneruuid: ownerToUuid("user-1") });
 
     const cloud = await s.handle(req(PATHS.cloud, "POST", { di: DI }));
@@ -139,10 +139,10 @@ describe("plgd: service handlers", () => {
 
   it("answers JSON when the Accept option asks for it, and refuses unknown formats with 4.06", async () => {
     const s = service();
-    const r = await s.handle({ ...req(PATHS.ownership, "GET"), accept: CF_JSON });
+    const r = await s.handle({ ...req(PATHS.owner, "GET"), accept: CF_JSON });
     assert.equal(r.contentFormat, CF_JSON);
     assert.ok(JSON.parse(r.payload.toString()).devowneruuid);
-    assert.equal((await s.handle({ ...req(PATHS.ownership, "GET"), accept: 41 })).code, "4.06");
+    assert.equal((await s.handle({ ...req(PATHS.owner, "GET"), accept: 41 })).code, "4.06");
   });
 
   it("refuses an unknown chain with 4.03 and no certificate with 4.01, with a diagnostic", async () => {
@@ -230,7 +230,7 @@ describe("plgd: service handlers", () => {
     assert.equal((await s.handle(req(PATHS.time, "POST"))).code, "4.05");
     assert.equal((await s.handle(req("nowhere", "GET"))).code, "4.04");
     assert.ok(audit.every((e) => e.outcome === "refused"));
-    assert.equal((await s.handle(req(PATHS.ownership, "GET"))).code, "2.05");
+    assert.equal((await s.handle(req(PATHS.owner, "GET"))).code, "2.05");
   });
 
   it("gives ACLs only after the device identified itself; an empty CSR returns only the CAs", async () => {
