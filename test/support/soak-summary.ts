@@ -1,7 +1,7 @@
 /**
  * The one summary table of the soak, fuzz, fault and abuse suites. Each part adds its row
  * to a JSON file (SOAK_RESULTS, default a file in the OS temp directory) so that
- * scripts/soak.js can print every part's row together after separate `node --test` runs.
+ * scripts/soak.js can print every part's row together after separate mocha runs.
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
