@@ -2,9 +2,9 @@
  * Faults (issue 8, "The suite that would have found them"): kill -9 of node-red during a
  * provisioning storm and a restart on the same user directory; peers cut mid-exchange on
  * every listener; a redeploy through the admin API during a storm. Run on its own:
- * `node --test dist/test/abuse/faults.suite.js` (scripts/soak.js runs it too).
+ * `npx mocha dist/test/abuse/faults.suite.js` (scripts/soak.js runs it too).
  */
-import { after, describe, test } from "node:test";
+import { after, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
@@ -20,27 +20,25 @@ import { emptyRow, formatTable, recordRow, type SummaryRow } from "../support/so
 import { demoReady } from "../soak/soak";
 import { registryTokens, storm } from "./storm";
 
-const rows: SummaryRow[] = [];
-after(() => {
-  for (const r of rows) recordRow(r);
-  process.stdout.write("\n" + formatTable(rows) + "\n");
-});
+describe("abuse/faults", () => {
+  const rows: SummaryRow[] = [];
+  after(() => {
+    for (const r of rows) recordRow(r);
+    process.stdout.write("\n" + formatTable(rows) + "\n");
+  });
 
-/** Polls `read` until it is at most `limit` or `ms` pass; returns the last value read. */
-async function settlesTo(read: () => number, limit: number, ms = 15000): Promise<number> {
-  let v = read();
-  for (let i = 0; i < 150 && v > limit; i++) {
-    await delay(ms / 150);
-    v = read();
+  /** Polls `read` until it is at most `limit` or `ms` pass; returns the last value read. */
+  async function settlesTo(read: () => number, limit: number, ms = 15000): Promise<number> {
+    let v = read();
+    for (let i = 0; i < 150 && v > limit; i++) {
+      await delay(ms / 150);
+      v = read();
+    }
+    return v;
   }
-  return v;
-}
 
-describe("faults", { concurrency: false }, () => {
-  test(
-    "kill -9 during a provisioning storm: every SUCCESS is in the registry with what it received, nothing issued twice, every file readable",
-    { timeout: 240000 },
-    async () => {
+  describe("faults", () => {
+    it("kill -9 during a provisioning storm: every SUCCESS is in the registry with what it received, nothing issued twice, every file readable", async () => {
       const row = emptyRow("faults: kill -9 in a storm");
       rows.push(row);
       let demo: SoakDemo = await startSoakDemo();
@@ -92,13 +90,9 @@ describe("faults", { concurrency: false }, () => {
       } finally {
         await demo.remove();
       }
-    },
-  );
+    }).timeout(240000);
 
-  test(
-    "peers cut mid-exchange on every listener: nothing leaks, every transport still serves",
-    { timeout: 180000 },
-    async () => {
+    it("peers cut mid-exchange on every listener: nothing leaks, every transport still serves", async () => {
       const row = emptyRow("faults: peers cut mid-exchange");
       rows.push(row);
       const demo = await startSoakDemo();
@@ -175,13 +169,9 @@ describe("faults", { concurrency: false }, () => {
       } finally {
         await demo.remove();
       }
-    },
-  );
+    }).timeout(180000);
 
-  test(
-    "a redeploy (admin API POST /flows) during a storm leaves no socket, timer or handle behind",
-    { timeout: 180000 },
-    async () => {
+    it("a redeploy (admin API POST /flows) during a storm leaves no socket, timer or handle behind", async () => {
       const row = emptyRow("faults: redeploy in a storm");
       rows.push(row);
       const demo = await startSoakDemo();
@@ -239,13 +229,9 @@ describe("faults", { concurrency: false }, () => {
       } finally {
         await demo.remove();
       }
-    },
-  );
+    }).timeout(180000);
 
-  test(
-    "a restart with another initial bootstrap configuration serves the new one (defect 2)",
-    { timeout: 120000 },
-    async () => {
+    it("a restart with another initial bootstrap configuration serves the new one (defect 2)", async () => {
       const row = emptyRow("faults: restart, other settings");
       rows.push(row);
       let demo = await startSoakDemo();
@@ -283,6 +269,6 @@ describe("faults", { concurrency: false }, () => {
       } finally {
         await demo.remove();
       }
-    },
-  );
+    }).timeout(120000);
+  });
 });

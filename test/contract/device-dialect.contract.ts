@@ -7,7 +7,7 @@
  * behaviours below are then the same for every protocol, through the conductor every
  * device node uses (lib/client/conductor.ts).
  */
-import { describe, it, before, after } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import type { ConnectionOptions } from "node:tls";
 import { conduct, type ConductOptions } from "../../lib/client/conductor";

@@ -4,7 +4,7 @@
  * as MQTT.js runs one abstract client suite against every transport
  * (mqttjs/MQTT.js, test/abstractClient.ts).
  */
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { ProvisioningError } from "../../lib/model/errors";
 import type { StoreBackend } from "../../lib/stores/backend";

@@ -23,7 +23,7 @@ import { createServer as createTcpServer } from "node:net";
 import { createSocket } from "node:dgram";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, it } from "node:test";
+import { afterEach, describe, it } from "mocha";
 import type { ProvisioningRequest } from "../../lib/model/service";
 import type { ServiceAuditEvent } from "../../lib/service/audit";
 import {

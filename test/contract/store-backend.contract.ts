@@ -5,7 +5,7 @@
  * What only one backend does (crash safety, fsync, encryption at rest, the token file's
  * format) stays in that backend's own tests under test/unit/stores/.
  */
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { StoreError, type JsonValue, type StoreBackend } from "../../lib/stores/backend";
 

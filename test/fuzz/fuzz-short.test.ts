@@ -4,7 +4,7 @@
  * secrets scan of that run. The full run is `npm run soak -- --fuzz` (fuzz.suite.ts,
  * 100,000 per transport). Bounded to fit the 180 s that scripts/test.sh gives a file.
  */
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { fuzzTransport, TRANSPORTS, type FuzzResult } from "./fuzz";
 
 const COUNT = Number(process.env.FUZZ_COUNT ?? 150);
 
-describe(`fuzz (short): ${COUNT} inputs per transport against the demo`, { concurrency: false }, () => {
+describe(`fuzz (short): ${COUNT} inputs per transport against the demo`, () => {
   let demo: SoakDemo;
   const rows: SummaryRow[] = [];
   before(async () => {
@@ -29,65 +29,57 @@ describe(`fuzz (short): ${COUNT} inputs per transport against the demo`, { concu
     await demo?.remove();
   });
 
-  test(
-    "no crash, no unhandled error, no stall over 500 ms, honest requests served after every batch, memory back",
-    { timeout: 150000 },
-    async () => {
-      const deadline = Date.now() + 110000;
-      const results: FuzzResult[] = [];
-      for (const t of TRANSPORTS) {
-        const r = await fuzzTransport(demo, t, { count: COUNT, batch: 25, concurrency: 6, deadline });
-        results.push(r);
-        rows.push(r.row);
-        if (!demo.alive()) break;
-      }
-      const saved = results.flatMap((r) => r.saved);
-      assert.deepEqual(
-        results.flatMap((r) => r.failures),
-        [],
-        saved.length ? `kept as corpus cases: ${saved.join(", ")}` : undefined,
-      );
-    },
-  );
+  it("no crash, no unhandled error, no stall over 500 ms, honest requests served after every batch, memory back", async () => {
+    const deadline = Date.now() + 110000;
+    const results: FuzzResult[] = [];
+    for (const t of TRANSPORTS) {
+      const r = await fuzzTransport(demo, t, { count: COUNT, batch: 25, concurrency: 6, deadline });
+      results.push(r);
+      rows.push(r.row);
+      if (!demo.alive()) break;
+    }
+    const saved = results.flatMap((r) => r.saved);
+    assert.deepEqual(
+      results.flatMap((r) => r.failures),
+      [],
+      saved.length ? `kept as corpus cases: ${saved.join(", ")}` : undefined,
+    );
+  }).timeout(150000);
 
-  test(
-    "secrets: the fuzzed run's log, status, debug messages and flows.json hold none",
-    { timeout: 60000 },
-    async () => {
-      // Malformed JSON that carries the real key and secret, cut right after each of them:
-      // a parser error that quotes the bytes around its position would quote them (defect 5).
-      const whole = JSON.stringify({
-        deviceName: "quoted",
-        provisionDeviceKey: DEMO_SECRETS.PROVISION_DEVICE_KEY,
-        provisionDeviceSecret: DEMO_SECRETS.PROVISION_DEVICE_SECRET,
-      });
-      for (const secret of [DEMO_SECRETS.PROVISION_DEVICE_KEY, DEMO_SECRETS.PROVISION_DEVICE_SECRET]) {
-        const end = whole.indexOf(secret) + secret.length;
-        for (const cut of [end, end - 4, end + 1])
-          await httpCall(demo.ports.http, "/api/v1/provision", {
-            body: whole.slice(0, cut) + "\u0000}",
-            localAddress: "127.0.0.2",
-          });
-      }
-      const pki = join(demo.userDir, "plgd-dps-demo-pki");
-      const secrets = [
-        ...Object.entries(DEMO_SECRETS)
-          .filter(([k]) => k !== "BOOTSTRAP_EXTERNAL_ID")
-          .flatMap(([label, value]) => [
-            { label, value },
-            // Ten characters is what a JSON parser error quotes: any 9 of a secret's are a hit.
-            { label: `${label} (its last 9 characters)`, value: value.slice(-9) },
-          ]),
-        ...readdirSync(pki)
-          .filter((f) => f.endsWith(".key"))
-          .flatMap((f) => pemNeedles(`private key ${f}`, readFileSync(join(pki, f), "utf8"))),
-      ];
-      const places = [
-        { place: "the node-red log (trace level)", text: demo.output() },
-        { place: "node status and debug messages (comms)", text: JSON.stringify(demo.comms.all()) },
-        { place: "flows.json", text: readFileSync(join(demo.userDir, "flows.json"), "utf8") },
-      ];
-      assert.deepEqual(scanForSecrets(places, secrets), []);
-    },
-  );
+  it("secrets: the fuzzed run's log, status, debug messages and flows.json hold none", async () => {
+    // Malformed JSON that carries the real key and secret, cut right after each of them:
+    // a parser error that quotes the bytes around its position would quote them (defect 5).
+    const whole = JSON.stringify({
+      deviceName: "quoted",
+      provisionDeviceKey: DEMO_SECRETS.PROVISION_DEVICE_KEY,
+      provisionDeviceSecret: DEMO_SECRETS.PROVISION_DEVICE_SECRET,
+    });
+    for (const secret of [DEMO_SECRETS.PROVISION_DEVICE_KEY, DEMO_SECRETS.PROVISION_DEVICE_SECRET]) {
+      const end = whole.indexOf(secret) + secret.length;
+      for (const cut of [end, end - 4, end + 1])
+        await httpCall(demo.ports.http, "/api/v1/provision", {
+          body: whole.slice(0, cut) + "\u0000}",
+          localAddress: "127.0.0.2",
+        });
+    }
+    const pki = join(demo.userDir, "plgd-dps-demo-pki");
+    const secrets = [
+      ...Object.entries(DEMO_SECRETS)
+        .filter(([k]) => k !== "BOOTSTRAP_EXTERNAL_ID")
+        .flatMap(([label, value]) => [
+          { label, value },
+          // Ten characters is what a JSON parser error quotes: any 9 of a secret's are a hit.
+          { label: `${label} (its last 9 characters)`, value: value.slice(-9) },
+        ]),
+      ...readdirSync(pki)
+        .filter((f) => f.endsWith(".key"))
+        .flatMap((f) => pemNeedles(`private key ${f}`, readFileSync(join(pki, f), "utf8"))),
+    ];
+    const places = [
+      { place: "the node-red log (trace level)", text: demo.output() },
+      { place: "node status and debug messages (comms)", text: JSON.stringify(demo.comms.all()) },
+      { place: "flows.json", text: readFileSync(join(demo.userDir, "flows.json"), "utf8") },
+    ];
+    assert.deepEqual(scanForSecrets(places, secrets), []);
+  }).timeout(60000);
 });

@@ -3,9 +3,9 @@
  * transport (default 100,000: the full run), the corpus replayed first. FUZZ_TRANSPORTS
  * (comma-separated) picks transports, FUZZ_SEED the seed, FUZZ_MINUTES bounds the time
  * per transport. Run: `npm run soak -- --only fuzz` or
- * `FUZZ_COUNT=5000 node --test dist/test/fuzz/fuzz.suite.js`.
+ * `FUZZ_COUNT=5000 npx mocha dist/test/fuzz/fuzz.suite.js`.
  */
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { startSoakDemo, type SoakDemo } from "../support/soak-demo";
 import { formatTable, recordRow, type SummaryRow } from "../support/soak-summary";
@@ -17,7 +17,7 @@ const SEED = Number(process.env.FUZZ_SEED ?? 8);
 const MINUTES = Number(process.env.FUZZ_MINUTES ?? 120);
 const ONLY = (process.env.FUZZ_TRANSPORTS ?? "").split(",").filter(Boolean) as Transport[];
 
-describe(`fuzz: ${COUNT} inputs per transport (seed ${SEED})`, { concurrency: false }, () => {
+describe(`fuzz: ${COUNT} inputs per transport (seed ${SEED})`, () => {
   let demo: SoakDemo;
   const rows: SummaryRow[] = [];
   before(async () => {
@@ -30,30 +30,26 @@ describe(`fuzz: ${COUNT} inputs per transport (seed ${SEED})`, { concurrency: fa
     await demo?.remove();
   });
   for (const t of ONLY.length ? ONLY : TRANSPORTS) {
-    test(
-      `${t}: no crash, no stall over 500 ms, honest request after every batch, memory back`,
-      { timeout: MINUTES * 60000 + 60000 },
-      async () => {
-        // A transport that crashed node-red leaves the next ones a fresh process.
-        if (!demo.alive()) {
-          await demo.remove();
-          demo = await startSoakDemo();
-          await demoReady(demo);
-        }
-        const r = await fuzzTransport(demo, t, {
-          count: COUNT,
-          seed: SEED,
-          batch: 100,
-          concurrency: 8,
-          deadline: Date.now() + MINUTES * 60000,
-        });
-        rows.push(r.row);
-        assert.deepEqual(
-          r.failures.slice(0, 20),
-          [],
-          r.saved.length ? `kept as corpus cases: ${r.saved.join(", ")}` : undefined,
-        );
-      },
-    );
+    it(`${t}: no crash, no stall over 500 ms, honest request after every batch, memory back`, async () => {
+      // A transport that crashed node-red leaves the next ones a fresh process.
+      if (!demo.alive()) {
+        await demo.remove();
+        demo = await startSoakDemo();
+        await demoReady(demo);
+      }
+      const r = await fuzzTransport(demo, t, {
+        count: COUNT,
+        seed: SEED,
+        batch: 100,
+        concurrency: 8,
+        deadline: Date.now() + MINUTES * 60000,
+      });
+      rows.push(r.row);
+      assert.deepEqual(
+        r.failures.slice(0, 20),
+        [],
+        r.saved.length ? `kept as corpus cases: ${r.saved.join(", ")}` : undefined,
+      );
+    }).timeout(MINUTES * 60000 + 60000);
   }
 });

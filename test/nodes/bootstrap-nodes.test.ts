@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Server } from "node:http";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import type { ProvisioningResult } from "../../lib/model/result";
 import { MemoryBackend } from "../../lib/stores/memory";
 import { curl, pythonDevice } from "../support/mainflux-fixtures";

@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import { FileBackend } from "../../lib/stores/file";
 import { curl } from "../support/mainflux-fixtures";
 import {

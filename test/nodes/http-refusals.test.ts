@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { gzipSync } from "node:zlib";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import { KEY, request, SECRET } from "../support/tbserve-fixtures";
 import {
   helper,

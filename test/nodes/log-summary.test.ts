@@ -3,7 +3,8 @@
  * then one line per interval with counts per reason, and nothing while all is quiet.
  */
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, describe, it, mock } from "node:test";
+import { afterEach, beforeEach, describe, it } from "mocha";
+import { mock } from "node:test";
 import { formatCounts, LogSummary, type SummaryLine } from "../../nodes/shared/log-summary";
 
 describe("LogSummary", () => {

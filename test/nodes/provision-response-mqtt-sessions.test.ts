@@ -4,7 +4,7 @@
  * node's one rate limit answers an over-rate device with CONNACK 3 before its request.
  */
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import { provision } from "../../lib/dialects/thingsboard/device-dialect";
 import type { ProvisioningError as TbError } from "../../lib/model/errors";
 import { CONNACK, connectPacket, RawSession } from "../support/mqtt-raw";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext, Script } from "node:vm";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import { PROJECT_ROOT } from "../support/node-red";
 import { freeTcpPort } from "../support/ports";
 import { mqttDevice, nextMessages } from "../support/tbserve-fixtures";

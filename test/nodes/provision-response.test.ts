@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "mocha";
 import { MemoryBackend } from "../../lib/stores/memory";
 import { freeTcpPort, freeUdpPort } from "../support/ports";
 import { run } from "../support/process";

@@ -1,4 +1,4 @@
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -65,7 +65,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     await first?.demo.stop();
   });
 
-  test("serves the editor on 127.0.0.1 and deploys the demo flow without error", async () => {
+  it("serves the editor on 127.0.0.1 and deploys the demo flow without error", async () => {
     assert.equal((await fetch(url)).status, 200);
     const flows = JSON.parse(readFileSync(join(dir, "flows.json"), "utf8")) as Array<{ type: string }>;
     assert.ok(flows.some((n) => n.type === "provision-response"));
@@ -73,12 +73,12 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.doesNotMatch(first.demo.output(), /\[error\]|Missing node types|Waiting for missing types/);
   });
 
-  test("the simulated gateway provisions itself over the embedded broker at deploy", async () => {
+  it("the simulated gateway provisions itself over the embedded broker at deploy", async () => {
     await first.comms.waitForStatus("tb-gateway", /^provisioned$/);
     await first.comms.waitForStatus("tb-server", /1/);
   });
 
-  test("a device written by someone else (Python paho, as the Edge Gateway's script) provisions unchanged", async () => {
+  it("a device written by someone else (Python paho, as the Edge Gateway's script) provisions unchanged", async () => {
     const { code, stdout, stderr } = await run(
       "/usr/bin/python3",
       [
@@ -102,7 +102,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.match(String(reply.credentialsValue), /^[A-Za-z0-9]{20}$/);
   });
 
-  test("HTTP on Node-RED's own port answers as ThingsBoard does, refusals included", async () => {
+  it("HTTP on Node-RED's own port answers as ThingsBoard does, refusals included", async () => {
     const ask = async (body: unknown) => {
       const res = await fetch(`${url}/api/v1/provision`, {
         method: "POST",
@@ -134,7 +134,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     );
   });
 
-  test("a Mainflux device written by someone else (Python) bootstraps in secure mode on Node-RED's port", async () => {
+  it("a Mainflux device written by someone else (Python) bootstraps in secure mode on Node-RED's port", async () => {
     const ok = await pythonDevice(url, BOOTSTRAP.id, BOOTSTRAP.key, BOOTSTRAP.encrypt);
     assert.equal(ok.status, 200, ok.body);
     const answer = JSON.parse(ok.body) as {
@@ -152,7 +152,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.equal((await pythonDevice(url, "nobody", BOOTSTRAP.key, BOOTSTRAP.encrypt)).status, 404);
   });
 
-  test("the example device bootstraps in secure mode at deploy and publishes with the thing key it got", async () => {
+  it("the example device bootstraps in secure mode at deploy and publishes with the thing key it got", async () => {
     await first.comms.waitForStatus("mf-ex-device", /^bootstrapped$/);
     const accepted = first.comms.waitFor(
       "the adapter's 202 in the debug sidebar",
@@ -165,11 +165,11 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     await accepted;
   });
 
-  test("the plgd DPS client of the demo provisions over coaps+tcp with the demo PKI at deploy", async () => {
+  it("the plgd DPS client of the demo provisions over coaps+tcp with the demo PKI at deploy", async () => {
     await first.comms.waitForStatus("dps-ex-client", /^provisioned$/);
   });
 
-  test("a CoAP device outside Node-RED (libcoap) reaches the demo DPS with the demo manufacturer certificate", async () => {
+  it("a CoAP device outside Node-RED (libcoap) reaches the demo DPS with the demo manufacturer certificate", async () => {
     const pki = join(dir, "plgd-dps-demo-pki");
     const r = await libcoapClient([
       "-m",
@@ -189,7 +189,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.ok(Math.abs(Date.parse(when[0] + "Z") - Date.now()) < 24 * 3600 * 1000);
   });
 
-  test("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
+  it("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
     first.comms.close();
     await first.demo.stop();
     const second = await startDemo(dir, port, mqttPort, dpsPort);
@@ -203,7 +203,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     }
   });
 
-  test("the credential secret is private to the user directory and no secret is logged", () => {
+  it("the credential secret is private to the user directory and no secret is logged", () => {
     assert.equal(statSync(join(dir, ".credential-secret")).mode & 0o777, 0o600);
     const secret = readFileSync(join(dir, ".credential-secret"), "utf8").trim();
     assert.doesNotMatch(first.demo.output(), new RegExp(secret));

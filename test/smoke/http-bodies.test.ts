@@ -5,7 +5,7 @@
  * set to a prefix. Every request is sent from this process (Node-RED runs in its own), at
  * Node-RED's most verbose log level.
  */
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { Agent } from "node:http";
 import { gzipSync } from "node:zlib";
@@ -104,7 +104,7 @@ for (const rt of runtimes()) {
         await nr?.stop();
       });
 
-      test("ThingsBoard: malformed and deep JSON get 200 with FAILURE JSON; no JSON type is still read", async () => {
+      it("ThingsBoard: malformed and deep JSON get 200 with FAILURE JSON; no JSON type is still read", async () => {
         const bad = await send(tbUrl(), { headers: { "content-type": "application/json" }, body: HOSTILE });
         assert.equal(bad.status, 200);
         assert.match(String(bad.headers["content-type"]), /application\/json/);
@@ -130,7 +130,7 @@ for (const rt of runtimes()) {
         }
       });
 
-      test("ThingsBoard: a gzip body and an oversized body are refused before they are read", async () => {
+      it("ThingsBoard: a gzip body and an oversized body are refused before they are read", async () => {
         // The answer comes while the declared body is still unsent: nothing waited for it.
         const gz = await send(tbUrl(), {
           headers: {
@@ -150,7 +150,7 @@ for (const rt of runtimes()) {
         assert.deepEqual(JSON.parse(big.text), FAILURE);
       });
 
-      test("Mainflux: management answers JSON bodies; bad ones get its JSON errors", async () => {
+      it("Mainflux: management answers JSON bodies; bad ones get its JSON errors", async () => {
         const thing = `thing-${Date.now()}`;
         const created = await send(`${base}/things/configs`, {
           headers: mgmt,
@@ -198,7 +198,7 @@ for (const rt of runtimes()) {
         assert.equal(boot.status, 200);
       });
 
-      test("the editor's API still parses its JSON (a redeploy), and the new routes answer", async () => {
+      it("the editor's API still parses its JSON (a redeploy), and the new routes answer", async () => {
         await deploy({ ...nr, url: nr.url + v.admin }, flows());
         const ok = await send(tbUrl(), {
           headers: { "content-type": "application/json" },
@@ -209,7 +209,7 @@ for (const rt of runtimes()) {
 
       if (v.admin !== "" || v.nodes !== "") return;
 
-      test("10 parallel 4.8 MB bodies leave resident memory within a small bound", async () => {
+      it("10 parallel 4.8 MB bodies leave resident memory within a small bound", async () => {
         const pid = nr.child.pid as number;
         const rss0 = rssOf(pid);
         const body = Buffer.alloc(4_800_000, 0x20);
@@ -232,7 +232,7 @@ for (const rt of runtimes()) {
         assert.ok(grown < 64 * 1024 * 1024, `resident memory grew by ${Math.round(grown / 1048576)} MB`);
       });
 
-      test("1,000 bad requests at trace level: no log line quotes them, and few lines are written", async () => {
+      it("1,000 bad requests at trace level: no log line quotes them, and few lines are written", async () => {
         const mark = nr.output().length;
         const agent = new Agent({ keepAlive: true, maxSockets: 8 });
         const bodies = [HOSTILE, Buffer.from("\u0000\u0001{{{" + KEY.slice(0, 9)), Buffer.from(deep(5000))];
@@ -272,7 +272,7 @@ for (const rt of runtimes()) {
         );
       });
 
-      test("a throttled ThingsBoard request gets 429 with Retry-After (curl)", async () => {
+      it("a throttled ThingsBoard request gets 429 with Retry-After (curl)", async () => {
         const url = `${base}/throttled/provision`;
         const args = [
           "-X",
@@ -291,7 +291,7 @@ for (const rt of runtimes()) {
         assert.match(second, /"status":"FAILURE"/);
       });
 
-      test("the claim goes with our nodes: after they are removed, the path is Node-RED's again", async () => {
+      it("the claim goes with our nodes: after they are removed, the path is Node-RED's again", async () => {
         await deploy({ ...nr, url: nr.url + v.admin }, [{ id: "hb-tab", type: "tab", label: "empty" }]);
         const res = await send(tbUrl(), { headers: { "content-type": "application/json" }, body: "{}" });
         assert.equal(res.status, 404);

@@ -1,4 +1,4 @@
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -38,7 +38,7 @@ for (const rt of runtimes()) {
       await nr?.stop();
     });
 
-    test("every node set of package.json is loaded without error", async () => {
+    it("every node set of package.json is loaded without error", async () => {
       const res = await fetch(`${nr.url}/nodes`, { headers: { accept: "application/json" } });
       assert.equal(res.status, 200);
       const sets = ((await res.json()) as NodeSet[]).filter((s) => s.module === pkg.name);
@@ -51,7 +51,7 @@ for (const rt of runtimes()) {
       assert.deepEqual(nr.problems(), []);
     });
 
-    test("the editor gets every type's template, help and icon", async () => {
+    it("the editor gets every type's template, help and icon", async () => {
       const html = await (await fetch(`${nr.url}/nodes`, { headers: { accept: "text/html" } })).text();
       const res = await fetch(`${nr.url}/nodes`, { headers: { accept: "application/json" } });
       const sets = ((await res.json()) as NodeSet[]).filter((s) => s.module === pkg.name);
@@ -70,7 +70,7 @@ for (const rt of runtimes()) {
       }
     });
 
-    test("HTTP endpoints follow redeploys: the new configuration answers, a removed node's routes are gone", async () => {
+    it("HTTP endpoints follow redeploys: the new configuration answers, a removed node's routes are gone", async () => {
       const tab = { id: "http-tab", type: "tab", label: "http" };
       const service = (thingId: string) => ({
         id: "http-bs",
@@ -142,7 +142,7 @@ for (const rt of runtimes()) {
     });
 
     for (const ex of loadExamples()) {
-      test(`example ${ex.file} deploys with no error and no missing type`, async () => {
+      it(`example ${ex.file} deploys with no error and no missing type`, async () => {
         const flows = withCredentials(asFlow(await withEphemeralPorts(ex, nr.port), `smoke-${ex.file}`));
         const mark = nr.problems().length;
         await deploy(nr, flows);

@@ -5,7 +5,7 @@
  * be read is STORE with the store's own code. The behaviours shared with real peers are
  * in test/contract/device-dialect.contract.ts.
  */
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { conduct, type ConductOptions } from "../../../lib/client/conductor";
 import type { DeviceDialect } from "../../../lib/client/dialect";

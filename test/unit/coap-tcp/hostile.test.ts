@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { connect as netConnect, createServer as createNetServer, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { CoapTcpClient, CoapTcpServer } from "../../../lib/transports/coap-tcp";
 import { Code, codeToString, Opt } from "../../../lib/transports/coap-tcp/codes";
 import { CoapTcpConnection } from "../../../lib/transports/coap-tcp/connection";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { constants } from "node:crypto";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import type { TlsOptions } from "node:tls";
 import { SERVER_CIPHERS, serverTlsOptions } from "../../../lib/transports/tls-policy";
 

@@ -3,7 +3,7 @@ import { createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { X509Certificate } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { prepare, type BootstrapRequest } from "../../../lib/dialects/mainflux/client";
 import { bootstrap } from "../../../lib/dialects/mainflux/device-dialect";
 import { cfbKey, gcmKey } from "../../../lib/dialects/mainflux/crypto";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import {
   cfbAuthorization,
   cfbDecrypt,

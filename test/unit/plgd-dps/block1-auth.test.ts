@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
 import { CF_OCF_CBOR, PATHS, encodeBody } from "../../../lib/dialects/plgd-dps/ocf";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { DpsClient, type DpsStatusEvent } from "../../../lib/dialects/plgd-dps/client";
 import { ownerToUuid, parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";

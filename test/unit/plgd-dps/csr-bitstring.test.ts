@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { parseCsr, PkiError } from "../../../lib/pki/csr";
 import { children, readOne } from "../../../lib/pki/der";
 import { pemBlocks, toPem } from "../../../lib/pki/pem";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { DpsClient } from "../../../lib/dialects/plgd-dps/client";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
 import { CF_JSON, CF_OCF_CBOR, PATHS } from "../../../lib/dialects/plgd-dps/ocf";
@@ -42,7 +42,7 @@ describe("plgd DPS over coaps+tcp: deep bodies are refused before they are decod
     await listener?.close();
   });
 
-  it("a 250 kB body of nested CBOR arrays gets 4.00 Bad Request naming the depth limit", async (t) => {
+  it("a 250 kB body of nested CBOR arrays gets 4.00 Bad Request naming the depth limit", async () => {
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
     const res = await client.request({
@@ -55,7 +55,7 @@ describe("plgd DPS over coaps+tcp: deep bodies are refused before they are decod
     assert.equal(res.code, "4.00");
     // The text proves the structure walk refused it: the decoder never saw the body.
     assert.match(res.payload.toString(), /nested deeper than 32 levels/);
-    t.diagnostic(`event loop delay while serving it: max ${(delay.max / 1e6).toFixed(1)} ms`);
+    console.log(`event loop delay while serving it: max ${(delay.max / 1e6).toFixed(1)} ms`);
   });
 
   it("JSON nested 100,000 deep gets 4.00 too", async () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { listenDps, type DpsListener } from "../../../lib/dialects/plgd-dps/listen";
 import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";

@@ -4,7 +4,7 @@ import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:cry
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { createKeyAndCsr, parseCsr, PkiError, tamperCsr } from "../../../lib/pki/csr";
 import { ensureDemoPki } from "../../../lib/pki/demo-pki";
 import {

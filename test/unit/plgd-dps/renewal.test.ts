@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { DpsClient } from "../../../lib/dialects/plgd-dps/client";
 import { parseEnrollmentGroup } from "../../../lib/dialects/plgd-dps/enrollment";
 import { PATHS } from "../../../lib/dialects/plgd-dps/ocf";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as http from "node:http";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { TbProvisioningService } from "../../../lib/dialects/thingsboard/server";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { FailureLimiter } from "../../../lib/service/failure-limit";

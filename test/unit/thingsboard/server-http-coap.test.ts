@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { startTbCoapServer } from "../../../lib/dialects/thingsboard/server-coap";
 import { tbHttpHandler, type TbHttpOptions } from "../../../lib/dialects/thingsboard/server-http";
 import { RateLimiter } from "../../../lib/service/rate-limit";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { provision } from "../../../lib/dialects/thingsboard/device-dialect";
 import type { ProvisioningError as TbError } from "../../../lib/model/errors";
 import { startTbMqttServer } from "../../../lib/dialects/thingsboard/server-mqtt";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createConnection } from "node:net";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import { MqttClient, connect } from "mqtt";
 import { startTbMqttServer, type TbMqttServer } from "../../../lib/dialects/thingsboard/server-mqtt";
 import { startTbMqttAttached } from "../../../lib/dialects/thingsboard/server-mqtt-attached";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { afterEach, describe, it } from "node:test";
+import { afterEach, describe, it } from "mocha";
 import type { Client, PublishPacket } from "aedes";
 import { connect, type MqttClient } from "mqtt";
 import { startTbMqttServer, type TbMqttServer } from "../../../lib/dialects/thingsboard/server-mqtt";

@@ -1,4 +1,4 @@
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, createPublicKey, X509Certificate } from "node:crypto";
 import { createServer as createNetServer, type AddressInfo, type Server } from "node:net";
@@ -113,17 +113,17 @@ describe("TLS failures say what failed", () => {
     );
   };
 
-  test("a server whose CA the client does not trust: unknown-ca", async () => {
+  it("a server whose CA the client does not trust: unknown-ca", async () => {
     const port = await tlsServer({ key: pki.serverKey, cert: pki.serverCert });
     expectKind(await failureOf(port, {}), "unknown-ca");
   });
 
-  test("a certificate for another host name: wrong-host", async () => {
+  it("a certificate for another host name: wrong-host", async () => {
     const port = await tlsServer({ key: pki.serverKey, cert: pki.serverCert });
     expectKind(await failureOf(port, { ca: pki.caCert, servername: "other.test" }), "wrong-host");
   });
 
-  test("an expired certificate: expired; one not valid yet: not-yet-valid", async () => {
+  it("an expired certificate: expired; one not valid yet: not-yet-valid", async () => {
     const old = serverCertificate(new Date(Date.now() - 5 * DAY), new Date(Date.now() - DAY));
     let port = await tlsServer({ key: old.key, cert: old.cert });
     expectKind(await failureOf(port, { ca: old.ca, servername: "localhost" }), "expired");
@@ -132,7 +132,7 @@ describe("TLS failures say what failed", () => {
     expectKind(await failureOf(port, { ca: future.ca, servername: "localhost" }), "not-yet-valid");
   });
 
-  test("a server that refuses the client's certificate (openssl s_server): refused-by-server", async () => {
+  it("a server that refuses the client's certificate (openssl s_server): refused-by-server", async () => {
     const other = makeTestPki("Other");
     const client = other.issueClient("device-1");
     const port = await freeTcpPort();
@@ -172,7 +172,7 @@ describe("TLS failures say what failed", () => {
     }
   });
 
-  test("a plain TCP port: not-tls; no version in common: no-common-version", async () => {
+  it("a plain TCP port: not-tls; no version in common: no-common-version", async () => {
     const plain = createNetServer((sock) => sock.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
     servers.push(plain);
     expectKind(await failureOf(await listen(plain), { ca: pki.caCert }), "not-tls");
@@ -183,7 +183,7 @@ describe("TLS failures say what failed", () => {
     );
   });
 
-  test("network errors are not TLS failures, and a cause chain is followed", () => {
+  it("network errors are not TLS failures, and a cause chain is followed", () => {
     assert.equal(tlsFailureOf(Object.assign(new Error("x"), { code: "ECONNREFUSED" })), undefined);
     assert.equal(tlsFailureOf(undefined), undefined);
     const wrapped = new Error("connect failed", {

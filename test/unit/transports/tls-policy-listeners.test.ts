@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { startEmbeddedBroker, type EmbeddedBroker } from "../../../lib/transports/embedded-broker";
 import { makeTestPki, type TestPki } from "../../support/pki";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "mocha";
 import { MAX_TIMER_MS, setLongTimeout, type TimerClock } from "../../../lib/util/long-timer";
 
 /** Timers fire only when the test says; time jumps to each. */
