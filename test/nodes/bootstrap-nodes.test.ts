@@ -27,9 +27,13 @@ const tlsNode = require("@node-red/nodes/core/network/05-tls.js") as unknown;
 const nodes = [testStoreModule, fetchNode, serviceNode, catchNode, tlsNode];
 
 const ENC = "0123456789abcdef0123456789abcdef";
-process.env.MF_TEST_EXTERNAL_ID = "dev-env-1";
-process.env.MF_TEST_EXTERNAL_KEY = "env-external-key";
-process.env.MF_TEST_ENCRYPT_KEY = ENC;
+// What the flows' ${ENV} references read; set for this file only (mocha runs every file
+// in one process).
+const ENV = {
+  MF_TEST_EXTERNAL_ID: "dev-env-1",
+  MF_TEST_EXTERNAL_KEY: "env-external-key",
+  MF_TEST_ENCRYPT_KEY: ENC,
+};
 
 interface Msg {
   topic?: string;
@@ -94,6 +98,7 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
   let http: { url: string; server: Server };
 
   before(async () => {
+    Object.assign(process.env, ENV);
     await startServer();
     http = await serveHttpNode();
   });
@@ -105,6 +110,7 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     http.server.closeAllConnections();
     await new Promise<void>((r) => http.server.close(() => r()));
     await stopServer();
+    for (const k of Object.keys(ENV)) delete process.env[k];
   });
 
   it("a device bootstraps in secure mode through httpNode, stores the result and reuses it after a redeploy", async () => {

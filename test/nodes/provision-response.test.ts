@@ -277,23 +277,29 @@ describe("provision-response node", () => {
   it("resolves ${ENV} in the profile's key and secret", async () => {
     process.env.TBSERVE_TEST_KEY = "env-key-123";
     process.env.TBSERVE_TEST_SECRET = "env-secret-456";
-    const port = await freeTcpPort();
-    await helper.load(nodes, flow({ mqttPort: port }), {
-      prof: { key: "${TBSERVE_TEST_KEY}", secret: "${TBSERVE_TEST_SECRET}" },
-    });
-    await statusOf(helper.getNode("srv"), ["green"]);
-    const dev = await mqttDevice(`mqtt://127.0.0.1:${port}`);
-    dev.client.publish(
-      "/provision/request",
-      request({
-        deviceName: "env",
-        provisionDeviceKey: "env-key-123",
-        provisionDeviceSecret: "env-secret-456",
-      }),
-      { qos: 1 },
-    );
-    assert.equal(JSON.parse((await nextMessages(dev))[0].payload).status, "SUCCESS");
-    dev.client.end(true);
+    // mocha runs every file in one process: the variables go when the test ends.
+    try {
+      const port = await freeTcpPort();
+      await helper.load(nodes, flow({ mqttPort: port }), {
+        prof: { key: "${TBSERVE_TEST_KEY}", secret: "${TBSERVE_TEST_SECRET}" },
+      });
+      await statusOf(helper.getNode("srv"), ["green"]);
+      const dev = await mqttDevice(`mqtt://127.0.0.1:${port}`);
+      dev.client.publish(
+        "/provision/request",
+        request({
+          deviceName: "env",
+          provisionDeviceKey: "env-key-123",
+          provisionDeviceSecret: "env-secret-456",
+        }),
+        { qos: 1 },
+      );
+      assert.equal(JSON.parse((await nextMessages(dev))[0].payload).status, "SUCCESS");
+      dev.client.end(true);
+    } finally {
+      delete process.env.TBSERVE_TEST_KEY;
+      delete process.env.TBSERVE_TEST_SECRET;
+    }
   });
 
   it("cuts misbehaving sessions, keeps serving, and logs no secret", async () => {

@@ -39,7 +39,15 @@ export interface Helper {
 export const helper = require("node-red-node-test-helper") as Helper;
 helper.init(require.resolve("node-red"));
 
-export const startServer = () => new Promise<void>((r, j) => helper.startServer((e) => (e ? j(e) : r())));
+/**
+ * Every test file shares this one helper in mocha's single process, and every file's
+ * imports run before any test: init again when a file starts its server, so the settings
+ * are this face's defaults and not those of the last helper module loaded.
+ */
+export const startServer = () => {
+  helper.init(require.resolve("node-red"));
+  return new Promise<void>((r, j) => helper.startServer((e) => (e ? j(e) : r())));
+};
 export const stopServer = () => new Promise<void>((r, j) => helper.stopServer((e) => (e ? j(e) : r())));
 
 interface Red {

@@ -23,12 +23,18 @@ export interface StoreHelper {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const storeHelper = require("node-red-node-test-helper") as StoreHelper;
 // Two memory context stores, so the context backend can be pointed at a named one.
-storeHelper.init(require.resolve("node-red"), {
-  contextStorage: { default: { module: "memory" }, second: { module: "memory" } },
-});
+const SETTINGS = { contextStorage: { default: { module: "memory" }, second: { module: "memory" } } };
+storeHelper.init(require.resolve("node-red"), SETTINGS);
 
-export const startStoreServer = () =>
-  new Promise<void>((r, j) => storeHelper.startServer((e) => (e ? j(e) : r())));
+/**
+ * node-red-node-test-helper is one object for every test file in mocha's single process,
+ * and every file's imports run before any test: init again with these settings when a
+ * file starts its server, or the last helper module loaded decides them.
+ */
+export const startStoreServer = () => {
+  storeHelper.init(require.resolve("node-red"), SETTINGS);
+  return new Promise<void>((r, j) => storeHelper.startServer((e) => (e ? j(e) : r())));
+};
 export const stopStoreServer = () =>
   new Promise<void>((r, j) => storeHelper.stopServer((e) => (e ? j(e) : r())));
 

@@ -23,7 +23,14 @@ export interface Helper {
 export const helper = require("node-red-node-test-helper") as Helper;
 helper.init(require.resolve("node-red"));
 
-export const startServer = () => new Promise<void>((r, j) => helper.startServer((e) => (e ? j(e) : r())));
+/**
+ * One helper for every file in mocha's single process, whose imports all run before any
+ * test: init again when a file starts its server (see test/support/node-helper.ts).
+ */
+export const startServer = () => {
+  helper.init(require.resolve("node-red"));
+  return new Promise<void>((r, j) => helper.startServer((e) => (e ? j(e) : r())));
+};
 export const stopServer = () => new Promise<void>((r, j) => helper.stopServer((e) => (e ? j(e) : r())));
 
 interface Red {
