@@ -3,7 +3,7 @@
  * DPS, and those to come) implements DeviceDialect; the conductor (conductor.ts) does
  * everything around it the same way for all of them: identity, reuse from the store,
  * retry under the shared policy, save. A new protocol is a folder under lib/dialects/
- * with one DeviceDialect, and a line in lib/client/registry.ts.
+ * with one DeviceDialect, listed in lib/dialects/index.ts.
  */
 import type { ConnectionOptions } from "node:tls";
 import type { DialectId, ProvisioningResult } from "../model/result";

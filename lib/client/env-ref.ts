@@ -1,7 +1,7 @@
 /**
  * `${NAME}` references in credential values. Node-RED substitutes environment variables
  * in a node's plain properties but not in its credentials, so a key kept outside the flow
- * (as seed 000 keeps THINGSBOARD_PROVISION_DEVICE_KEY) needs this.
+ * (as the Edge Gateway's self-provisioning script keeps THINGSBOARD_PROVISION_DEVICE_KEY) needs this.
  */
 
 export type EnvLookup = (name: string) => string | undefined;
@@ -20,7 +20,7 @@ export function hasEnvRef(value: string): boolean {
 
 /**
  * A credential as configured, or its documented fallback when left empty: an empty
- * value means `${fallbackVar}`, so a node with nothing filled in behaves like seed 000.
+ * value means `${fallbackVar}`, so a node with nothing filled in behaves like that script.
  */
 export function credentialValue(
   configured: string | undefined,

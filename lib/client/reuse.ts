@@ -12,7 +12,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Turns a stored value into a result. Besides whole results it accepts what seed 000's
+ * Turns a stored value into a result. Besides whole results it accepts what the Edge Gateway's self-provisioning script's
  * token file holds (a bare token longer than 3 characters) and `{token}` objects, so a
  * device that was provisioned by the old client is not provisioned twice.
  */

@@ -4,7 +4,8 @@
  * the registry in the credential store, the flow's decision, rate limits and failure
  * counting, audit and the clock. What a serving node offers the flow (a decision output,
  * limits, an audit output) therefore reaches every protocol the same way. A new protocol
- * is a folder under lib/dialects/ with one ServingDialect; lib/service/context.ts builds the
+ * is a folder under lib/dialects/ with one ServingDialect, listed in lib/dialects/index.ts;
+ * lib/service/context.ts builds the
  * context from plain settings, and nodes/shared/serving-node.ts gives it to the dialect.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";

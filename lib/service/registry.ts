@@ -7,8 +7,7 @@
  * moved on open.
  */
 
-import type { Credentials } from "../model/result";
-import { ProvisioningError } from "../model/errors";
+import type { Credentials, DialectId } from "../model/result";
 import type { JsonValue, StoreBackend } from "../stores/backend";
 import { Records, type LegacyLayout } from "./records";
 
@@ -49,14 +48,6 @@ export interface DeviceSummary {
   updatedAt: string;
 }
 
-/**
- * Kept so that callers written against the earlier registry (`err instanceof
- * RegistryError`) still compile: every registry failure is a ProvisioningError now, with
- * code INVALID, CONFLICT, NOT_FOUND or STORE.
- * @deprecated use ProvisioningError from lib/model/errors.ts.
- */
-export { ProvisioningError as RegistryError };
-
 /** The ThingsBoard layout before one dialect id named the store prefix. */
 export const TB_LEGACY_LAYOUT: LegacyLayout[] = [
   { from: "tb/" },
@@ -79,18 +70,14 @@ export class DeviceRegistry {
   readonly records: Records<RegisteredDevice>;
 
   /**
-   * `new DeviceRegistry(backend, "thingsboard")`. The earlier form `(backend, "tb",
-   * "thingsboard")` (an old prefix, then the dialect id) is read the same way, and moves
-   * what the store holds under ThingsBoard's earlier layout.
+   * ThingsBoard's registry over `backend`; what the store holds under ThingsBoard's earlier
+   * layout (`tb/<profile>/<name>`, `tb-credentials/<hash>`) is moved on open.
    */
   constructor(
     readonly backend: StoreBackend,
-    prefixOrDialect: string = "thingsboard",
-    dialect?: string,
+    id: DialectId = "thingsboard",
   ) {
-    const id = dialect ?? prefixOrDialect;
-    const legacy =
-      id === "thingsboard" && (dialect === undefined || prefixOrDialect === "tb") ? TB_LEGACY_LAYOUT : [];
+    const legacy = id === "thingsboard" ? TB_LEGACY_LAYOUT : [];
     this.records = new Records<RegisteredDevice>(backend, {
       dialect: id,
       words: { group: "a profile name", id: "a device name" },

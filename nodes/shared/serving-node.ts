@@ -212,7 +212,10 @@ export function runServingNode<Settings, Service extends RunningService>(
         const e = err as Error & { code?: unknown; status?: unknown };
         // The registry's own codes pass as they are until it speaks the neutral vocabulary.
         const code = typeof e.code === "string" ? e.code : codeOf(err);
-        msg.error = { code, message: e.message, ...(e.status !== undefined ? { status: e.status } : {}) };
+        // As on the device side: the code reaches a Catch node's msg.error.code, the
+        // earlier or protocol word rides on the message (see device-requests.ts).
+        if (e.status !== undefined) msg.errorStatus = e.status;
+        else delete msg.errorStatus;
         done(Object.assign(e, { code }));
       }
     })().catch((err: Error) => done(err));

@@ -99,7 +99,7 @@ describe("provision-response: a list of profiles, and flows saved with three slo
     });
   }
 
-  it("a management message naming no such profile is NOT_FOUND in msg.error, the earlier word in its status", async () => {
+  it("a management message naming no such profile is NOT_FOUND, the earlier word in msg.errorStatus", async () => {
     await helper.load(nodes, flow({ profiles: ["p1"], mqtt: "off", http: true }), creds);
     const srv = helper.getNode("srv");
     assert.equal((await statusOf(srv, ["green", "red"])).fill, "green");
@@ -107,12 +107,10 @@ describe("provision-response: a list of profiles, and flows saved with three slo
       srv.once("call:error", (call: { args: unknown[] }) => resolve(call.args)),
     );
     srv.receive({ topic: "list", payload: { profile: "nope" } });
-    const [, msg] = (await failed) as [unknown, { error?: Record<string, unknown> }];
-    assert.deepEqual(msg.error, {
-      code: "NOT_FOUND",
-      message: "no profile has that name",
-      status: "UNKNOWN_PROFILE",
-    });
+    const [err, msg] = (await failed) as [{ code?: string; message?: string }, { errorStatus?: unknown }];
+    assert.equal(err.code, "NOT_FOUND", "the code a Catch node reads as msg.error.code");
+    assert.equal(err.message, "no profile has that name");
+    assert.equal(msg.errorStatus, "UNKNOWN_PROFILE");
   });
 
   it("a list that names no profile does not serve, and says why", async () => {

@@ -1,10 +1,12 @@
-"""A ThingsBoard device provisioning exactly as the Edge Gateway's self-provisioning script does (paho-mqtt, TLS with
-CERT_REQUIRED and a CA file, username `provision`, subscribe /provision/response, publish
-JSON to /provision/request, wait up to 10 s), parametrised for tests:
+"""A ThingsBoard device provisioning exactly as the Edge Gateway's self-provisioning
+script (for ThingsBoard) does (paho-mqtt, TLS with CERT_REQUIRED and a CA file, username `provision`,
+subscribe /provision/response, publish JSON to /provision/request, wait up to 10 s),
+parametrised for tests:
 
   tbserve-paho-device.py HOST PORT DEVICE_NAME
   env: THINGSBOARD_PROVISION_DEVICE_KEY, THINGSBOARD_PROVISION_DEVICE_SECRET,
-       THINGSBOARD_CA_CERT (TLS on when set), TBSERVE_EXTRA_JSON (merged into the request)
+       THINGSBOARD_CA_CERT (TLS on when set), TBSERVE_EXTRA_JSON (merged into the request),
+       TBSERVE_RAW_PAYLOAD (sent instead of the JSON request: a malformed or oversized body)
 
 Prints the raw answer on one line prefixed with "REPLY " and exits 0 when an answer
 came, 3 when none came in time.
@@ -43,7 +45,9 @@ def main():
         "provisionDeviceSecret": os.environ.get("THINGSBOARD_PROVISION_DEVICE_SECRET"),
     }
     request.update(json.loads(os.environ.get("TBSERVE_EXTRA_JSON") or "{}"))
-    mqtt_client.publish("/provision/request", payload=json.dumps(request), qos=1)
+    raw = os.environ.get("TBSERVE_RAW_PAYLOAD")
+    payload = raw if raw is not None else json.dumps(request)
+    mqtt_client.publish("/provision/request", payload=payload, qos=1)
     for _ in range(100):
         if provision_reply is not None:
             break

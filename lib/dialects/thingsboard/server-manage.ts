@@ -48,7 +48,7 @@ function nameOf(v: unknown): string {
   return v.trim();
 }
 
-/** Runs one management operation; throws a ProvisioningError (or the registry's RegistryError) with a secret-free message. */
+/** Runs one management operation; throws a ProvisioningError with a secret-free message. */
 export async function manage(
   service: TbProvisioningService,
   operation: unknown,

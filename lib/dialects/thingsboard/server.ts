@@ -11,7 +11,8 @@ import type { ProvisioningRequest, RefusalReason } from "../../model/service";
 import { auditEvent, lockAuditEvent, type ServiceAuditEvent } from "../../service/audit";
 import { FailureLimiter, type AttemptSubject } from "../../service/failure-limit";
 import type { ServiceContext } from "../../service/dialect";
-import { DeviceRegistry, RegistryError, type RegisteredDevice } from "../../service/registry";
+import { DeviceRegistry, type RegisteredDevice } from "../../service/registry";
+import { ProvisioningError } from "../../model/errors";
 import type { JsonValue, StoreBackend } from "../../stores/backend";
 import { finalError } from "../../model/errors";
 import { randomAlphanumeric, secretsEqual } from "../../util/secrets";
@@ -73,12 +74,9 @@ export interface TbOutcome {
   retryAfterMs?: number;
 }
 
-/** Registry keys of ThingsBoard devices start with this segment. */
-export const TB_REGISTRY_PREFIX = "tb";
-
-/** Registry for ThingsBoard profiles: keys `tb/<profile>/<device name>`. */
+/** Registry for ThingsBoard profiles: keys `thingsboard/<profile>/<device name>`. */
 export function tbRegistry(backend: StoreBackend): DeviceRegistry {
-  return new DeviceRegistry(backend, TB_REGISTRY_PREFIX, "thingsboard");
+  return new DeviceRegistry(backend, "thingsboard");
 }
 
 /** Checks profiles once, at start: unique names, valid strategy and type. */
@@ -183,7 +181,7 @@ export class TbProvisioningService {
     try {
       return await this.handleParsed(parsed.request, ctx);
     } catch (err) {
-      const detail = err instanceof RegistryError ? `registry: ${err.message}` : "internal error";
+      const detail = err instanceof ProvisioningError ? `registry: ${err.message}` : "internal error";
       return this.refuse(base, { status: "FAILURE", reason: "error", detail });
     }
   }

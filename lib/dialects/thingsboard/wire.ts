@@ -1,6 +1,7 @@
 /**
- * ThingsBoard device provisioning on the wire (PROTOCOLS.md section 1): the request and
- * response JSON, exactly as ThingsBoard's code emits them, and tolerant parsing of what
+ * ThingsBoard device provisioning on the wire (ThingsBoard's device provisioning API,
+ * thingsboard.io/docs/user-guide/device-provisioning, and its DeviceProvisionServiceImpl):
+ * the request and response JSON, exactly as ThingsBoard's code emits them, and tolerant parsing of what
  * devices and servers send.
  */
 

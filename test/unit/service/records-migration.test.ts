@@ -97,7 +97,7 @@ describe("unit/service/records-migration", () => {
 
   async function openBoth(b: StoreBackend): Promise<{ tb: DeviceRegistry; mf: ConfigRegistry }> {
     // As thingsboard/server.ts makes it: the old prefix, then the dialect id.
-    const tb = new DeviceRegistry(b, "tb", "thingsboard");
+    const tb = new DeviceRegistry(b, "thingsboard");
     const mf = new ConfigRegistry(b);
     await tb.open();
     await mf.load();

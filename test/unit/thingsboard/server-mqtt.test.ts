@@ -42,7 +42,7 @@ describe("ThingsBoard provisioning over MQTT (embedded aedes)", () => {
     pki = makeTestPki("TbServe");
   });
 
-  it("provisions seed 000's paho device over TLS, two at the same moment", async () => {
+  it("provisions the Edge Gateway's paho device over TLS, two at the same moment", async () => {
     const { service, audits } = makeService();
     const server = await startTbMqttServer(service, {
       port: 0,
