@@ -8,7 +8,7 @@ import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd-dps/client"
 import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
 import { storeKeyFor } from "../lib/client/reuse";
-import { text, tlsClientOptionsOf } from "./shared/config";
+import { DEFAULT_RETRY_TEXT, text, tlsClientOptionsOf } from "./shared/config";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ClientDef extends NodeDef {
@@ -67,7 +67,7 @@ export = function (RED: NodeAPI) {
         store,
         // What is stored today stays readable: plgd-dps/<device id>, or the node's id without one.
         storeKey: text(config.storeKey) ?? storeKeyFor("plgd-dps", deviceId ?? node.id),
-        retryIntervals: parseIntervals(config.retryIntervals ?? "10, 20, 40, 80, 120"),
+        retryIntervals: parseIntervals(text(config.retryIntervals) ?? DEFAULT_RETRY_TEXT),
         onStatus: (e) => {
           showStatus(e);
           const payload: Record<string, unknown> = {
