@@ -237,9 +237,10 @@ servingDialectContract<TbServeSettings, TbRunningService>({
       valid: (name) => coap(port, request(name)),
       wrongProof: (name) => coap(port, request(name, WRONG_SECRET)),
       malformed: () => coap(port, NOT_JSON),
-      // None: one UDP datagram cannot carry 64 KiB, and node-coap 1.5 answers every
-      // block-wise (RFC 7959) request 5.00 "Byte offset not the next in line" when libcoap
-      // sends it, so the limit cannot be reached from a real peer.
+      // No oversized case: one datagram cannot carry 64 KiB, and a block-wise (RFC 7959)
+      // upload past the limit is refused by the transport, block by block, with 5.00 and a
+      // diagnostic before the service sees anything (test/unit/thingsboard/
+      // server-coap-unacked.test.ts), not with the service's FAILURE.
       flood: (n) => Promise.all(Array.from({ length: n }, (_, i) => coap(port, request(`flood-${i}`)))),
     };
   },

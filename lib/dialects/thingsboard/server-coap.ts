@@ -4,9 +4,10 @@
  * payload is a FAILURE, so 4.00 as well.
  */
 
+import type { Socket } from "node:dgram";
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from "coap";
 import type { TbProvisioningService } from "./server";
-import { COAP_PATH, encodeResponse } from "./wire";
+import { COAP_PATH, encodeResponse, MAX_REQUEST_BYTES } from "./wire";
 
 /** node-coap's default response cache grows without a bound that helps: 2 MiB of answers is plenty. */
 export const COAP_CACHE_BYTES = 2 * 1024 * 1024;
@@ -29,6 +30,46 @@ export interface TbCoapServer {
 function pathOf(url: string): string {
   const q = url.indexOf("?");
   return (q < 0 ? url : url.slice(0, q)).replace(/^\/+|\/+$/g, "");
+}
+
+/** Where a Block1 block ends in the body (RFC 7959 section 2.2: NUM, M, SZX). */
+function block1End(value: Buffer): number {
+  let v = 0;
+  for (const b of value) v = v * 256 + b;
+  const size = 2 ** ((v & 0x07) + 4);
+  return (Math.floor(v / 16) + 1) * size;
+}
+
+/**
+ * node-coap 1.5 collects the blocks of a Block1 upload (RFC 7959 section 2.5) under the
+ * request's token (server.js, _toCacheKey), but a client may use a new token for each
+ * block, as libcoap does (RFC 7959 section 2.4: tokens are independent of the transfer;
+ * RFC 9175 gives Request-Tag for telling concurrent transfers apart). Then no upload of
+ * more than one block ever assembles, and the last block is answered 5.00. Blocks are
+ * collected per peer endpoint, request path and Request-Tag instead, which is what the
+ * RFCs use to match a transfer's blocks.
+ */
+function reassembleBlock1ByEndpoint(server: Server): void {
+  type Packet = { options?: Array<{ name: string | number; value: Buffer }>; token?: Buffer };
+  type Request = { url?: string; rsinfo?: { address: string; port: number } };
+  const s = server as unknown as { _toCacheKey?: (request: Request, packet: Packet) => string | null };
+  const byToken = s._toCacheKey;
+  if (typeof byToken !== "function") return;
+  s._toCacheKey = function (this: unknown, request, packet) {
+    const options = packet.options ?? [];
+    if (!options.some((o) => o.name === "Block1" || o.name === 27))
+      return byToken.call(this, request, packet);
+    // node-coap keeps every block of a transfer until its last one, for as long as an
+    // exchange lives (247 s): a block beyond the request limit is refused before it is
+    // kept (node-coap answers a thrown error with 5.00 and the message as diagnostic).
+    const block = options.find((o) => o.name === "Block1" || o.name === 27)?.value;
+    if (block && block1End(block) > MAX_REQUEST_BYTES)
+      throw new Error(`the request is larger than ${MAX_REQUEST_BYTES} bytes`);
+    // Request-Tag is option 292 (RFC 9175 section 3.2); node-coap does not name it.
+    const tag = options.find((o) => o.name === 292 || o.name === "292")?.value.toString("hex") ?? "";
+    const from = request.rsinfo ? `${request.rsinfo.address}:${request.rsinfo.port}` : "";
+    return `block1/${from}/${pathOf(request.url ?? "")}/${tag}`;
+  };
 }
 
 export async function startTbCoapServer(
@@ -81,6 +122,7 @@ export async function startTbCoapServer(
         },
       );
   });
+  reassembleBlock1ByEndpoint(server);
   server.on("error", () => undefined);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -90,7 +132,7 @@ export async function startTbCoapServer(
       else resolve();
     });
   });
-  const sock = (server as unknown as { _sock: { address(): { port: number } } | null })._sock;
+  const sock = (server as unknown as { _sock: Socket | null })._sock;
   const port = sock ? sock.address().port : opts.port;
   return {
     host,
@@ -100,6 +142,11 @@ export async function startTbCoapServer(
         closed = true;
         for (const res of open) clearTimeout((res as unknown as { _ackTimer?: NodeJS.Timeout })._ackTimer);
         open.clear();
+        // node-coap also arms timers for answers it makes itself (a Block1 continue, its
+        // own 5.00 for a request it could not assemble: server.js, outgoing_message.js,
+        // retry_send.js) and they send on the socket after close, where dgram throws out
+        // of the timer. The socket is this server's own: past close, a send is a no-op.
+        if (sock) sock.send = (() => undefined) as unknown as Socket["send"];
         server.close(() => resolve());
       }),
   };

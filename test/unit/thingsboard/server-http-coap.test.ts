@@ -237,4 +237,35 @@ describe("ThingsBoard provisioning over CoAP (libcoap's coap-client)", () => {
       await server.close();
     }
   });
+  it("reassembles a request sent in blocks (RFC 7959 Block1) by libcoap, whose tokens differ per block", async () => {
+    const { service } = makeService();
+    const port = await freeUdpPort();
+    const server = await startTbCoapServer(service, { port });
+    // An X.509 request carries a PEM certificate; well over one 512-byte block.
+    const body = request({ deviceName: "coap-blocks", attributes: { note: "x".repeat(2500) } });
+    try {
+      const out = await run("coap-client-notls", [
+        "-m",
+        "post",
+        "-t",
+        "application/json",
+        "-b",
+        "512",
+        "-e",
+        body,
+        "-B",
+        "10",
+        "-v",
+        "6",
+        `coap://127.0.0.1:${port}/api/v1/provision`,
+      ]);
+      const text = out.stdout.toString();
+      assert.match(text, /Block1:0\/M\/512/, "the client sent the request in 512-byte blocks");
+      const acks = [...text.matchAll(/t:ACK c:(\d\.\d\d)/g)].map((m) => m[1]);
+      assert.equal(acks.at(-1), "2.01", text.slice(-300));
+      assert.ok((await service.registry.get("fleet", "coap-blocks"))?.credentials?.token);
+    } finally {
+      await server.close();
+    }
+  });
 });
