@@ -101,12 +101,12 @@ describe("smoke/package", () => {
           module: string;
           types: string[];
           enabled: boolean;
-          err?: string;
+          err?: unknown;
         }>
       ).filter((s) => s.module === pkg.name);
       assert.deepEqual(sets.map((s) => s.name).sort(), Object.keys(pkg["node-red"].nodes).sort());
       for (const s of sets) {
-        assert.equal(s.err, undefined, `${s.name}: ${s.err}`);
+        assert.equal(s.err, undefined, `${s.name}: ${JSON.stringify(s.err)}`);
         assert.equal(s.enabled, true, `${s.name} is not enabled`);
         assert.ok(s.types.includes(s.name), `${s.name} does not register its type`);
       }
