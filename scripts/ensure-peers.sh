@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite talks to, when missing: Debian's mosquitto,
 # libcoap3-bin (coap-client/-server with OpenSSL), paho-mqtt and cryptography for
-# /usr/bin/python3, and openssl. Needs root (or sudo) only when something is missing.
+# /usr/bin/python3, openssl, and chromium (test/browser drives it with playwright-core).
+# Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)

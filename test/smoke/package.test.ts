@@ -1,9 +1,19 @@
 import { describe, it } from "mocha";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { PROJECT_ROOT } from "../support/node-red";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { PROJECT_ROOT, runtimes, startNodeRed } from "../support/node-red";
+import { installTarball, packFreshCheckout } from "../support/package-tarball";
 import { run } from "../support/process";
+
+/** Every file under a folder of the repository, relative to that folder. */
+function filesUnder(dir: string): string[] {
+  const root = join(PROJECT_ROOT, dir);
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(root, join(e.parentPath, e.name)));
+}
 
 describe("smoke/package", () => {
   interface Pkg {
@@ -53,5 +63,58 @@ describe("smoke/package", () => {
       (f) => /^(test|lib|nodes|scripts|\.ci|dist\/test)\//.test(f) || /\.ts$/.test(f) || /\.map$/.test(f),
     );
     assert.deepEqual(unwanted, [], "sources, tests and source maps stay out of the package");
+  });
+
+  it("npm pack from a fresh checkout (no dist/) builds first and ships every node, locale, icon and example", async () => {
+    const { files } = await packFreshCheckout();
+    const missing: string[] = [];
+    const want = (f: string) => files.includes(f) || missing.push(f);
+    for (const js of Object.values(pkg["node-red"].nodes)) {
+      want(js);
+      want(js.replace(/\.js$/, ".html"));
+    }
+    for (const f of filesUnder("nodes/locales")) want(`dist/nodes/locales/${f}`);
+    for (const f of filesUnder("icons")) want(`dist/nodes/icons/${f}`);
+    for (const f of filesUnder("examples")) want(`examples/${f}`);
+    want("package.json");
+    want("README.md");
+    assert.deepEqual(missing, [], "not in the tarball");
+    assert.ok(filesUnder("nodes/locales").length > 0 && filesUnder("examples").length > 0);
+    const unwanted = files.filter(
+      (f) => /^(test|lib|nodes|scripts|\.ci|dist\/test)\//.test(f) || /\.(ts|map)$/.test(f),
+    );
+    assert.deepEqual(unwanted, [], "sources, tests and source maps stay out of the package");
+  });
+
+  it("the tarball installed into a fresh user directory: the real node-red registers every node type", async () => {
+    const { file } = await packFreshCheckout();
+    const userDir = await installTarball(file, pkg.name, Object.keys(pkg.dependencies));
+    const installed = join(userDir, "node_modules", pkg.name);
+    assert.ok(existsSync(join(installed, "package.json")), "the package is in node_modules");
+    const nr = await startNodeRed(runtimes()[0], { userDir });
+    try {
+      const res = await fetch(`${nr.url}/nodes`, { headers: { accept: "application/json" } });
+      assert.equal(res.status, 200);
+      const sets = (
+        (await res.json()) as Array<{
+          name: string;
+          module: string;
+          types: string[];
+          enabled: boolean;
+          err?: unknown;
+        }>
+      ).filter((s) => s.module === pkg.name);
+      assert.deepEqual(sets.map((s) => s.name).sort(), Object.keys(pkg["node-red"].nodes).sort());
+      for (const s of sets) {
+        assert.equal(s.err, undefined, `${s.name}: ${JSON.stringify(s.err)}`);
+        assert.equal(s.enabled, true, `${s.name} is not enabled`);
+        assert.ok(s.types.includes(s.name), `${s.name} does not register its type`);
+      }
+      const ex = await fetch(`${nr.url}/nodes/${pkg.name}`, { headers: { accept: "application/json" } });
+      assert.equal(ex.status, 200);
+      assert.deepEqual(nr.problems(), []);
+    } finally {
+      await nr.stop();
+    }
   });
 });
