@@ -1,4 +1,13 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { PROJECT_ROOT } from "./node-red";
@@ -26,6 +35,13 @@ export interface PackedTarball {
 
 let packed: Promise<PackedTarball> | undefined;
 
+/** A directory under the system's temporary folder, removed when the test process ends. */
+function temporaryDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 /**
  * Copies the repository as a fresh clone has it (no dist/, no build output), links its
  * node_modules (the devDependencies a clone installs first), and runs `npm pack` there,
@@ -35,7 +51,7 @@ let packed: Promise<PackedTarball> | undefined;
  */
 export function packFreshCheckout(): Promise<PackedTarball> {
   packed ??= (async () => {
-    const work = mkdtempSync(join(tmpdir(), "nr-pack-"));
+    const work = temporaryDir("nr-pack-");
     const checkout = join(work, "checkout");
     cpSync(PROJECT_ROOT, checkout, {
       recursive: true,
@@ -79,7 +95,7 @@ export function packFreshCheckout(): Promise<PackedTarball> {
  * unpacked with tar, as npm does (its "package/" folder becomes the package's folder).
  */
 export async function installTarball(tgz: string, name: string, deps: string[]): Promise<string> {
-  const userDir = mkdtempSync(join(tmpdir(), "nr-user-pkg-"));
+  const userDir = temporaryDir("nr-user-pkg-");
   writeFileSync(join(userDir, "package.json"), JSON.stringify({ name: "nr-user", private: true }));
   const modules = join(userDir, "node_modules");
   for (const dep of deps) {
