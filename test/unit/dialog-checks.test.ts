@@ -2,13 +2,15 @@
  * Every dialog marks a bad value before deploy: each node's .html runs here as the editor
  * runs it (its script in a VM), and the validators of its ports, timeouts, jitter, retry
  * intervals and maximum attempts refuse what the editor must not accept and accept the
- * defaults. The checks are the same function in every file.
+ * defaults. The checks are the same function in every file, and nodes/shared/config.ts
+ * makes the same checks at run time (for a flow imported with a bad value).
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext, Script } from "node:vm";
 import { describe, it } from "mocha";
+import { badSettings, CHECKED_SETTINGS } from "../../nodes/shared/config";
 import { PROJECT_ROOT } from "../support/node-red";
 
 type Validate = (this: Record<string, unknown>, v: unknown) => unknown;
@@ -122,6 +124,23 @@ describe("dialogs: every bad value is marked before deploy", () => {
     }
     assert.ok(files >= 6, `the checks are in ${files} files`);
     assert.equal(copies.size, 1, "one version of the checks");
+  });
+
+  it("the run-time checks agree with the dialogs' (a port may be 0 at run time: the system picks one)", async () => {
+    for (const [field, kind] of Object.entries(CHECKED_SETTINGS)) {
+      const dialogKind = kind as Kind;
+      for (const v of CASES[dialogKind].accept)
+        assert.deepEqual(badSettings({ [field]: v }), [], `${field} accepts ${JSON.stringify(v)}`);
+      for (const v of CASES[dialogKind].refuse) {
+        // Empty is the default at run time; the dialogs that require a value mark it.
+        if (v === "" || (kind === "port" && v === 0)) continue;
+        assert.deepEqual(badSettings({ [field]: v }), [field], `${field} refuses ${JSON.stringify(v)}`);
+      }
+    }
+    assert.deepEqual(badSettings({ port: 0, mqttPort: "", name: "x", retryJitter: 2, timeout: -1 }), [
+      "timeout",
+      "retryJitter",
+    ]);
   });
 
   it("a provisioning profile saved without a key or a secret is marked; flows from before are not", async () => {
