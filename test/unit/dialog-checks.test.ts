@@ -20,6 +20,8 @@ interface Property {
 }
 interface EditorDef {
   defaults: Record<string, Property>;
+  outputs?: number;
+  outputLabels?: unknown;
   oneditsave?: (this: Record<string, unknown>) => void;
 }
 
@@ -141,6 +143,31 @@ describe("dialogs: every bad value is marked before deploy", () => {
       "timeout",
       "retryJitter",
     ]);
+  });
+
+  it("output labels come from each node's locale file, and every device node starts at deploy by default", async () => {
+    for (const file of htmlFiles) {
+      for (const [type, def] of load(file)) {
+        if (!def.outputs) continue;
+        assert.equal(typeof def.outputLabels, "function", `${type}'s output labels are looked up`);
+        const locale = JSON.parse(
+          readFileSync(join(NODES, "locales", "en-US", `${type}.json`), "utf8"),
+        ) as Record<string, unknown>;
+        const lookup = (key: string): unknown =>
+          key.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], locale);
+        for (const decide of [false, true])
+          for (let i = 0; i < def.outputs; i++) {
+            const node = { decide, _: (k: string) => k };
+            const key = (def.outputLabels as (this: unknown, i: number) => string).call(node, i);
+            assert.equal(typeof lookup(key), "string", `${type} output ${i}: ${key} is in its locale file`);
+          }
+      }
+    }
+    for (const type of ["provision-request", "bootstrap-fetch"]) {
+      const def = load(`${type}.html`).get(type)!;
+      assert.equal(def.defaults.onDeploy.value, true, `${type} starts at deploy`);
+    }
+    assert.equal(load("dps-client.html").get("dps-client")!.defaults.autoStart.value, true);
   });
 
   it("a provisioning profile saved without a key or a secret is marked; flows from before are not", async () => {
