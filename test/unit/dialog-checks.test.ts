@@ -16,6 +16,7 @@ import { PROJECT_ROOT } from "../support/node-red";
 type Validate = (this: Record<string, unknown>, v: unknown) => unknown;
 interface Property {
   value?: unknown;
+  type?: string;
   validate?: Validate;
 }
 interface EditorDef {
@@ -34,10 +35,17 @@ function scriptsOf(file: string): string[] {
 }
 
 /** The definitions a file registers, with `$` answering `val()` from `fields`. */
-function load(file: string, fields: Record<string, string> = {}): Map<string, EditorDef> {
+function load(
+  file: string,
+  fields: Record<string, string> = {},
+  configNodes: Array<{ id: string; type: string; valid?: boolean }> = [],
+): Map<string, EditorDef> {
   const defs = new Map<string, EditorDef>();
   const RED = {
-    nodes: { registerType: (type: string, d: EditorDef) => defs.set(type, d), node: () => null },
+    nodes: {
+      registerType: (type: string, d: EditorDef) => defs.set(type, d),
+      node: (id: string) => configNodes.find((c) => c.id === id) ?? null,
+    },
     validators: { number: () => () => true, regex: () => () => true },
     _: (k: string) => k,
   };
@@ -168,6 +176,24 @@ describe("dialogs: every bad value is marked before deploy", () => {
       assert.equal(def.defaults.onDeploy.value, true, `${type} starts at deploy`);
     }
     assert.equal(load("dps-client.html").get("dps-client")!.defaults.autoStart.value, true);
+  });
+
+  it("dps-service names its enrollment groups in config slots; none, or a missing one, is marked", async () => {
+    const groups = [
+      { id: "g1", type: "dps-enrollment-group" },
+      { id: "g2", type: "dps-enrollment-group", valid: false },
+    ];
+    const def = load("dps-service.html", {}, groups).get("dps-service")!;
+    for (const slot of ["group", "group2", "group3", "group4"])
+      assert.equal(def.defaults[slot].type, "dps-enrollment-group", `${slot} is a config reference`);
+    const valid = (node: Record<string, unknown>) =>
+      def.defaults.group.validate!.call(node, node.group) === true;
+    assert.equal(valid({ group: "", groups: [] }), false, "no group is marked");
+    assert.equal(valid({ group: "", group2: "g1", groups: [] }), true);
+    assert.equal(valid({ group: "g1", group2: "gone" }), false, "a group that is gone is marked");
+    assert.equal(valid({ group: "g2" }), false, "an invalid group is marked");
+    assert.equal(valid({ group: "", groups: ["g1"] }), true, "a flow saved with the list is not marked");
+    assert.equal(valid({ group: "", groups: ["gone"] }), false);
   });
 
   it("a provisioning profile saved without a key or a secret is marked; flows from before are not", async () => {
