@@ -10,7 +10,7 @@ import type { ConnectionOptions } from "node:tls";
 import { credentialValue, resolveEnvRefs } from "../lib/client/env-ref";
 import { DEFAULT_TIMEOUT_MS, prepare, type BootstrapMode } from "../lib/dialects/mainflux/client";
 import { mainfluxDialect, type MainfluxDeviceSettings } from "../lib/dialects/mainflux/device-dialect";
-import { envOf, retryPolicyOf, seconds, tlsClientOptionsOf } from "./shared/config";
+import { envOf, retryPolicyOf, seconds, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { serveDevice } from "./shared/device-requests";
 
 interface FetchDef extends NodeDef {
@@ -43,6 +43,7 @@ function isMode(v: unknown): v is BootstrapMode {
 export = function (RED: NodeAPI) {
   function BootstrapFetchNode(this: Node<FetchCreds>, config: FetchDef) {
     RED.nodes.createNode(this, config);
+    warnBadSettings(RED, this, "bootstrap-fetch", config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     const env = envOf(RED, node);

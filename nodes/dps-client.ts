@@ -8,7 +8,7 @@ import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd-dps/client"
 import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
 import { storeKeyFor } from "../lib/client/reuse";
-import { DEFAULT_RETRY_TEXT, text, tlsClientOptionsOf } from "./shared/config";
+import { DEFAULT_RETRY_TEXT, text, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ClientDef extends NodeDef {
@@ -29,6 +29,7 @@ const S = "dps-client.";
 export = function (RED: NodeAPI) {
   function DpsClientNode(this: Node, config: ClientDef) {
     RED.nodes.createNode(this, config);
+    warnBadSettings(RED, this, "dps-client", config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     let client: DpsClient | undefined;

@@ -16,6 +16,12 @@ interface ServiceDef extends NodeDef, ServingNodeConfig {
   host?: string;
   port?: string | number;
   tls?: string;
+  /** The enrollment groups: four config references (the dialog's slots). */
+  group?: string;
+  group2?: string;
+  group3?: string;
+  group4?: string;
+  /** Before the slots: a list of group ids, still read when every slot is empty. */
   groups?: string[] | string;
   maxConnections?: string | number;
   maxConnectionsPerAddress?: string | number;
@@ -40,6 +46,23 @@ interface EnrollmentGroupNode {
 
 const S = "dps-service.";
 
+/**
+ * The group ids a saved node names: its slots (group .. group4), or, when every slot is
+ * empty (a flow saved before them), its `groups` list; repeats count once, as the dialog's.
+ */
+function groupIdsOf(config: Pick<ServiceDef, "group" | "group2" | "group3" | "group4" | "groups">): string[] {
+  const slots = [config.group, config.group2, config.group3, config.group4];
+  const clean = (v: unknown) => (typeof v === "string" ? v.trim() : "");
+  const listed = slots.some((id) => clean(id) !== "");
+  const ids: unknown[] = listed ? slots : Array.isArray(config.groups) ? config.groups : [config.groups];
+  const out: string[] = [];
+  for (const id of ids) {
+    const t = clean(id);
+    if (t && !out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
 export = function (RED: NodeAPI) {
   function DpsServiceNode(this: Node, config: ServiceDef) {
     RED.nodes.createNode(this, config);
@@ -49,11 +72,7 @@ export = function (RED: NodeAPI) {
 
     const settings = (): DpsServeSettings => {
       const problem = (reason: string) => new Error(t("errors.start", { detail: reason }));
-      const ids = Array.isArray(config.groups)
-        ? config.groups
-        : typeof config.groups === "string" && config.groups
-          ? [config.groups]
-          : [];
+      const ids = groupIdsOf(config);
       const groups: EnrollmentGroup[] = [];
       for (const id of ids) {
         const g = RED.nodes.getNode(id) as unknown as EnrollmentGroupNode | null;

@@ -14,7 +14,7 @@ import {
   type TbCredentialsRequest,
 } from "../lib/dialects/thingsboard/client";
 import { thingsboardDialect, type TbDeviceSettings } from "../lib/dialects/thingsboard/device-dialect";
-import { envOf, retryPolicyOf, seconds, str, tlsClientOptionsOf } from "./shared/config";
+import { envOf, retryPolicyOf, seconds, str, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { serveDevice, type DeviceMsg } from "./shared/device-requests";
 
 interface ProvisionRequestDef extends NodeDef {
@@ -52,6 +52,7 @@ const STATUS = "provision-request.status.";
 export = function (RED: NodeAPI) {
   function ProvisionRequestNode(this: Node<ProvisionRequestCreds>, config: ProvisionRequestDef) {
     RED.nodes.createNode(this, config);
+    warnBadSettings(RED, this, "provision-request", config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     const env = envOf(RED, node);

@@ -59,6 +59,68 @@ export function retryPolicyOf(config: {
   };
 }
 
+/** setTimeout's longest wait, 2^31 - 1 ms (Node.js docs, timers: setTimeout), in seconds. */
+const MAX_SECONDS = 2147483;
+
+function seconds0(s: string): boolean {
+  return /^\d+(\.\d+)?$/.test(s) && Number(s) <= MAX_SECONDS;
+}
+
+/**
+ * The checks the dialogs make (the `provisioningChecks` of each .html), for a value as the
+ * flow holds it. At run time a port may be 0, which asks the system for a free one.
+ */
+export const SETTING_CHECKS = {
+  port: (s: string) => /^\d{1,5}$/.test(s) && Number(s) <= 65535,
+  seconds: (s: string) => seconds0(s) && Number(s) > 0,
+  secondsOrZero: seconds0,
+  jitter: (s: string) => /^\d+(\.\d+)?$/.test(s) && Number(s) <= 1,
+  intervals: (s: string) => {
+    const parts = s.split(/[\s,;]+/).filter((p) => p !== "");
+    return parts.length >= 1 && parts.length <= 8 && parts.every((p) => seconds0(p) && Number(p) > 0);
+  },
+  attempts: (s: string) =>
+    s === "-1" || (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= Number.MAX_SAFE_INTEGER),
+} as const;
+
+/** The dialog fields these checks apply to, by name, in every node that has them. */
+export const CHECKED_SETTINGS: Readonly<Record<string, keyof typeof SETTING_CHECKS>> = {
+  port: "port",
+  mqttPort: "port",
+  coapPort: "port",
+  timeout: "seconds",
+  decideTimeout: "seconds",
+  mqttFirstRequest: "seconds",
+  mqttLifetime: "seconds",
+  gcmWindow: "seconds",
+  closeAfter: "secondsOrZero",
+  repeatWindow: "secondsOrZero",
+  retryJitter: "jitter",
+  retryIntervals: "intervals",
+  retryMax: "attempts",
+};
+
+/**
+ * The checked fields of a node's config holding a value its dialog would have marked (a
+ * flow imported or edited by hand). An absent or empty field is not bad: its default applies.
+ */
+export function badSettings(config: object): string[] {
+  const bad: string[] = [];
+  for (const [field, check] of Object.entries(CHECKED_SETTINGS)) {
+    const v: unknown = (config as Record<string, unknown>)[field];
+    if (v === undefined || v === null) continue;
+    const s = typeof v === "string" || typeof v === "number" ? String(v).trim() : "?";
+    if (s !== "" && !SETTING_CHECKS[check](s)) bad.push(field);
+  }
+  return bad;
+}
+
+/** Warns, in the node's own words (`<type>.warn.bad-settings`), when `badSettings` finds any. */
+export function warnBadSettings(RED: NodeAPI, node: Node, type: string, config: object): void {
+  const bad = badSettings(config);
+  if (bad.length > 0) node.warn(RED._(`${type}.warn.bad-settings`, { fields: bad.join(", ") }));
+}
+
 /** What Node-RED's tls-config node offers at run time (its own source: nodes/core/network/05-tls.js). */
 export interface TlsConfigNode {
   valid?: boolean;

@@ -15,7 +15,7 @@ import { failureLimitOptions, type FailureLimitSettings } from "../../lib/servic
 import { DEFAULT_RATE_LIMIT } from "../../lib/service/rate-limit";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { MemoryBackend } from "../../lib/stores/memory";
-import { num } from "./config";
+import { num, warnBadSettings } from "./config";
 import { httpNodeAuthOn, mountOnHttpNode } from "./http-node";
 import { formatCounts, LogSummary } from "./log-summary";
 import { storeFromConfig } from "./store-ref";
@@ -84,6 +84,7 @@ export function runServingNode<Settings, Service extends RunningService>(
           }),
     ),
   );
+  warnBadSettings(RED, node, type, config);
   const fail = (text: string) => {
     node.status({ fill: "red", shape: "ring", text: t("status.failed") });
     node.error(text);

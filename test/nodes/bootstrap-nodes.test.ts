@@ -224,6 +224,30 @@ describe("bootstrap-fetch and bootstrap-service in a Node-RED runtime", () => {
     assert.ok(!(await warnings(true)).includes("bootstrap-fetch.warn.no-verify"));
   });
 
+  it("a flow imported with values its dialogs would mark says so at deploy; a clean one does not", async () => {
+    const warningsOf = (id: string) => {
+      const n = helper.getNode(id);
+      return n.warn.args.filter((_a, i) => n.warn.thisValues[i] === n).map((a) => String(a[0]));
+    };
+    await helper.load(
+      nodes,
+      flow(
+        { url: "http://127.0.0.1:1", retryJitter: 99999999, timeout: -1, retryIntervals: "not valid!" },
+        { decideTimeout: "not valid!", gcmWindow: 99999999 },
+      ),
+      CREDS,
+    );
+    const dev = warningsOf("dev");
+    const svc = warningsOf("svc");
+    await helper.unload();
+    assert.ok(dev.includes("bootstrap-fetch.warn.bad-settings"), dev.join("; "));
+    assert.ok(svc.includes("bootstrap-service.warn.bad-settings"), svc.join("; "));
+    await helper.load(nodes, flow({ url: "http://127.0.0.1:1" }), CREDS);
+    const clean = [...warningsOf("dev"), ...warningsOf("svc")];
+    await helper.unload();
+    assert.ok(!clean.some((w) => w.endsWith("warn.bad-settings")), clean.join("; "));
+  });
+
   it("warns at deploy when httpNodeAuth would ask devices for Basic credentials", async () => {
     const warnings = async (settings: Record<string, unknown>) => {
       helper.settings(settings);

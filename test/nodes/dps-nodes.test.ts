@@ -159,6 +159,20 @@ describe("nodes/dps-nodes", () => {
     assert.ok(!JSON.stringify(status.got).includes("node-test-token"), "the status output holds no token");
   });
 
+  it("dps-service names its group in a config slot; a flow saved with the list still runs", async () => {
+    // The slot (a real config reference) wins over a stale list naming a group that is gone.
+    store = new MemoryBackend();
+    const port = await freeTcpPort();
+    const { result, audit } = await load(port, fx.device, true, {
+      group: "grp",
+      group3: "grp",
+      groups: ["gone"],
+    });
+    await result.wait(() => true, "the provisioning result through the slot");
+    const ev = await audit.wait((m) => m.payload.outcome === "provisioned", "the audit event");
+    assert.equal(ev.payload.profile, GROUP_ID);
+  });
+
   it("a restart resumes from the store; a factory reset provisions a new device", async () => {
     store = new MemoryBackend();
     const port = await freeTcpPort();

@@ -256,6 +256,7 @@ describe("provision-response node", () => {
     srv.receive({ topic: "list", payload: {} });
     const listed = await nextInput("audit");
     const devices = listed.payload.devices as Array<{ name: string; state: string }>;
+    assert.ok(!("profile" in listed.payload), "a list of every profile names none");
     assert.deepEqual(
       devices.map((d) => [d.name, d.state]),
       [

@@ -59,7 +59,9 @@ export async function manage(
   const p = record(payload);
   if (operation === "list") {
     const profile = p.profile === undefined ? undefined : profileOf(service, p.profile);
-    return { operation, profile, devices: await service.registry.list(profile) };
+    const devices = await service.registry.list(profile);
+    // All profiles: no profile key at all (the debug sidebar showed `profile: undefined`).
+    return profile === undefined ? { operation, devices } : { operation, profile, devices };
   }
   const profile = profileOf(service, p.profile);
   const name = nameOf(p.name);
