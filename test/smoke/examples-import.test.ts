@@ -70,6 +70,23 @@ for (const rt of runtimes()) {
       for (const s of issued) assert.equal(said.includes(s), false, "an issued credential reached debug");
     });
 
+    it("mainflux-bootstrap-secure: the device bootstraps in secure mode with the tab's demo values", async () => {
+      const ex = example("mainflux-bootstrap-secure.json");
+      const mark = nr.problems().length;
+      await deploy(nr, asFlow(await withEphemeralPorts(ex, nr.port), "import-mf"));
+      await comms.waitForStatus("mf-ex-device", /^bootstrapped$/);
+      // It used what it got: the stand-in adapter accepted its thing key.
+      const published = await comms.waitFor(
+        "the adapter's answer",
+        (m) => m.topic === "debug" && (m.data as { id?: string })?.id === "mf-ex-published",
+      );
+      assert.match(String((published.data as { msg?: unknown }).msg), /^202$/);
+      assert.deepEqual(nr.problems().slice(mark), []);
+      const said = debugText(comms);
+      for (const s of ["demo-external-key", "demo-thing-key", "12345678910111213141516171819202"])
+        assert.equal(said.includes(s), false, "a bootstrap key reached debug");
+    });
+
     it("credential-store-operations: set, get and list in the example's own folder; no value in debug", async () => {
       const ex = example("credential-store-operations.json");
       await deploy(nr, asFlow(await withEphemeralPorts(ex, nr.port), "import-cs"));
