@@ -15,6 +15,11 @@ import { credentialValue } from "../lib/client/env-ref";
 interface StoreConfigDef extends NodeDef {
   backend?: string;
   directory?: string;
+  /**
+   * file with no directory: "own" = a folder of this node's own (the dialog's default for a
+   * new node); missing = the folder that stores deployed before this property shared.
+   */
+  defaultFolder?: string;
   tokenPath?: string;
   contextStore?: string;
   contextPrefix?: string;
@@ -79,6 +84,7 @@ export = function (RED: NodeAPI) {
         {
           backend: config.backend,
           directory: config.directory,
+          ownFolder: config.defaultFolder === "own" ? node.id : undefined,
           tokenPath: config.tokenPath,
           contextStore: config.contextStore,
           contextPrefix: config.contextPrefix,

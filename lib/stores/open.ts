@@ -9,8 +9,14 @@ export type StoreKind = "file" | "token-file" | "context";
 
 export interface StoreConfig {
   backend?: string;
-  /** file: the directory; empty = `<userDir>/provisioning-credentials`. */
+  /**
+   * file: the directory. Empty: the store's own folder `<userDir>/provisioning-stores/<ownFolder>`
+   * when `ownFolder` is given, else the folder every such store shared before,
+   * `<userDir>/provisioning-credentials` (kept for stores deployed before, so their entries stay).
+   */
   directory?: string;
+  /** file: the name of this store's own default folder (the config node's id). */
+  ownFolder?: string;
   /** token-file: empty = $THINGSBOARD_ACCESS_TOKEN, else ./tb_access_token. */
   tokenPath?: string;
   /** context: a store name from settings.js contextStorage; empty = the default store. */
@@ -38,6 +44,27 @@ export interface StoreDeps {
 export type OpenableStore = StoreBackend & { open(): Promise<void> };
 
 export const DEFAULT_DIRECTORY_NAME = "provisioning-credentials";
+/** Where stores with no directory get a folder each, named by `ownFolderName()`. */
+export const OWN_FOLDERS_NAME = "provisioning-stores";
+
+/**
+ * A folder name for a config node id: letters, digits, "_" and "-" stay, every other
+ * character becomes "~" and its code point in hex, so "." and "/" never reach the path
+ * and two ids never share a name.
+ */
+export function ownFolderName(id: string): string {
+  const name = id.replace(/[^A-Za-z0-9_-]/gu, (c) => `~${(c.codePointAt(0) as number).toString(16)}~`);
+  if (name === "") throw new StoreError("UNSUPPORTED", "a store's own folder needs a non-empty id");
+  return name;
+}
+
+/** The directory a file store uses (see `StoreConfig.directory`). */
+export function fileDirectory(cfg: StoreConfig, userDir: string): string {
+  const set = cfg.directory?.trim();
+  if (set) return set;
+  if (cfg.ownFolder !== undefined) return join(userDir, OWN_FOLDERS_NAME, ownFolderName(cfg.ownFolder));
+  return join(userDir, DEFAULT_DIRECTORY_NAME);
+}
 
 export function storeKind(v: unknown): StoreKind {
   if (v === undefined || v === "" || v === "file") return "file";
@@ -49,7 +76,7 @@ export function storeKind(v: unknown): StoreKind {
 export function createStore(cfg: StoreConfig, deps: StoreDeps): OpenableStore {
   const kind = storeKind(cfg.backend);
   if (kind === "file") {
-    const directory = cfg.directory?.trim() || join(deps.userDir, DEFAULT_DIRECTORY_NAME);
+    const directory = fileDirectory(cfg, deps.userDir);
     if (cfg.encrypt && !cfg.encryptionKey)
       throw new StoreError("WRONG_KEY", "encryption is on but no encryption key is set");
     return new FileBackend({

@@ -8,6 +8,7 @@ import storeModule from "../../nodes/credential-store";
 import { FileBackend } from "../../lib/stores/file";
 import type { StoreBackend } from "../../lib/stores/backend";
 import {
+  STORE_USER_DIR,
   startStoreServer,
   stopStoreServer,
   storeCatchModule,
@@ -28,6 +29,7 @@ describe("nodes/credential-store", () => {
   after(async () => {
     await stopStoreServer();
     rmSync(root, { recursive: true, force: true });
+    rmSync(STORE_USER_DIR, { recursive: true, force: true });
   });
 
   type Msg = Record<string, unknown>;
@@ -347,20 +349,34 @@ describe("nodes/credential-store", () => {
     assert.match((r.msg.error as { message: string }).message, /nosuchstore/);
   });
 
-  it("the example flow deploys and its inject nodes drive set, get, list and delete", async () => {
+  it("no directory: each new config node its own folder under the user dir; one deployed before the shared folder", async () => {
+    const h = await load(
+      { id: "cfg", directory: "", defaultFolder: "own" },
+      { operation: "set", key: "own-key" },
+    );
+    assert.equal((await h.send({ payload: { token: SECRET } })).port, "out1");
+    await helper.unload();
+    assert.deepEqual(readdirSync(join(STORE_USER_DIR, "provisioning-stores")), ["cfg"]);
+    assert.equal(readdirSync(join(STORE_USER_DIR, "provisioning-stores", "cfg")).length > 0, true);
+    // The same id with no defaultFolder (a flow deployed before): the shared folder, which holds nothing of it.
+    const old = await load({ directory: "" }, { operation: "list" });
+    const listed = await old.send({});
+    assert.equal(listed.port, "out1");
+    assert.deepEqual(listed.msg.payload, []);
+    assert.ok(readdirSync(STORE_USER_DIR).includes("provisioning-credentials"));
+    // Back on its own folder, the entry is there.
+    await helper.unload();
+    const back = await load({ directory: "", defaultFolder: "own" }, { operation: "get", key: "own-key" });
+    assert.equal((await back.send({})).port, "out1");
+  });
+
+  it("the example flow, as imported, drives set, get, list and delete in its own folder; no value reaches debug", async () => {
     const example = JSON.parse(
       readFileSync(join(PROJECT_ROOT, "examples", "credential-store-operations.json"), "utf8"),
     ) as Msg[];
-    const dir = freshDir();
     const nodes: Msg[] = [
       { id: "extab", type: "tab", label: "example" },
-      ...example.map((nd) =>
-        nd.type === "credential-store-config"
-          ? { ...nd, directory: dir }
-          : nd.type === "comment"
-            ? nd
-            : { ...nd, z: "extab" },
-      ),
+      ...example.map((nd) => (nd.type === "credential-store-config" ? nd : { ...nd, z: "extab" })),
     ];
     /* eslint-disable @typescript-eslint/no-require-imports */
     const core = [
@@ -368,20 +384,62 @@ describe("nodes/credential-store", () => {
       require("@node-red/nodes/core/common/21-debug.js"),
       require("@node-red/nodes/core/common/90-comment.js"),
     ];
+    // What the debug nodes send to the editor's sidebar, as the runtime publishes it.
+    const { events } = require("@node-red/util") as {
+      events: {
+        on(e: string, f: (ev: CommsEvent) => void): void;
+        off(e: string, f: (ev: CommsEvent) => void): void;
+      };
+    };
     /* eslint-enable @typescript-eslint/no-require-imports */
-    await helper.load([...modules, ...core], nodes);
-    const statusOf = (id: string, trigger: string) =>
-      within<Status>(10000, `status of ${id}`, (resolve) => {
-        helper.getNode(id).once("call:status", (c: { args: [Status] }) => resolve(c.args[0]));
-        helper.getNode(trigger).receive({});
-      });
-    assert.equal((await statusOf("cs-store-set", "cs-inject-set")).text, "credential-store.status.stored");
-    assert.equal((await statusOf("cs-store-get", "cs-inject-get")).text, "credential-store.status.found");
-    assert.equal((await statusOf("cs-store-list", "cs-inject-list")).text, "credential-store.status.listed");
-    assert.equal(
-      (await statusOf("cs-store-delete", "cs-inject-delete")).text,
-      "credential-store.status.deleted",
-    );
-    assert.equal((await statusOf("cs-store-get", "cs-inject-get")).text, "credential-store.status.not-found");
+    interface CommsEvent {
+      topic: string;
+      data?: { id?: string; msg?: unknown };
+    }
+    const debugged: CommsEvent[] = [];
+    const onComms = (ev: CommsEvent) => {
+      if (ev.topic === "debug") debugged.push(ev);
+    };
+    events.on("comms", onComms);
+    try {
+      await helper.load([...modules, ...core], nodes);
+      const debugOf = (id: string, trigger: string) =>
+        within<CommsEvent>(10000, `debug output of ${id}`, (resolve) => {
+          const seen = (ev: CommsEvent) => {
+            if (ev.topic !== "debug" || ev.data?.id !== id) return;
+            events.off("comms", seen);
+            resolve(ev);
+          };
+          events.on("comms", seen);
+          helper.getNode(trigger).receive({});
+        });
+      const statusOf = (id: string, trigger: string) =>
+        within<Status>(10000, `status of ${id}`, (resolve) => {
+          helper.getNode(id).once("call:status", (c: { args: [Status] }) => resolve(c.args[0]));
+          helper.getNode(trigger).receive({});
+        });
+      assert.equal((await statusOf("cs-store-set", "cs-inject-set")).text, "credential-store.status.stored");
+      const got = await debugOf("cs-debug-get", "cs-inject-get");
+      assert.match(String(got.data?.msg), /thingsboard/, "the get debug shows the entry's metadata");
+      assert.equal(
+        (await statusOf("cs-store-list", "cs-inject-list")).text,
+        "credential-store.status.listed",
+      );
+      assert.equal(
+        (await statusOf("cs-store-delete", "cs-inject-delete")).text,
+        "credential-store.status.deleted",
+      );
+      assert.equal(
+        (await statusOf("cs-store-get", "cs-inject-get")).text,
+        "credential-store.status.not-found",
+      );
+      assert.ok(debugged.length >= 4, `only ${debugged.length} debug messages`);
+      const all = JSON.stringify(debugged);
+      assert.equal(all.includes("EXAMPLE-TOKEN-123"), false, "the stored token reached the debug sidebar");
+      // The entry lived in the example store's own folder, not the shared one.
+      assert.ok(readdirSync(join(STORE_USER_DIR, "provisioning-stores")).includes("cs-config"));
+    } finally {
+      events.off("comms", onComms);
+    }
   });
 });

@@ -37,13 +37,14 @@ export async function withEphemeralPorts(ex: Example, nodeRedPort: number): Prom
       if (/port$/i.test(k) && (typeof v === "number" || (typeof v === "string" && /^\d+$/.test(v)))) {
         const n = await mapped(Number(v));
         copy[k] = typeof v === "number" ? n : String(n);
-      } else if (typeof v === "string" && LOCAL_URL_PORT.test(v)) {
+      } else if (typeof v === "string") {
+        // matchAll starts where the regex's lastIndex is, so no test() before it (a test()
+        // that matched left lastIndex past the address, and nothing was ever mapped).
         let s = v;
         for (const m of v.matchAll(LOCAL_URL_PORT))
           s = s.replace(m[0], `${m[1]}:${await mapped(Number(m[2]))}`);
         copy[k] = s;
       } else copy[k] = v;
-      LOCAL_URL_PORT.lastIndex = 0;
     }
     out.push(copy);
   }

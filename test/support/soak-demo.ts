@@ -330,17 +330,25 @@ export function writesBetween(a: Map<string, number>, b: Map<string, number>): s
   return changed;
 }
 
-/** The serving registry and device stores: every entry file, parsed (or the parse error). */
+/**
+ * The serving registry and device stores: every entry file, parsed (or the parse error), of
+ * the shared folder of stores deployed before and of every store's own folder
+ * (`provisioning-stores/<id>`, named "<id>/<file>").
+ */
 export function readStore(userDir: string): Array<{ file: string; record?: unknown; error?: string }> {
-  const dir = join(userDir, "provisioning-credentials");
-  if (!existsSync(dir)) return [];
+  const dirs: Array<[string, string]> = [[join(userDir, "provisioning-credentials"), ""]];
+  const own = join(userDir, "provisioning-stores");
+  if (existsSync(own)) for (const id of readdirSync(own)) dirs.push([join(own, id), `${id}/`]);
   const out: Array<{ file: string; record?: unknown; error?: string }> = [];
-  for (const name of readdirSync(dir)) {
-    if (!name.endsWith(".json")) continue;
-    try {
-      out.push({ file: name, record: JSON.parse(readFileSync(join(dir, name), "utf8")) });
-    } catch (err) {
-      out.push({ file: name, error: (err as Error).message });
+  for (const [dir, prefix] of dirs) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      if (!name.endsWith(".json")) continue;
+      try {
+        out.push({ file: prefix + name, record: JSON.parse(readFileSync(join(dir, name), "utf8")) });
+      } catch (err) {
+        out.push({ file: prefix + name, error: (err as Error).message });
+      }
     }
   }
   return out;

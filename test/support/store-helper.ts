@@ -3,6 +3,9 @@
  * node that hands out the runtime's real global context.
  */
 import type { EventEmitter } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ContextApi } from "../../lib/stores/context";
 
 export interface StoreTestNode extends EventEmitter {
@@ -22,8 +25,13 @@ export interface StoreHelper {
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const storeHelper = require("node-red-node-test-helper") as StoreHelper;
-// Two memory context stores, so the context backend can be pointed at a named one.
-const SETTINGS = { contextStorage: { default: { module: "memory" }, second: { module: "memory" } } };
+// Two memory context stores, so the context backend can be pointed at a named one; a user
+// directory of the run's own, so a store with no directory never writes into ~/.node-red.
+export const STORE_USER_DIR = mkdtempSync(join(tmpdir(), "store-user-"));
+const SETTINGS = {
+  userDir: STORE_USER_DIR,
+  contextStorage: { default: { module: "memory" }, second: { module: "memory" } },
+};
 storeHelper.init(require.resolve("node-red"), SETTINGS);
 
 /**
