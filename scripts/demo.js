@@ -118,12 +118,13 @@ function flows() {
       if (node) node[prop] = typeof node[prop] === "number" ? Number(value) : value;
     }
   }
-  // Examples that carry demo values in their tab's environment: a variable set in the
-  // demo's environment wins, as the DEFAULTS above promise. A tab's env shadows
-  // process.env, so its entry goes (the value itself is never written into flows.json).
+  // Examples that carry demo values in their tab's environment, for an import with no
+  // environment. The demo always sets its variables (environment() fills in DEFAULTS), and
+  // a tab's env shadows process.env, so those entries go: the demo's environment (the
+  // user's value, or the default) wins, and no value is written into flows.json.
   for (const n of out) {
     if (n.type !== "tab" || !Array.isArray(n.env)) continue;
-    n.env = n.env.filter((e) => !process.env[e.name]);
+    n.env = n.env.filter((e) => !(e.name in DEFAULTS) && !process.env[e.name]);
   }
   const port = process.env.PORT;
   if (port && port !== String(NODE_RED_PORT)) for (const n of out) followNodeRedPort(n, port);
