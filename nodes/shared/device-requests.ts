@@ -2,8 +2,8 @@
  * What every device-side node does with a message: run one abortable request through
  * the conductor (lib/client/conductor.ts: identity, reuse, retry, save) with the node's
  * dialect, send the neutral result as msg.payload, or report the failure as a red status
- * and done(err) with the shared vocabulary's code (Catch nodes see msg.error.code and,
- * where the peer said something in its own words, msg.error.status). A request may start
+ * and done(err) with the shared vocabulary's code (Catch nodes see msg.error.code, and,
+ * where the peer said something in its own words, msg.errorStatus). A request may start
  * at deploy, like inject's "once"; on close every request under way is aborted and
  * waited for.
  */
