@@ -30,4 +30,9 @@ export default tseslint.config(
     },
     rules: { "@typescript-eslint/no-require-imports": "off" },
   },
+  {
+    // Runs in the editor's browser page, beside jQuery and RED.
+    files: ["resources/**/*.js"],
+    languageOptions: { sourceType: "script", globals: { window: "readonly", document: "readonly" } },
+  },
 );

@@ -66,9 +66,17 @@ function seconds0(s: string): boolean {
   return /^\d+(\.\d+)?$/.test(s) && Number(s) <= MAX_SECONDS;
 }
 
+/** A count or rate past this is a typing slip, not a setting (as the dialogs hold it). */
+const MAX_COUNT = 1_000_000_000;
+
+/** An optional whole number of at least `min`; empty keeps the node's default. */
+const countOf = (min: number) => (s: string) =>
+  s === "" || (/^\d+$/.test(s) && Number(s) >= min && Number(s) <= MAX_COUNT);
+
 /**
- * The checks the dialogs make (the `provisioningChecks` of each .html), for a value as the
- * flow holds it. At run time a port may be 0, which asks the system for a free one.
+ * The checks the dialogs make (resources/provisioning-editor.js), for a value as the flow
+ * holds it once Node-RED has put in its `${NAME}` references. At run time a port may be 0,
+ * which asks the system for a free one.
  */
 export const SETTING_CHECKS = {
   port: (s: string) => /^\d{1,5}$/.test(s) && Number(s) <= 65535,
@@ -81,6 +89,11 @@ export const SETTING_CHECKS = {
   },
   attempts: (s: string) =>
     s === "-1" || (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= Number.MAX_SAFE_INTEGER),
+  count: countOf(1),
+  countOrZero: countOf(0),
+  rate: (s: string) => s === "" || (/^\d+(\.\d+)?$/.test(s) && Number(s) <= MAX_COUNT),
+  minutes: (s: string) =>
+    s === "" || (/^\d+(\.\d+)?$/.test(s) && Number(s) > 0 && Number(s) * 60 <= MAX_SECONDS),
 } as const;
 
 /** The dialog fields these checks apply to, by name, in every node that has them. */
@@ -98,6 +111,15 @@ export const CHECKED_SETTINGS: Readonly<Record<string, keyof typeof SETTING_CHEC
   retryJitter: "jitter",
   retryIntervals: "intervals",
   retryMax: "attempts",
+  rateLimit: "rate",
+  rateBurst: "count",
+  failSlowAfter: "countOrZero",
+  failLockAfter: "count",
+  failLockMinutes: "minutes",
+  mqttMaxSessions: "count",
+  mqttPerRemote: "count",
+  maxConnections: "count",
+  maxConnectionsPerAddress: "count",
 };
 
 /**

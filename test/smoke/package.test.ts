@@ -75,6 +75,7 @@ describe("smoke/package", () => {
     }
     for (const f of filesUnder("nodes/locales")) want(`dist/nodes/locales/${f}`);
     for (const f of filesUnder("icons")) want(`dist/nodes/icons/${f}`);
+    for (const f of filesUnder("resources")) want(`resources/${f}`);
     for (const f of filesUnder("examples")) want(`examples/${f}`);
     want("package.json");
     want("README.md");
@@ -112,6 +113,10 @@ describe("smoke/package", () => {
       }
       const ex = await fetch(`${nr.url}/nodes/${pkg.name}`, { headers: { accept: "application/json" } });
       assert.equal(ex.status, 200);
+      // The dialogs' shared script, which every node's .html loads from resources/<module>/.
+      const script = await fetch(`${nr.url}/resources/${pkg.name}/provisioning-editor.js`);
+      assert.equal(script.status, 200, "the editor script is served");
+      assert.match(await script.text(), /provisioningChecks/);
       assert.deepEqual(nr.problems(), []);
     } finally {
       await nr.stop();

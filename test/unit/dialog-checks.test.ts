@@ -27,6 +27,9 @@ interface EditorDef {
 }
 
 const NODES = join(PROJECT_ROOT, "nodes");
+/** The script every dialog loads from the package's resources/ folder. */
+const EDITOR_SCRIPT_URL = "resources/node-red-contrib-provisioning/provisioning-editor.js";
+const EDITOR_SCRIPT = readFileSync(join(PROJECT_ROOT, "resources", "provisioning-editor.js"), "utf8");
 const htmlFiles = readdirSync(NODES).filter((f) => f.endsWith(".html"));
 
 function scriptsOf(file: string): string[] {
@@ -51,16 +54,35 @@ function load(
   };
   const $ = (sel: string) => ({ val: () => fields[sel] ?? "" });
   const context = createContext({ RED, $ });
+  context.window = context;
+  new Script(EDITOR_SCRIPT, { filename: "provisioning-editor.js" }).runInContext(context);
   for (const s of scriptsOf(file)) new Script(s, { filename: file }).runInContext(context);
   return defs;
 }
 
-type Kind = "port" | "optionalPort" | "seconds" | "secondsOrZero" | "jitter" | "intervals" | "attempts";
+type Kind =
+  | "port"
+  | "optionalPort"
+  | "seconds"
+  | "secondsOrZero"
+  | "jitter"
+  | "intervals"
+  | "attempts"
+  | "count"
+  | "countOrZero"
+  | "rate"
+  | "minutes";
 
 /** What each kind of field must refuse, and what it must accept besides its default. */
 const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
-  port: { refuse: [99999999, -1, "not valid!", 0, "1.5", "", "65536"], accept: [1, "8883", 65535] },
-  optionalPort: { refuse: [99999999, -1, "not valid!", 0, "65536"], accept: ["", "8883"] },
+  port: {
+    refuse: [99999999, -1, "not valid!", 0, "1.5", "", "65536", "${}", "$PORT"],
+    accept: [1, "8883", 65535, "${MQTT_PORT}"],
+  },
+  optionalPort: {
+    refuse: [99999999, -1, "not valid!", 0, "65536", "${1X}"],
+    accept: ["", "8883", "${PORT}"],
+  },
   seconds: { refuse: [99999999, -1, "not valid!", 0, "", "1e3"], accept: ["0.5", 30, "2147483"] },
   secondsOrZero: { refuse: [99999999, -1, "not valid!", ""], accept: [0, "0", "60"] },
   jitter: { refuse: [99999999, -1, "not valid!", "1.5", ""], accept: [0, "1", "0.25"] },
@@ -69,6 +91,10 @@ const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
     accept: ["5", "1;2 3", "1, 2, 3, 4, 5, 6, 7, 8"],
   },
   attempts: { refuse: [0, -2, "not valid!", "1.5", ""], accept: [-1, "1", 99999999] },
+  count: { refuse: [-1, 0, "not valid!", "1.5", 99999999999], accept: ["", 1, "1000"] },
+  countOrZero: { refuse: [-1, "not valid!", "1.5", 99999999999], accept: ["", 0, "5"] },
+  rate: { refuse: [-1, "not valid!", 99999999999], accept: ["", 0, "0.5", 20] },
+  minutes: { refuse: [-1, 0, "not valid!", 99999999], accept: ["", "0.5", 60, "35791"] },
 };
 
 /** The fields named for their kind; provision-request's port may stay empty (the scheme's). */
@@ -81,6 +107,11 @@ function kindOf(type: string, field: string): Kind | undefined {
   if (field === "retryJitter") return "jitter";
   if (field === "retryIntervals") return "intervals";
   if (field === "retryMax") return "attempts";
+  if (["rateBurst", "failLockAfter", "mqttMaxSessions", "mqttPerRemote"].includes(field)) return "count";
+  if (["maxConnections", "maxConnectionsPerAddress"].includes(field)) return "count";
+  if (field === "failSlowAfter") return "countOrZero";
+  if (field === "rateLimit") return "rate";
+  if (field === "failLockMinutes") return "minutes";
   return undefined;
 }
 
@@ -116,30 +147,32 @@ describe("dialogs: every bad value is marked before deploy", () => {
       "dps-service.port",
       "provision-response.mqttPort",
       "provision-response.coapPort",
+      "provision-response.rateLimit",
+      "provision-response.failLockMinutes",
+      "provision-response.mqttPerRemote",
+      "bootstrap-service.rateBurst",
+      "bootstrap-service.failSlowAfter",
+      "dps-service.maxConnections",
     ])
       assert.ok(checked.includes(f), `${f} is checked`);
   });
 
-  it("the checks are the same text in every dialog that has them", async () => {
-    const copies = new Set<string>();
-    let files = 0;
+  it("every dialog loads the shared checks from the package's resources, before its own script", async () => {
     for (const file of htmlFiles) {
-      const s = scriptsOf(file).join("\n");
-      const m = /\n( *)\/\/ The checks every dialog[\s\S]*?\n\1\}\)\(\);\n/.exec(s);
-      if (s.includes("provisioningChecks.")) assert.ok(m, `${file} defines the checks it uses`);
-      if (m) {
-        copies.add(m[0]);
-        files++;
-      }
+      const html = readFileSync(join(NODES, file), "utf8");
+      const tag = `<script src="${EDITOR_SCRIPT_URL}"></script>`;
+      assert.ok(html.startsWith(tag), `${file} starts by loading ${EDITOR_SCRIPT_URL}`);
+      assert.ok(!html.includes("var provisioningChecks"), `${file} holds no copy of the checks`);
     }
-    assert.ok(files >= 6, `the checks are in ${files} files`);
-    assert.equal(copies.size, 1, "one version of the checks");
+    const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { files: string[] };
+    assert.ok(pkg.files.includes("resources/"), "npm pack ships resources/");
   });
 
   it("the run-time checks agree with the dialogs' (a port may be 0 at run time: the system picks one)", async () => {
     for (const [field, kind] of Object.entries(CHECKED_SETTINGS)) {
       const dialogKind = kind as Kind;
-      for (const v of CASES[dialogKind].accept)
+      // Node-RED has put in `${NAME}` references before a node reads its settings.
+      for (const v of CASES[dialogKind].accept.filter((a) => !String(a).startsWith("${")))
         assert.deepEqual(badSettings({ [field]: v }), [], `${field} accepts ${JSON.stringify(v)}`);
       for (const v of CASES[dialogKind].refuse) {
         // Empty is the default at run time; the dialogs that require a value mark it.
