@@ -123,7 +123,41 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     assert.deepEqual(consoleErrors, []);
   });
 
-  it("every node's dialog opens and saves (Done) without a console error", async () => {
+  /**
+   * The placeholders of the open dialog that do not fit their field, every row shown (rows
+   * the chosen protocol hides included): the text measured in the field's own font.
+   */
+  const cutPlaceholders = (type: string) =>
+    page.evaluate((type) => {
+      const form = document.querySelector(".red-ui-tray:last-of-type .red-ui-tray-body form");
+      const cut: string[] = [];
+      if (!form) return [`${type}: no form`];
+      const hidden: HTMLElement[] = [];
+      for (const row of Array.from(form.querySelectorAll<HTMLElement>(".form-row")))
+        if (getComputedStyle(row).display === "none") {
+          row.style.display = "block";
+          hidden.push(row);
+        }
+      const ctx = document.createElement("canvas").getContext("2d")!;
+      for (const el of Array.from(
+        form.querySelectorAll<HTMLInputElement>("input[placeholder], textarea[placeholder]"),
+      )) {
+        const style = getComputedStyle(el);
+        if (!el.placeholder || el.offsetParent === null) continue;
+        ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        const width = ctx.measureText(el.placeholder).width;
+        // A text area wraps its placeholder over its rows (words do not break: some room is lost).
+        const lines = el instanceof HTMLTextAreaElement ? Math.max(1, el.rows) : 1;
+        if (Math.ceil(width / (lines > 1 ? room * 0.85 : room)) > lines)
+          cut.push(`${type} #${el.id}: "${el.placeholder}" (${Math.ceil(width)} px in ${room} px)`);
+      }
+      for (const row of hidden) row.style.display = "";
+      return cut;
+    }, type);
+
+  it("every node's dialog opens and saves (Done) without a console error, no placeholder cut off", async () => {
+    const cut: string[] = [];
     for (const type of paletteTypes) {
       await page.evaluate((id) => {
         const red = (
@@ -136,6 +170,7 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
       await page.waitForSelector("#node-dialog-ok", { state: "visible" });
       await page.waitForSelector(".red-ui-tray .red-ui-tray-body form", { state: "visible" });
       await shot(`dialog-${type}`);
+      cut.push(...(await cutPlaceholders(type)));
       await page.click("#node-dialog-ok");
       await page.waitForSelector("#node-dialog-ok", { state: "detached" });
     }
@@ -150,10 +185,12 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
       );
       await page.waitForSelector("#node-config-dialog-ok", { state: "visible" });
       await shot(`dialog-${type}`);
+      cut.push(...(await cutPlaceholders(type)));
       await page.click("#node-config-dialog-ok");
       await page.waitForSelector("#node-config-dialog-ok", { state: "detached" });
     }
     assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(cut, [], "placeholders cut off");
   });
 
   it("provision-request marks a port of 99999999 invalid", async () => {
