@@ -148,14 +148,52 @@ function writeCredentials(userDir, credentialSecret) {
   fs.renameSync(file + ".tmp", file);
 }
 
-function printBanner(port, _env, userDir) {
+/**
+ * What the flows serve, one line each, as a device would be pointed at it: read from the
+ * flows Node-RED is about to run (the user's own, once changed), `${NAME}` resolved from
+ * the environment, then from the node's tab, as Node-RED resolves it.
+ */
+function servedEndpoints(flowList, env, port) {
+  const tabs = new Map(flowList.filter((n) => n.type === "tab").map((t) => [t.id, t]));
+  const resolve = (node, v) =>
+    String(v ?? "").replace(/\$\{([A-Za-z_]\w*)\}/g, (m, name) => {
+      if (env[name] !== undefined) return env[name];
+      const tabEnv = tabs.get(node.z)?.env ?? [];
+      return tabEnv.find((e) => e.name === name)?.value ?? m;
+    });
+  const web = `http://127.0.0.1:${port}`;
+  const lines = [];
+  for (const n of flowList) {
+    if (n.d || tabs.get(n.z)?.disabled) continue;
+    const at = (k, fallback) => resolve(n, n[k] === undefined || n[k] === "" ? fallback : n[k]);
+    if (n.type === "provision-response") {
+      if (at("mqtt", "embedded") === "embedded")
+        lines.push(
+          `ThingsBoard over MQTT   ${n.mqttTls ? "mqtts" : "mqtt"}://${at("mqttHost", "127.0.0.1")}:${at("mqttPort", 1883)}`,
+        );
+      if (n.http) lines.push(`ThingsBoard over HTTP   POST ${web}${at("httpPath", "/api/v1/provision")}`);
+      if (n.coap)
+        lines.push(`ThingsBoard over CoAP   coap://${at("coapHost", "127.0.0.1")}:${at("coapPort", 5683)}`);
+    }
+    if (n.type === "bootstrap-service")
+      lines.push(`Mainflux bootstrap      GET ${web}${at("basePath", "")}/things/bootstrap/{external id}`);
+    if (n.type === "dps-service")
+      lines.push(`plgd DPS                coaps+tcp://${at("host", "127.0.0.1")}:${at("port", 15684)}`);
+  }
+  return lines;
+}
+
+function printBanner(port, env, userDir, flowList = []) {
   const lines = [
     "",
     `node-red-contrib-provisioning demo: http://127.0.0.1:${port}`,
     `user directory: ${userDir}`,
   ];
+  const served = servedEndpoints(flowList, env, port);
+  if (served.length > 0) lines.push("serving (127.0.0.1 only):", ...served.map((l) => `  ${l}`));
   // Values are never printed, not even the public demo defaults: logs must not hold secrets.
-  lines.push(`  DPS_MANUFACTURER_CA: ${_env.DPS_MANUFACTURER_CA}`);
+  lines.push("secrets and files:");
+  lines.push(`  DPS_MANUFACTURER_CA: ${env.DPS_MANUFACTURER_CA}`);
   for (const name of Object.keys(DEFAULTS)) {
     lines.push(`  ${name}: ${process.env[name] ? "from your environment" : "demo default (see README.md)"}`);
   }
@@ -168,6 +206,7 @@ module.exports = {
   flows,
   writeCredentials,
   printBanner,
+  servedEndpoints,
   DEMO_EXAMPLES,
   DEFAULTS,
   DEMO_CREDENTIALS,

@@ -67,7 +67,13 @@ if (reset || !fs.existsSync(flowsFile)) {
   demo.writeCredentials(userDir, secret);
 }
 
-demo.printBanner(port, env, userDir);
+let running = [];
+try {
+  running = JSON.parse(fs.readFileSync(flowsFile, "utf8"));
+} catch {
+  /* flows Node-RED cannot read either: it says so itself */
+}
+demo.printBanner(port, env, userDir, Array.isArray(running) ? running : []);
 
 const red = require.resolve("node-red/red.js");
 const child = spawn(process.execPath, [red, "-u", userDir, "-s", path.join(userDir, "settings.js")], {

@@ -73,6 +73,14 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.doesNotMatch(first.demo.output(), /\[error\]|Missing node types|Waiting for missing types/);
   });
 
+  it("the start banner names every endpoint the demo serves, on the ports it really uses", async () => {
+    const banner = first.demo.output();
+    assert.match(banner, new RegExp(`ThingsBoard over MQTT +mqtt://127\\.0\\.0\\.1:${mqttPort}\\n`));
+    assert.match(banner, new RegExp(`ThingsBoard over HTTP +POST ${url}/api/v1/provision\\n`));
+    assert.match(banner, new RegExp(`Mainflux bootstrap +GET ${url}/things/bootstrap/\\{external id\\}\\n`));
+    assert.match(banner, new RegExp(`plgd DPS +coaps\\+tcp://127\\.0\\.0\\.1:${dpsPort}\\n`));
+  });
+
   it("the simulated gateway provisions itself over the embedded broker at deploy", async () => {
     await first.comms.waitForStatus("tb-gateway", /^provisioned$/);
     await first.comms.waitForStatus("tb-server", /1/);
