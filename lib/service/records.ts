@@ -222,12 +222,14 @@ export class Records<R> {
 
   private async runMigration(legacy: LegacyLayout[]): Promise<void> {
     const moves: { from: string; to: string; layout: LegacyLayout }[] = [];
-    for (const e of await this.backend.list()) {
-      const layout = legacy.find((l) => e.key.startsWith(l.from));
-      if (!layout) continue;
-      const rest = e.key.slice(layout.from.length);
-      moves.push({ from: e.key, to: layout.to ? layout.to(rest) : `${this.dialect}/${rest}`, layout });
-    }
+    // Only the old layouts' keys are read: a store of the current layout opens without
+    // reading its records.
+    for (const layout of legacy)
+      for (const e of await this.backend.list(layout.from)) {
+        if (legacy.find((l) => e.key.startsWith(l.from)) !== layout) continue;
+        const rest = e.key.slice(layout.from.length);
+        moves.push({ from: e.key, to: layout.to ? layout.to(rest) : `${this.dialect}/${rest}`, layout });
+      }
     if (moves.length === 0) return;
     for (const m of moves) {
       const old = await this.backend.get(m.from);
@@ -242,7 +244,7 @@ export class Records<R> {
     }
     // Indexes the old layout did not keep are built from the records before anything old goes.
     if (Object.values(this.opts.indexes ?? {}).some((f) => f))
-      for (const e of await this.backend.list()) {
+      for (const e of await this.backend.list(`${this.dialect}/`)) {
         const addr = this.addressOf(e.key);
         if (!addr) continue;
         const rec = await this.read(e.key);
@@ -336,8 +338,8 @@ export class Records<R> {
   /** Lists records from entry metadata only: no value (and so no secret) is read. */
   async list(group?: string): Promise<RecordSummary[]> {
     await this.open();
-    const all = await wrap(() => this.backend.list());
     const head = this.head(group);
+    const all = await wrap(() => this.backend.list(head));
     const out: RecordSummary[] = [];
     for (const e of all) {
       if (!e.key.startsWith(head)) continue;

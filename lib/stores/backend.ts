@@ -50,7 +50,12 @@ export interface StoreBackend {
   set(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<StoredEntry>;
   /** Resolves true when something was deleted. */
   delete(key: string): Promise<boolean>;
-  list(): Promise<EntrySummary[]>;
+  /**
+   * Entries whose key starts with `prefix` (every entry without one), metadata only, in key
+   * order. A backend reads only what matches where it can (the file backend reads only the
+   * files whose names say so), so a registry lists one group without touching the rest.
+   */
+  list(prefix?: string): Promise<EntrySummary[]>;
   /**
    * Read-modify-write of one key, serialised with every other write to that key through
    * this backend instance. `fn` returns the new value and meta, or undefined to leave the

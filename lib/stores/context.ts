@@ -138,15 +138,15 @@ export class ContextBackend implements StoreBackend {
     );
   }
 
-  async list(): Promise<EntrySummary[]> {
+  async list(prefix = ""): Promise<EntrySummary[]> {
     const out: EntrySummary[] = [];
     for (const name of (await this.keys()).sort()) {
       const key = keyFromName(this.prefix, name);
-      if (key === undefined) continue;
+      if (key === undefined || !key.startsWith(prefix)) continue;
       const rec = await this.raw(name);
       if (isRecord(rec, key)) out.push({ key, meta: { ...rec.meta }, expired: isExpired(rec.meta) });
     }
-    return out;
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {

@@ -23,3 +23,12 @@ export function fileNameFor(key: string): string {
 export function isEntryFileName(name: string): boolean {
   return /^(k-(?:[0-9a-f]{2})+|h-[0-9a-f]{64})\.json$/.test(name);
 }
+
+/**
+ * The key an entry file name spells, when the name spells it (hex names); undefined for
+ * a hashed name, whose key only the record inside tells.
+ */
+export function keyOfFileName(name: string): string | undefined {
+  const m = /^k-((?:[0-9a-f]{2})+)\.json$/.exec(name);
+  return m ? Buffer.from(m[1], "hex").toString("utf8") : undefined;
+}

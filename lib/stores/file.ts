@@ -2,6 +2,11 @@
  * The file backend: one directory, one file per key. Each file holds the key and its
  * metadata in plain JSON beside the value, which is sealed with AES-256-GCM when the
  * store has an encryption key, so listing never decrypts. Every write is atomic.
+ *
+ * Nothing per entry is held in memory: opening a store of 100,000 devices reads its
+ * directory, not its files, and memory does not grow with the store. list() reads the
+ * files its prefix names (the hex file names spell their keys), so a registry lists one
+ * group without reading the others.
  */
 import { chmod, mkdir, readFile, readdir, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -18,7 +23,7 @@ import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 import { atomicCreate, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
-import { HEADER_FILE, fileNameFor, isEntryFileName } from "./file-names";
+import { HEADER_FILE, fileNameFor, isEntryFileName, keyOfFileName } from "./file-names";
 import {
   deriveKey,
   isKdfParams,
@@ -57,6 +62,9 @@ interface Header {
   check: SealedBox;
 }
 
+/** Files list() reads at once. */
+const LIST_READERS = 8;
+
 const META_FIELDS = ["protocol", "endpoint", "expiresAt", "kind"] as const;
 
 function isMeta(m: unknown): m is EntryMeta {
@@ -85,8 +93,6 @@ export class FileBackend implements StoreBackend {
   readonly kind = "file";
   private readonly dir: string;
   private readonly lock = new KeyLock();
-  /** Metadata of every readable entry, for list(); kept current by this instance's writes. */
-  private readonly index = new Map<string, EntryMeta>();
   private readonly inFlight = new InFlight(() => this.describe());
   private cryptoKey?: Buffer;
   private opening?: Promise<void>;
@@ -103,8 +109,8 @@ export class FileBackend implements StoreBackend {
   }
 
   /**
-   * Creates the directory, removes temp files of crashed writers, checks the encryption
-   * key and reads the metadata of every entry. Every operation waits for it; calling it
+   * Creates the directory, removes temp files of crashed writers and checks the encryption
+   * key; entries are read only when asked for. Every operation waits for it; calling it
    * early reports problems at deploy. IO and READ_ONLY failures are retried by the next
    * call (a mount may come back); a wrong key is final.
    */
@@ -133,9 +139,6 @@ export class FileBackend implements StoreBackend {
     checkKey(key);
     await this.open();
     const rec = await this.readRecord(key);
-    // Keep list() honest if the file changed behind our back.
-    if (rec) this.index.set(key, rec.meta);
-    else this.index.delete(key);
     return rec && toEntry(key, rec.value, { ...rec.meta });
   }
 
@@ -164,10 +167,8 @@ export class FileBackend implements StoreBackend {
           await unlink(this.pathFor(key));
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(err, `cannot delete "${key}"`);
-          this.index.delete(key);
           return false;
         }
-        this.index.delete(key);
         await fsyncDir(this.dir).catch((err: unknown) => {
           throw ioError(err, `cannot flush ${this.dir}`);
         });
@@ -176,11 +177,33 @@ export class FileBackend implements StoreBackend {
     );
   }
 
-  async list(): Promise<EntrySummary[]> {
+  async list(prefix = ""): Promise<EntrySummary[]> {
     await this.open();
-    return [...this.index]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, meta]) => ({ key, meta: { ...meta }, expired: isExpired(meta) }));
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      throw ioError(err, `cannot read the store directory ${this.dir}`);
+    }
+    const wanted = names.filter((name) => {
+      if (!isEntryFileName(name)) return false;
+      const key = keyOfFileName(name);
+      return key === undefined || key.startsWith(prefix);
+    });
+    const out: EntrySummary[] = [];
+    // A few reads at a time: a large store is listed without a burst of open files.
+    let next = 0;
+    const reader = async () => {
+      while (next < wanted.length) {
+        const name = wanted[next++];
+        // A corrupt file stays out of the list; get() of its key reports CORRUPT.
+        const rec = await this.readDisk(join(this.dir, name)).catch(() => undefined);
+        if (rec && rec.key.startsWith(prefix) && fileNameFor(rec.key) === name)
+          out.push({ key: rec.key, meta: { ...rec.meta }, expired: isExpired(rec.meta) });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LIST_READERS, wanted.length) }, reader));
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
@@ -224,12 +247,6 @@ export class FileBackend implements StoreBackend {
     }
     await removeStaleTemps(this.dir, names);
     if (this.opts.passphrase !== undefined) this.cryptoKey = await this.openKey(this.opts.passphrase);
-    this.index.clear();
-    for (const name of names.filter(isEntryFileName)) {
-      // A corrupt file stays out of the list; get() of its key reports CORRUPT.
-      const rec = await this.readDisk(join(this.dir, name)).catch(() => undefined);
-      if (rec && fileNameFor(rec.key) === name) this.index.set(rec.key, rec.meta);
-    }
   }
 
   /** The key from the header, made at first open; the key check tells WRONG_KEY from CORRUPT. */
@@ -316,6 +333,5 @@ export class FileBackend implements StoreBackend {
     } catch (err) {
       throw ioError(err, `cannot write "${key}" in ${this.dir}`);
     }
-    this.index.set(key, meta);
   }
 }

@@ -53,8 +53,7 @@ export async function removeStaleTemps(dir: string, names: string[], prefix = TE
   }
 }
 
-/** Flushes a directory entry change (rename, unlink) to disk; some platforms refuse it. */
-export async function fsyncDir(dir: string): Promise<void> {
+async function syncDirNow(dir: string): Promise<void> {
   let fh;
   try {
     fh = await open(dir, "r");
@@ -65,6 +64,44 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close();
   }
+}
+
+/** Per directory: the flush under way, and the one that will follow it. */
+const dirSyncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+
+/**
+ * Flushes a directory entry change (rename, unlink) to disk; some platforms refuse it.
+ * Concurrent writers in one directory share flushes (group commit): a flush covers every
+ * change made before it started, so a caller whose change came after the flush under way
+ * began waits for the next one, which starts when that one ends. Under load a directory is
+ * flushed once per round instead of once per write; each caller still returns only once
+ * its own change is on disk.
+ */
+export function fsyncDir(dir: string): Promise<void> {
+  const state = dirSyncs.get(dir);
+  if (!state) {
+    const running = syncDirNow(dir).finally(() => advance(dir, running));
+    dirSyncs.set(dir, { running });
+    return running;
+  }
+  state.next ??= state.running
+    .then(
+      () => undefined,
+      () => undefined,
+    )
+    .then(() => {
+      const cur = dirSyncs.get(dir);
+      const running = syncDirNow(dir).finally(() => advance(dir, running));
+      if (cur) dirSyncs.set(dir, { running });
+      return running;
+    });
+  return state.next;
+}
+
+/** After a flush: the queued one has taken over, or the directory is idle. */
+function advance(dir: string, finished: Promise<void>): void {
+  const state = dirSyncs.get(dir);
+  if (state && state.running === finished && !state.next) dirSyncs.delete(dir);
 }
 
 async function writeTemp(finalPath: string, data: string | Buffer): Promise<string> {

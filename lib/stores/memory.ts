@@ -37,11 +37,14 @@ export class MemoryBackend implements StoreBackend {
     return this.inFlight.run(() => this.lock.run(key, async () => this.entries.delete(key)));
   }
 
-  async list(): Promise<EntrySummary[]> {
-    return [...this.entries].map(([key, e]) => {
-      const { value: _value, ...rest } = toEntry(key, null, { ...e.meta });
-      return rest;
-    });
+  async list(prefix = ""): Promise<EntrySummary[]> {
+    return [...this.entries]
+      .filter(([key]) => key.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, e]) => {
+        const { value: _value, ...rest } = toEntry(key, null, { ...e.meta });
+        return rest;
+      });
   }
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {

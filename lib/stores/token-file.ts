@@ -150,9 +150,9 @@ export class TokenFileBackend implements StoreBackend {
     );
   }
 
-  async list(): Promise<EntrySummary[]> {
+  async list(prefix = ""): Promise<EntrySummary[]> {
     await this.open();
-    const found = await this.read();
+    const found = TOKEN_ENTRY.startsWith(prefix) ? await this.read() : undefined;
     return found ? [{ key: TOKEN_ENTRY, meta: found.meta, expired: isExpired(found.meta) }] : [];
   }
 
