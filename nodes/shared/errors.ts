@@ -1,8 +1,9 @@
 /**
  * What a node says when it fails. The cores (lib/) describe a failure in English for the
  * person who reads logs and tests (ProvisioningError, StoreError); the node puts the
- * sentence its catalogue has for the failure's code in front of it, in the editor's
- * language: `<type>.errors.codes.<CODE>` in nodes/locales/<lang>/<type>.json. The code,
+ * sentence its catalogue has for the failure's code in front of it, in the runtime's
+ * language (settings.js `lang`, else the system's): `<type>.errors.codes.<CODE>` in
+ * nodes/locales/<lang>/<type>.json. The code,
  * `final`, the peer's own word (`status`) and the wait it asked for stay as they were, so a
  * Catch node's msg.error.code and the message's msg.errorStatus keep their meaning.
  */
