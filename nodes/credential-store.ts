@@ -5,6 +5,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import type { StoreConfigNode } from "./shared/store-ref";
+import { localizedStoreError } from "./shared/errors";
 import { StoreError, type StoreBackend } from "../lib/stores/backend";
 import { asStoreError, runOperation, type Outcome } from "../lib/stores/operations";
 
@@ -139,7 +140,7 @@ export = function (RED: NodeAPI) {
             shape: "ring",
             text: RED._(S + "failed", { reason: RED._("credential-store.reason." + e.code) }),
           });
-          done(e);
+          done(localizedStoreError(RED, "credential-store", e));
         }
       })();
     });

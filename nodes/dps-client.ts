@@ -9,6 +9,7 @@ import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
 import { storeKeyFor } from "../lib/client/reuse";
 import { DEFAULT_RETRY_TEXT, text, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
+import { localizedError } from "./shared/errors";
 import { storeFromConfig } from "./shared/store-ref";
 
 interface ClientDef extends NodeDef {
@@ -58,7 +59,7 @@ export = function (RED: NodeAPI) {
       // Verification stays on unless this node or the tls-config says otherwise, visibly.
       tls.rejectUnauthorized = config.skipVerify !== true && tls.rejectUnauthorized !== false;
       if (!tls.rejectUnauthorized) node.warn(RED._(S + "warn.no-verify"));
-      const store = storeFromConfig(RED, config.store);
+      const store = storeFromConfig(RED, "dps-client", config.store);
       const deviceId = text(config.deviceId);
       client = new DpsClient({
         endpoints,
@@ -123,7 +124,7 @@ export = function (RED: NodeAPI) {
           }
           done();
         } catch (err) {
-          done(err as Error);
+          done(localizedError(RED, "dps-client", err));
         }
       })();
     });

@@ -16,6 +16,7 @@ import { asProvisioningError, finalError, ProvisioningError } from "../../lib/mo
 import type { ProvisioningResult } from "../../lib/model/result";
 import type { RetryPolicy } from "../../lib/retry/policy";
 import { AbortedError } from "../../lib/retry/run";
+import { localizedError } from "./errors";
 import { storeFromConfig } from "./store-ref";
 
 export type DeviceMsg = NodeMessageInFlow & Record<string, unknown>;
@@ -63,12 +64,13 @@ export function serveDevice<S>(RED: NodeAPI, node: Node, opts: DeviceNodeOptions
   serveDeviceRequests(node, {
     onDeploy: opts.onDeploy,
     failedText: opts.texts.failed,
+    localize: (e) => localizedError(RED, node.type, e) as ProvisioningError,
     decorate: opts.decorate,
     handle: async (msg, signal) => {
       if (opts.configError) throw opts.configError;
       let store;
       try {
-        store = storeFromConfig(RED, opts.storeId);
+        store = storeFromConfig(RED, node.type, opts.storeId);
       } catch (err) {
         throw finalError("CONFIG", (err as Error).message);
       }
@@ -110,6 +112,8 @@ export interface DeviceRequestOptions {
   handle: (msg: DeviceMsg, signal: AbortSignal) => Promise<ProvisioningResult>;
   /** The status text shown when a request failed with this code. */
   failedText: (code: string) => string;
+  /** The error given to done(err): the node's sentence for its code before the detail (./errors.ts). */
+  localize?: (e: ProvisioningError) => ProvisioningError;
   /** Start one request at deploy. */
   onDeploy: boolean;
   /** Sets extra properties of the outgoing message (e.g. its topic). */
@@ -137,7 +141,7 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
           if (err instanceof AbortedError || ac.signal.aborted) return done();
           const e = asProvisioningError(err);
           node.status({ fill: "red", shape: "ring", text: opts.failedText(e.code) });
-          done(reportable(e, m));
+          done(reportable(opts.localize?.(e) ?? e, m));
         },
       )
       .finally(() => running.delete(entry));

@@ -16,6 +16,7 @@ import { DEFAULT_RATE_LIMIT } from "../../lib/service/rate-limit";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { MemoryBackend } from "../../lib/stores/memory";
 import { num, warnBadSettings } from "./config";
+import { localizedError } from "./errors";
 import { httpNodeAuthOn, mountOnHttpNode } from "./http-node";
 import { formatCounts, LogSummary } from "./log-summary";
 import { storeFromConfig } from "./store-ref";
@@ -123,13 +124,14 @@ export function runServingNode<Settings, Service extends RunningService>(
     let settings: Settings;
     let store: StoreBackend;
     try {
-      store = storeFromConfig(RED, config.store) ?? new MemoryBackend();
+      store = storeFromConfig(RED, type, config.store) ?? new MemoryBackend();
       settings = o.settings();
     } catch (err) {
       return void fail((err as Error).message);
     }
+    // The dialect's own check speaks English (lib/): the node's sentence goes before it.
     const problem = o.dialect.check(settings);
-    if (problem) return void fail(problem);
+    if (problem) return void fail(t("errors.start", { detail: problem }));
     const rate = num(config.rateLimit, DEFAULT_RATE_LIMIT.perSecond, 0);
     const burst = num(config.rateBurst, DEFAULT_RATE_LIMIT.burst, 1);
     built = buildServiceContext({
@@ -190,7 +192,7 @@ export function runServingNode<Settings, Service extends RunningService>(
     showStatus();
     return s;
   };
-  const started = start().catch((err: Error) => void fail(err.message));
+  const started = start().catch((err: Error) => void fail(t("errors.start", { detail: err.message })));
 
   node.on("input", (msg: Msg, send, done) => {
     void (async () => {
@@ -217,9 +219,9 @@ export function runServingNode<Settings, Service extends RunningService>(
         // earlier or protocol word rides on the message (see device-requests.ts).
         if (e.status !== undefined) msg.errorStatus = e.status;
         else delete msg.errorStatus;
-        done(Object.assign(e, { code }));
+        done(localizedError(RED, type, Object.assign(e, { code })));
       }
-    })().catch((err: Error) => done(err));
+    })().catch((err: Error) => done(localizedError(RED, type, err)));
   });
 
   node.on("close", (_removed: boolean, done: () => void) => {

@@ -216,7 +216,8 @@ describe("nodes/credential-store", () => {
       assert.equal(r.port, "caught", code);
       const err = r.msg.error as { code: string; message: string };
       assert.equal(err.code, code, err.message);
-      assert.ok(err.message.length > 0);
+      // Node-RED's msg.error.message is the error's toString(): "StoreError: <sentence>: <detail>".
+      assert.ok(err.message.startsWith(`StoreError: credential-store.errors.codes.${code}: `), err.message);
       assert.equal(err.message.includes(SECRET), false);
       const st = lastStatus(h);
       assert.equal(st.fill, "red");

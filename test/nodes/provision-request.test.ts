@@ -295,6 +295,12 @@ describe("nodes/provision-request", () => {
       const nf = await caught2.next();
       assert.equal((nf.error as { code?: string }).code, "NOT_FOUND");
       assert.equal(nf.errorStatus, "NOT_FOUND");
+      assert.match(
+        (nf.error as { message: string }).message,
+        // Node-RED's msg.error.message is the error's toString(): "ProvisioningError: ...".
+        /^ProvisioningError: provision-request\.errors\.codes\.NOT_FOUND: \S/,
+        "the node's sentence for the code, then the core's detail",
+      );
       assert.equal(profile.requests.length, 2);
     } finally {
       await responder.stop();

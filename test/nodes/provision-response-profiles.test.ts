@@ -109,7 +109,8 @@ describe("provision-response: a list of profiles, and flows saved with three slo
     srv.receive({ topic: "list", payload: { profile: "nope" } });
     const [err, msg] = (await failed) as [{ code?: string; message?: string }, { errorStatus?: unknown }];
     assert.equal(err.code, "NOT_FOUND", "the code a Catch node reads as msg.error.code");
-    assert.equal(err.message, "no profile has that name");
+    // The node's sentence for the code (its catalogue; the test runtime's RED._ gives the key), then the core's detail.
+    assert.equal(err.message, "provision-response.errors.codes.NOT_FOUND: no profile has that name");
     assert.equal(msg.errorStatus, "UNKNOWN_PROFILE");
   });
 

@@ -61,6 +61,8 @@ export async function startNodeRed(
     env?: NodeJS.ProcessEnv;
     /** More settings.js properties, as source text ("contextStorage: {...}"). */
     settings?: string;
+    /** What the log says once it is ready, when not English (settings `lang`). */
+    ready?: RegExp;
     userDir?: string;
   } = {},
 ): Promise<RunningNodeRed> {
@@ -84,7 +86,7 @@ export async function startNodeRed(
   const started = await startProcess(
     rt.node,
     [rt.redJs, "-u", userDir, "-s", join(userDir, "settings.js")],
-    /(?=[\s\S]*Server now running)(?=[\s\S]*(?:Started flows|Flows started))/,
+    opts.ready ?? /(?=[\s\S]*Server now running)(?=[\s\S]*(?:Started flows|Flows started))/,
     {
       // As under `npm start`: relative file names in flows resolve inside the user directory.
       cwd: userDir,
