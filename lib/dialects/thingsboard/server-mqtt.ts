@@ -91,6 +91,8 @@ export interface TbMqttServer {
   sessions(): number;
   /** Connections holding a slot now, CONNECT received or not. */
   connections(): number;
+  /** Answered sessions held open for "close after", their device still connected. */
+  waitingToClose(): number;
   close(): Promise<void>;
 }
 
@@ -101,6 +103,8 @@ interface Session {
   tail: Promise<void>;
   /** Past its allowance: closed once every answer is flushed. */
   closing: boolean;
+  /** The "close after" timer, cleared when the device leaves first. */
+  closeTimer?: NodeJS.Timeout;
 }
 
 const FAILURE_TEXT = encodeResponse(FAILURE_RESPONSE);
@@ -155,10 +159,12 @@ export async function startTbMqttServer(
       }
       const timer = setTimeout(() => {
         closeTimers.delete(timer);
+        session.closeTimer = undefined;
         client.close();
       }, closeAfterMs);
       timer.unref();
       closeTimers.add(timer);
+      session.closeTimer = timer;
     });
   };
 
@@ -257,6 +263,16 @@ export async function startTbMqttServer(
     },
   );
   const broker: EmbeddedBroker = attachment.broker;
+  // Most devices leave as soon as they have their answer: their timer goes with them, or
+  // it would hold the session, its socket and its buffers for the whole "close after".
+  const onDisconnect = (client: Client) => {
+    const session = sessions.get(client);
+    if (session?.closeTimer === undefined) return;
+    clearTimeout(session.closeTimer);
+    closeTimers.delete(session.closeTimer);
+    session.closeTimer = undefined;
+  };
+  broker.aedes.on("clientDisconnect", onDisconnect);
 
   const b = broker;
   return {
@@ -265,9 +281,11 @@ export async function startTbMqttServer(
     tls: b.tls,
     sessions: () => b.aedes.connectedClients,
     connections: () => b.connections(),
+    waitingToClose: () => closeTimers.size,
     close: async () => {
       for (const t of closeTimers) clearTimeout(t);
       closeTimers.clear();
+      broker.aedes.removeListener("clientDisconnect", onDisconnect);
       await attachment.detach();
     },
   };

@@ -104,6 +104,36 @@ describe("ThingsBoard provisioning over MQTT (embedded aedes)", () => {
     }
   });
 
+  it("a device that leaves after its answer takes its session along: nothing waits out Close after", async () => {
+    const { service } = makeService();
+    const server = await startTbMqttServer(service, { port: 0, closeAfterMs: 60000 });
+    const url = `mqtt://127.0.0.1:${server.port}`;
+    /** Until the server has seen what the devices did (its own hooks run on its sockets' events). */
+    const settled = async (check: () => boolean) => {
+      for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setImmediate(r));
+      return check();
+    };
+    try {
+      const staying = await mqttDevice(url);
+      staying.client.publish("/provision/request", request({ deviceName: "stays" }), { qos: 1 });
+      await nextMessages(staying, 1);
+      assert.ok(await settled(() => server.waitingToClose() === 1), "an answered session waits to be closed");
+      for (let i = 0; i < 20; i++) {
+        const d = await mqttDevice(url);
+        d.client.publish("/provision/request", request({ deviceName: `leaves-${i}` }), { qos: 1 });
+        await nextMessages(d, 1);
+        await d.client.endAsync(true);
+      }
+      assert.ok(await settled(() => server.sessions() === 1), `sessions left: ${server.sessions()}`);
+      // Before, each of the 20 kept a timer holding its session, socket and buffers for 60 s.
+      assert.equal(server.waitingToClose(), 1, "only the device still connected is waited for");
+      await staying.client.endAsync(true);
+      assert.ok(await settled(() => server.waitingToClose() === 0));
+    } finally {
+      await server.close();
+    }
+  });
+
   it("refuses other users, other topics, wills, and garbage; keeps serving", async () => {
     const { service } = makeService();
     const server = await startTbMqttServer(service, { port: 0, closeAfterMs: 60000 });
