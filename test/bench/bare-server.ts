@@ -6,6 +6,8 @@
  *                  asking client only
  *   http           node:http answering every request with the fixed body BENCH_ANSWER
  *   coap           node-coap (its default options) answering every request with a fixed SUCCESS
+ *   tls            node:tls under the package's server TLS policy, client certificates
+ *                  verified against BENCH_TLS_CA: handshakes only (the client closes)
  * Tells the parent `{ port }` once it listens, then answers the stats hook's messages.
  */
 import { readFileSync } from "node:fs";
@@ -14,6 +16,7 @@ import { createServer as netServer, type AddressInfo, type Server } from "node:n
 import { createServer as tlsServer } from "node:tls";
 import { createServer as coapServer } from "coap";
 import { loadAedes } from "../../lib/transports/embedded-broker";
+import { serverTlsOptions } from "../../lib/transports/tls-policy";
 import { installStatsHook } from "./stats-hook";
 
 const SUCCESS = Buffer.from(
@@ -77,6 +80,24 @@ async function start(kind: string): Promise<number> {
     const port = Number(process.env.BENCH_PORT);
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
     return port;
+  }
+  if (kind === "tls") {
+    const server = tlsServer(
+      serverTlsOptions({
+        cert: readFileSync(process.env.BENCH_TLS_CERT as string),
+        key: readFileSync(process.env.BENCH_TLS_KEY as string),
+        ca: readFileSync(process.env.BENCH_TLS_CA as string),
+        requestCert: true,
+        rejectUnauthorized: true,
+      }),
+      (socket) => {
+        socket.on("error", () => undefined);
+        socket.on("end", () => socket.end());
+        socket.resume();
+      },
+    );
+    server.on("tlsClientError", () => undefined);
+    return listenTcp(server);
   }
   throw new Error(`unknown bare server ${kind}`);
 }

@@ -110,7 +110,7 @@ function collect(child: ChildProcess): () => string {
 
 /** A bare baseline (bare-server.ts) in its own process; resolves with its port. */
 export async function startBare(
-  kind: "mqtt" | "mqtts" | "http" | "coap",
+  kind: "mqtt" | "mqtts" | "http" | "coap" | "tls",
   env: NodeJS.ProcessEnv = {},
 ): Promise<MeasuredServer & { port: number }> {
   const child = fork(join(__dirname, "bare-server.js"), [kind], {

@@ -12,17 +12,25 @@
  * - http: POST /api/v1/provision over keep-alive connections (one per worker);
  * - coap: confirmable POST coap://.../api/v1/provision (RFC 7252), one UDP socket per
  *   worker so that message ids never repeat within EXCHANGE_LIFETIME (RFC 7252 4.8.2);
- * - bootstrap: the package's own Mainflux client (plain, secure or gcm).
+ * - bootstrap: the package's own Mainflux client (plain, secure or gcm);
+ * - dps: the package's own plgd DPS run (time, owner, cloud, credentials with a fresh key
+ *   and CSR, ACLs) over coaps+tcp with the manufacturer certificate, a new device id each;
+ * - handshake: a TLS handshake with the manufacturer certificate, then close.
  */
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { Agent, request as httpRequest } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { generate as coapGenerate, parse as coapParse } from "coap-packet";
+import { randomUUID } from "node:crypto";
 import { bootstrapOnce, prepare, type BootstrapMode } from "../../lib/dialects/mainflux/client";
+import { provisionOnce } from "../../lib/dialects/plgd-dps/run";
+import { STEP_ORDER } from "../../lib/dialects/plgd-dps/status";
+import { coapTcpConnector } from "../../lib/dialects/plgd-dps/transport";
+import { systemTimerClock } from "../../lib/util/long-timer";
 
 export interface StormJob {
-  kind: "mqtt" | "http" | "coap" | "bootstrap";
+  kind: "mqtt" | "http" | "coap" | "bootstrap" | "dps" | "handshake";
   host: string;
   port: number;
   /** Device names are `${prefix}-${i}` for i in [from, from + count). */
@@ -37,6 +45,9 @@ export interface StormJob {
   client?: number;
   key?: string;
   secret?: string;
+  /** dps, handshake: the device's manufacturer certificate and key, and the CA of the service (PEM) */
+  tlsCert?: string;
+  tlsKey?: string;
   /** bootstrap */
   url?: string;
   externalId?: string;
@@ -270,6 +281,34 @@ class CoapWorker {
   }
 }
 
+function dpsDevice(job: StormJob): Promise<void> {
+  return provisionOnce({
+    connect: coapTcpConnector({ cert: job.tlsCert, key: job.tlsKey, ca: job.tlsCa }),
+    endpoint: `coaps+tcp://${job.host}:${job.port}`,
+    deviceId: randomUUID(),
+    steps: STEP_ORDER,
+    answers: {},
+    signal: new AbortController().signal,
+    stepTimeoutMs: () => TIMEOUT_MS,
+    expiringLimitS: 0,
+    clock: systemTimerClock,
+  });
+}
+
+function handshake(job: StormJob): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect(
+      { host: job.host, port: job.port, cert: job.tlsCert, key: job.tlsKey, ca: job.tlsCa },
+      () => {
+        socket.end();
+        resolve();
+      },
+    );
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error("no handshake in 30 s")));
+    socket.on("error", reject);
+  });
+}
+
 export async function runJob(job: StormJob): Promise<StormResult> {
   const latencies: number[] = [];
   const samples = new Set<string>();
@@ -291,6 +330,8 @@ export async function runJob(job: StormJob): Promise<StormResult> {
         if (job.kind === "mqtt") await mqttDevice(job, name, localAddress);
         else if (job.kind === "http") await httpDevice(job, name, agent as Agent);
         else if (job.kind === "coap") await (coap as CoapWorker).request(name);
+        else if (job.kind === "dps") await dpsDevice(job);
+        else if (job.kind === "handshake") await handshake(job);
         else {
           const req = {
             url: job.url as string,
