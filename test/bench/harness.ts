@@ -327,13 +327,15 @@ export class StormClients {
         const start = from + i * Math.floor(count / n) + Math.min(i, count % n);
         const c = Math.max(1, Math.floor(concurrency / n) + (i < concurrency % n ? 1 : 0));
         return new Promise<StormResult>((resolve, reject) => {
+          const onExit = () => reject(new Error("a storm client exited"));
           const onMessage = (m: { result?: StormResult }) => {
             if (!m.result) return;
             child.off("message", onMessage);
+            child.off("exit", onExit);
             resolve(m.result);
           };
           child.on("message", onMessage);
-          child.once("exit", () => reject(new Error("a storm client exited")));
+          child.once("exit", onExit);
           child.send({ job: { ...job, from: start, count: share, concurrency: c, client: i } });
         });
       }),
@@ -460,11 +462,23 @@ export function printRow(r: Row, base?: Row): void {
 /** A CPU profile (node:inspector) reduced to its top self-time functions. */
 export function topSelfTime(file: string, top = 15): string[] {
   const p = JSON.parse(readFileSync(file, "utf8")) as {
-    nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+    nodes: Array<{
+      id: number;
+      callFrame: { functionName: string; url: string; lineNumber: number };
+      children?: number[];
+    }>;
     samples: number[];
     timeDeltas: number[];
   };
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  // A native function (no url: writeBuffer, fsync) is named with the JS function that called it.
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const place = (f: { functionName: string; url: string; lineNumber: number }) =>
+    `${f.functionName || "(anonymous)"} ${f.url
+      .replace(/^file:\/\//, "")
+      .replace(/.*node_modules\//, "")
+      .replace(PROJECT_ROOT + "/", "")}:${f.lineNumber + 1}`;
   const self = new Map<string, number>();
   let total = 0;
   p.samples.forEach((id, i) => {
@@ -473,10 +487,12 @@ export function topSelfTime(file: string, top = 15): string[] {
     total += dt;
     if (!n) return;
     const f = n.callFrame;
-    const where = f.url
-      ? `${f.url.replace(/^file:\/\//, "").replace(/.*node_modules\//, "")}:${f.lineNumber + 1}`
-      : "";
-    const key = `${f.functionName || "(anonymous)"} ${where}`.trim();
+    let key = f.url ? place(f) : f.functionName || "(anonymous)";
+    if (!f.url && !key.startsWith("(")) {
+      let up = byId.get(parent.get(n.id) ?? -1);
+      while (up && !up.callFrame.url) up = byId.get(parent.get(up.id) ?? -1);
+      if (up) key += ` (native, from ${place(up.callFrame)})`;
+    }
     self.set(key, (self.get(key) ?? 0) + dt);
   });
   return [...self.entries()]
