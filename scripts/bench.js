@@ -9,7 +9,8 @@
 //   npm run bench -- --full                the sizes of issue 11 (long: an hour or more)
 //   npm run bench -- mqtt http             some benchmarks only (file names containing these words)
 //   npm run bench -- --profile /tmp/prof   also a CPU profile of Node-RED under the MQTT storm
-//   npm run bench -- mqtt --target mqtt://192.0.2.10:1883   storm your own server (no baseline)
+//   npm run bench -- mqtt --target mqtt://192.0.2.10:1883   storm your own server (no baseline;
+//                                          BENCH_KEY and BENCH_SECRET: its provision key and secret)
 // Every size can be set on its own: BENCH_DEVICES=1000,20000 BENCH_CONCURRENCY=100,1000
 // BENCH_CLIENTS=4 BENCH_GC_EVERY=10000 ... (each benchmark's header lists its own).
 "use strict";

@@ -9,7 +9,9 @@
  *
  *   BENCH_DEVICES=1000,20000 BENCH_CONCURRENCY=100,1000  sizes (quick: 1000 at 100 and 1000)
  *   BENCH_GC_EVERY=10000      a forced GC and a heap reading every so many provisionings
- *   BENCH_TARGET=mqtt://host:port  storm that server instead (no baseline, no server figures)
+ *   BENCH_TARGET=mqtt://host:port  storm that server instead (no baseline, no server figures),
+ *                             with its profile's BENCH_KEY and BENCH_SECRET (new device names
+ *                             storm-<time>-<i>: a profile that allows creating devices)
  *   BENCH_PROFILE=<dir>       one more Node-RED row under a CPU profile: top 15 self-time
  */
 import { join } from "node:path";
@@ -40,7 +42,14 @@ export async function run(): Promise<void> {
     const target = process.env.BENCH_TARGET;
     if (target) {
       const u = new URL(target);
-      const job = { ...device, host: u.hostname, port: Number(u.port || 1883), sourceAddresses: false };
+      const job = {
+        ...device,
+        host: u.hostname,
+        port: Number(u.port || 1883),
+        sourceAddresses: false,
+        key: process.env.BENCH_KEY ?? TB_KEY,
+        secret: process.env.BENCH_SECRET ?? TB_SECRET,
+      };
       if (u.protocol === "mqtts:")
         process.stdout.write("(BENCH_TARGET over TLS is not supported: plain MQTT only)\n");
       for (const n of devices)
