@@ -14,7 +14,7 @@
  *   BENCH_DPS_DEVICES (quick 500, full 5000)  BENCH_DPS_CONCURRENCY (quick 20, full 100)
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createKeyAndCsr, parseCsr } from "../../lib/pki/csr";
 import { ensureDemoPki } from "../../lib/pki/demo-pki";
@@ -147,5 +147,6 @@ export async function run(): Promise<void> {
     await clients.close();
     await bare.stop();
     await nr.stop();
+    rmSync(userDir, { recursive: true, force: true });
   }
 }

@@ -14,6 +14,7 @@
  *                             storm-<time>-<i>: a profile that allows creating devices)
  *   BENCH_PROFILE=<dir>       one more Node-RED row under a CPU profile: top 15 self-time
  */
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { freeTcpPort } from "../support/ports";
 import { makeTestPki } from "../support/pki";
@@ -69,68 +70,72 @@ export async function run(): Promise<void> {
       return;
     }
     const pki = makeTestPki("Bench");
-    for (const tls of [false, true]) {
-      const kind = tls ? "MQTT over TLS" : "MQTT";
-      const bare = await startBare(tls ? "mqtts" : "mqtt", {
-        BENCH_TLS_CERT: pki.serverCertPath,
-        BENCH_TLS_KEY: pki.serverKeyPath,
-      });
-      const mqttPort = await freeTcpPort();
-      const { flows, credentials } = tbFlow({
-        mqttPort,
-        tls: tls ? { cert: pki.serverCertPath, key: pki.serverKeyPath } : undefined,
-        maxSessions: 2 * Math.max(...concurrencies, 500),
-      });
-      const nr = await startNodeRed({ flows, credentials });
-      const tlsCa = tls ? pki.caCert : undefined;
-      const toBare = { ...device, host: "127.0.0.1", port: bare.port, tlsCa };
-      const toNr = { ...device, host: "127.0.0.1", port: mqttPort, tlsCa };
-      try {
-        // Warm-up, not counted: the JIT and the registry's first writes.
-        await clients.run({ ...toBare, prefix: "warm" }, 0, 200, 50);
-        await clients.run({ ...toNr, prefix: "warm" }, 0, 200, 50);
-        for (const n of devices)
-          for (const c of concurrencies) {
-            const o = { count: n, concurrency: c, gcEvery };
-            const base = await measure(
-              `bare aedes, ${kind}, ${n} devices at ${c}`,
-              bare,
-              clients,
-              { ...toBare, prefix: `b${n}-${c}` },
-              o,
-            );
-            const row: Row = await measure(
-              `provision-response, ${kind}, ${n} at ${c}`,
+    try {
+      for (const tls of [false, true]) {
+        const kind = tls ? "MQTT over TLS" : "MQTT";
+        const bare = await startBare(tls ? "mqtts" : "mqtt", {
+          BENCH_TLS_CERT: pki.serverCertPath,
+          BENCH_TLS_KEY: pki.serverKeyPath,
+        });
+        const mqttPort = await freeTcpPort();
+        const { flows, credentials } = tbFlow({
+          mqttPort,
+          tls: tls ? { cert: pki.serverCertPath, key: pki.serverKeyPath } : undefined,
+          maxSessions: 2 * Math.max(...concurrencies, 500),
+        });
+        const nr = await startNodeRed({ flows, credentials });
+        const tlsCa = tls ? pki.caCert : undefined;
+        const toBare = { ...device, host: "127.0.0.1", port: bare.port, tlsCa };
+        const toNr = { ...device, host: "127.0.0.1", port: mqttPort, tlsCa };
+        try {
+          // Warm-up, not counted: the JIT and the registry's first writes.
+          await clients.run({ ...toBare, prefix: "warm" }, 0, 200, 50);
+          await clients.run({ ...toNr, prefix: "warm" }, 0, 200, 50);
+          for (const n of devices)
+            for (const c of concurrencies) {
+              const o = { count: n, concurrency: c, gcEvery };
+              const base = await measure(
+                `bare aedes, ${kind}, ${n} devices at ${c}`,
+                bare,
+                clients,
+                { ...toBare, prefix: `b${n}-${c}` },
+                o,
+              );
+              const row: Row = await measure(
+                `provision-response, ${kind}, ${n} at ${c}`,
+                nr,
+                clients,
+                { ...toNr, prefix: `d${n}-${c}` },
+                o,
+              );
+              printRow(base);
+              printRow(row, base);
+            }
+          const profileDir = process.env.BENCH_PROFILE;
+          if (profileDir && !tls) {
+            const n = devices[devices.length - 1];
+            const c = concurrencies[0];
+            const file = join(profileDir, `node-red-mqtt-storm-${Date.now()}.cpuprofile`);
+            await nr.profile("start");
+            const row = await measure(
+              `(profiled) provision-response, ${kind}, ${n} at ${c}`,
               nr,
               clients,
-              { ...toNr, prefix: `d${n}-${c}` },
-              o,
+              { ...toNr, prefix: `p${n}-${c}` },
+              { count: n, concurrency: c },
             );
-            printRow(base);
-            printRow(row, base);
+            await nr.profile("stop", file);
+            printRow(row);
+            process.stdout.write(`CPU profile of Node-RED under the storm: ${file}\ntop 15 self time:\n`);
+            for (const l of topSelfTime(file)) process.stdout.write(`  ${l}\n`);
           }
-        const profileDir = process.env.BENCH_PROFILE;
-        if (profileDir && !tls) {
-          const n = devices[devices.length - 1];
-          const c = concurrencies[0];
-          const file = join(profileDir, `node-red-mqtt-storm-${Date.now()}.cpuprofile`);
-          await nr.profile("start");
-          const row = await measure(
-            `(profiled) provision-response, ${kind}, ${n} at ${c}`,
-            nr,
-            clients,
-            { ...toNr, prefix: `p${n}-${c}` },
-            { count: n, concurrency: c },
-          );
-          await nr.profile("stop", file);
-          printRow(row);
-          process.stdout.write(`CPU profile of Node-RED under the storm: ${file}\ntop 15 self time:\n`);
-          for (const l of topSelfTime(file)) process.stdout.write(`  ${l}\n`);
+        } finally {
+          await bare.stop();
+          await nr.stop();
         }
-      } finally {
-        await bare.stop();
-        await nr.stop();
       }
+    } finally {
+      rmSync(pki.dir, { recursive: true, force: true });
     }
   } finally {
     await clients.close();
