@@ -182,6 +182,16 @@ class MeteredConnection extends Duplex {
     else this.socket.once("drain", () => cb());
   }
 
+  /**
+   * mqtt-packet corks the stream it writes a packet to and writes the packet in pieces
+   * (writeToStream.js: fixed header, topic, payload...), so the pieces arrive here together:
+   * they go to the socket as one write (one syscall, one TCP segment) instead of one each.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    this._write(data, "binary", cb);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     this.socket.end();
     cb();
