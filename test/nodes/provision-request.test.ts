@@ -234,6 +234,28 @@ describe("nodes/provision-request", () => {
     }
   });
 
+  it("'local' asks this Node-RED: its uiPort and httpNodeRoot, whatever host and port the node holds", async () => {
+    const profile = new TbLikeProfile();
+    const peer = await startHttpPeer(profile);
+    try {
+      // The peer stands in for this runtime's HTTP server: Node-RED listens where uiPort says.
+      helper.settings({ uiPort: Number(hostPort(peer.url).port), uiHost: "0.0.0.0", httpNodeRoot: "/" });
+      await helper.load(
+        modules,
+        flow(prNode({ scheme: "local", host: "", port: "1", deviceName: "here", onDeploy: false })),
+        creds(profile),
+      );
+      const out = queue(helper.getNode("out"));
+      helper.getNode("pr").receive({});
+      const got = await out.next();
+      assert.equal(got.payload.endpoint, `${peer.url}/api/v1/provision`);
+      assert.equal(profile.requests.length, 1);
+    } finally {
+      helper.settings({});
+      await peer.stop();
+    }
+  });
+
   it("retry: the broker comes up after the first attempt failed, then the device is provisioned", async () => {
     const port = await freeTcpPort();
     const profile = new TbLikeProfile();
