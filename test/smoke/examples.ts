@@ -35,7 +35,17 @@ export async function withEphemeralPorts(ex: Example, nodeRedPort: number): Prom
   for (const node of ex.nodes) {
     const copy: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) {
-      if (/port$/i.test(k) && (typeof v === "number" || (typeof v === "string" && /^\d+$/.test(v)))) {
+      if (k === "env" && Array.isArray(v)) {
+        // A tab's environment keeps each port in one place (PROVISION_MQTT_PORT, DPS_PORT).
+        const env: unknown[] = [];
+        for (const e of v as Array<{ name: string; value: unknown }>)
+          env.push(
+            /PORT$/.test(e.name) && /^\d+$/.test(String(e.value))
+              ? { ...e, value: String(await mapped(Number(e.value))) }
+              : e,
+          );
+        copy[k] = env;
+      } else if (/port$/i.test(k) && (typeof v === "number" || (typeof v === "string" && /^\d+$/.test(v)))) {
         const n = await mapped(Number(v));
         copy[k] = typeof v === "number" ? n : String(n);
       } else if (typeof v === "string") {
