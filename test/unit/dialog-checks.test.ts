@@ -256,4 +256,24 @@ describe("dialogs: every bad value is marked before deploy", () => {
     assert.equal(valid({ scheme: "mqtts", host: "tb.example.com" }), true);
     assert.equal(valid({ scheme: "local", host: "" }), true, "this Node-RED needs no host");
   });
+
+  it("every example's nodes pass their dialog's checks as imported (Import applies no defaults); the real-server device's host is marked", async () => {
+    const examples = join(PROJECT_ROOT, "examples");
+    const invalid: string[] = [];
+    for (const file of readdirSync(examples).filter((f) => f.endsWith(".json"))) {
+      const nodes = JSON.parse(readFileSync(join(examples, file), "utf8")) as Array<Record<string, unknown>>;
+      const configNodes = nodes.map((n) => ({ id: String(n.id), type: String(n.type) }));
+      for (const html of htmlFiles)
+        for (const [type, def] of load(html, {}, configNodes))
+          for (const n of nodes.filter((x) => x.type === type))
+            for (const [field, p] of Object.entries(def.defaults)) {
+              const v = n[field];
+              const ok = p.validate
+                ? p.validate.call(n, v) === true
+                : !(p as { required?: boolean }).required || (v !== undefined && v !== "");
+              if (!ok) invalid.push(`${file}: ${String(n.id)}.${field} = ${JSON.stringify(v)}`);
+            }
+    }
+    assert.deepEqual(invalid, ['thingsboard-real-server-device.json: tbdev.provision.host = ""']);
+  });
 });
