@@ -43,9 +43,13 @@ const DEMO_CREDENTIALS = {
   "mf-ex-device": { externalKey: "${BOOTSTRAP_EXTERNAL_KEY}", encryptionKey: "${BOOTSTRAP_ENCRYPT_KEY}" },
 };
 
-function environment() {
+function environment(userDir) {
   const env = {};
   for (const [name, value] of Object.entries(DEFAULTS)) env[name] = process.env[name] || value;
+  // The demo flows written by earlier versions name the manufacturer CA by this variable
+  // (today's example ticks "Demo PKI" instead): their .node-red/flows.json keeps working.
+  env.DPS_MANUFACTURER_CA =
+    process.env.DPS_MANUFACTURER_CA || path.join(userDir, DEMO_PKI_DIR, "manufacturer-ca.pem");
   return env;
 }
 
