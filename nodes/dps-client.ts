@@ -59,7 +59,7 @@ export = function (RED: NodeAPI) {
 
     try {
       // `${NAME}` inside the list too (Node-RED replaces only a whole-value reference), so an
-      // endpoint can name a port kept in one place, e.g. coaps+tcp://127.0.0.1:${PLGD_DPS_PORT}.
+      // endpoint can name a port kept in one place, e.g. coaps+tcp://127.0.0.1:${DPS_PORT} (the plgd example).
       const env = envOf(RED, node);
       const rawEndpoints = config.endpoints ?? "";
       for (const m of rawEndpoints.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g))
