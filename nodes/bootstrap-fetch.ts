@@ -12,6 +12,7 @@ import { DEFAULT_TIMEOUT_MS, prepare, type BootstrapMode } from "../lib/dialects
 import { mainfluxDialect, type MainfluxDeviceSettings } from "../lib/dialects/mainflux/device-dialect";
 import { envOf, retryPolicyOf, seconds, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { serveDevice } from "./shared/device-requests";
+import { absoluteUrl } from "./shared/local-http";
 
 interface FetchDef extends NodeDef {
   url?: string;
@@ -49,8 +50,16 @@ export = function (RED: NodeAPI) {
     const env = envOf(RED, node);
     const mode: BootstrapMode = isMode(config.mode) ? config.mode : "plain";
     const creds = node.credentials ?? {};
+    let configError: Error | undefined;
+    let url = resolveEnvRefs((config.url ?? "").trim(), env);
+    try {
+      // A URL starting with "/" is this Node-RED's own HTTP (a bootstrap-service beside it).
+      url = absoluteUrl(RED, url, RED._(S + "errors.no-http-node"));
+    } catch (err) {
+      configError = err as Error;
+    }
     const settings: MainfluxDeviceSettings = {
-      url: resolveEnvRefs(config.url ?? "", env),
+      url,
       externalKey: credentialValue(creds.externalKey, env),
       mode,
       encryptionKey: mode === "plain" ? undefined : credentialValue(creds.encryptionKey, env),
@@ -60,9 +69,9 @@ export = function (RED: NodeAPI) {
     const settingId = resolveEnvRefs((config.externalId ?? "").trim(), env);
 
     // Keys that cannot work are refused at deploy, not at the first request.
-    let configError: Error | undefined;
     let tls: ConnectionOptions | undefined;
     try {
+      if (configError) throw configError;
       prepare({
         ...settings,
         externalId: settingId || "deploy-check",

@@ -8,9 +8,11 @@ import { DpsClient, type DpsStatusEvent } from "../lib/dialects/plgd-dps/client"
 import { coapTcpConnector } from "../lib/dialects/plgd-dps/transport";
 import { parseIntervals } from "../lib/retry/policy";
 import { storeKeyFor } from "../lib/client/reuse";
-import { DEFAULT_RETRY_TEXT, text, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
+import { DEFAULT_RETRY_TEXT, envOf, text, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { localizedError } from "./shared/errors";
 import { storeFromConfig } from "./shared/store-ref";
+import { hasEnvRef, resolveEnvRefs } from "../lib/client/env-ref";
+import { demoPkiOf } from "./shared/demo-pki";
 
 interface ClientDef extends NodeDef {
   endpoints?: string;
@@ -22,6 +24,8 @@ interface ClientDef extends NodeDef {
   store?: string;
   storeKey?: string;
   autoStart?: boolean;
+  /** The demo PKI's device certificate and DPS CA instead of a tls-config (nodes/shared/demo-pki.ts). */
+  demoPki?: boolean;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -36,24 +40,38 @@ export = function (RED: NodeAPI) {
     let client: DpsClient | undefined;
     let started = false;
     let closed = false;
+    const demo = config.demoPki === true;
+    // The status says it while the demo PKI is in use: its keys are no secret.
+    const marked = (s: string) => (demo ? `${s} · ${RED._(S + "status.demo-pki")}` : s);
 
     const showStatus = (e: DpsStatusEvent) => {
       if (e.retryInMs !== undefined) {
         node.status({
           fill: "yellow",
           shape: "ring",
-          text: RED._(S + "status.retrying", { seconds: String(Math.ceil(e.retryInMs / 1000)) }),
+          text: marked(RED._(S + "status.retrying", { seconds: String(Math.ceil(e.retryInMs / 1000)) })),
         });
       } else if (e.status.includes("CLOUD_STARTED") && !e.status.includes("RENEW_CREDENTIALS")) {
-        node.status({ fill: "green", shape: "dot", text: RED._(S + "status.provisioned") });
+        node.status({ fill: "green", shape: "dot", text: marked(RED._(S + "status.provisioned")) });
       } else {
-        node.status({ fill: "blue", shape: "ring", text: RED._(S + "status." + e.step) });
+        node.status({ fill: "blue", shape: "ring", text: marked(RED._(S + "status." + e.step)) });
       }
     };
 
     try {
-      const endpoints = (config.endpoints ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
-      const tls = tlsClientOptionsOf(RED, config.tls, RED._(S + "errors.tls-missing"));
+      // `${NAME}` inside the list too (Node-RED replaces only a whole-value reference), so an
+      // endpoint can name a port kept in one place, e.g. coaps+tcp://127.0.0.1:${DPS_PORT} (the plgd example).
+      const env = envOf(RED, node);
+      const rawEndpoints = config.endpoints ?? "";
+      for (const m of rawEndpoints.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g))
+        if (env(m[1]) === undefined) throw new Error(RED._(S + "errors.env-unset", { name: m[1] }));
+      const endpoints = (hasEnvRef(rawEndpoints) ? resolveEnvRefs(rawEndpoints, env) : rawEndpoints)
+        .split(/[\s,]+/)
+        .filter((s) => s.length > 0);
+      const pki = demo ? demoPkiOf(RED, (dir) => RED._(S + "warn.demo-pki", { dir })) : undefined;
+      const tls = pki
+        ? { cert: pki.deviceCert, key: pki.deviceKey, ca: pki.dpsCaCert, rejectUnauthorized: true }
+        : tlsClientOptionsOf(RED, config.tls, RED._(S + "errors.tls-missing"));
       if (!tls) throw new Error(RED._(S + "errors.tls-missing"));
       if (!tls.cert || !tls.key) throw new Error(RED._(S + "errors.no-certificate"));
       // Verification stays on unless this node or the tls-config says otherwise, visibly.

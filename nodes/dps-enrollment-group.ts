@@ -10,6 +10,7 @@ import {
   pemFrom,
   type EnrollmentGroup,
 } from "../lib/dialects/plgd-dps/enrollment";
+import { demoPkiOf, type DemoPkiMaterial } from "./shared/demo-pki";
 
 interface GroupDef extends NodeDef {
   groupId?: string;
@@ -28,6 +29,8 @@ interface GroupDef extends NodeDef {
   caCertificateFile?: string;
   /** A path to the signing key (plgd style); the key credential wins when both are set. */
   caKeyFile?: string;
+  /** The demo PKI's manufacturer CA, hub CA and its key instead of the fields (nodes/shared/demo-pki.ts). */
+  demoPki?: boolean;
 }
 
 interface GroupCreds {
@@ -48,15 +51,21 @@ export = function (RED: NodeAPI) {
     };
     const c = this.credentials ?? {};
     try {
+      const demo: DemoPkiMaterial | undefined =
+        config.demoPki === true
+          ? demoPkiOf(RED, (dir) => RED._("dps-enrollment-group.warn.demo-pki", { dir }))
+          : undefined;
       self.group = parseEnrollmentGroup({
         id: (config.groupId ?? "").trim(),
         name: config.name || undefined,
         owner: config.owner ?? "",
-        attestationChain: pemFrom(config.attestationChain, config.attestationChainFile, "attestation chain"),
+        attestationChain:
+          demo?.manufacturerCaCert ??
+          pemFrom(config.attestationChain, config.attestationChainFile, "attestation chain"),
         expiredCertificateEnabled: config.expiredCertificateEnabled === true,
         preSharedKey: credentialValue(c.preSharedKey, env) || undefined,
         hub: {
-          caPool: pemFrom(config.hubCaPool, config.hubCaPoolFile, "hub CA pool"),
+          caPool: demo?.hubCaCert ?? pemFrom(config.hubCaPool, config.hubCaPoolFile, "hub CA pool"),
           hubId: config.hubId ?? "",
           gateways: (config.gateways ?? "").split(/[\s,]+/),
           authorizationProvider: config.authorizationProvider || "plgd",
@@ -64,9 +73,11 @@ export = function (RED: NodeAPI) {
           accessToken: credentialValue(c.accessToken, env) || undefined,
         },
         authority: {
-          certificate: pemFrom(config.caCertificate, config.caCertificateFile, "signing CA certificate"),
-          key: pemFrom(credentialValue(c.caKey, env), config.caKeyFile, "signing CA key"),
-          passphrase: credentialValue(c.caKeyPassphrase, env) || undefined,
+          certificate:
+            demo?.hubCaCert ??
+            pemFrom(config.caCertificate, config.caCertificateFile, "signing CA certificate"),
+          key: demo?.hubCaKey ?? pemFrom(credentialValue(c.caKey, env), config.caKeyFile, "signing CA key"),
+          passphrase: demo ? undefined : credentialValue(c.caKeyPassphrase, env) || undefined,
         },
         validityMs: parseValidity(config.validity),
       });

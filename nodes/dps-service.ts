@@ -11,10 +11,13 @@ import { plgdDpsServing, type DpsServeSettings } from "../lib/dialects/plgd-dps/
 import { text } from "./shared/config";
 import { tlsServerOptionsOf } from "./shared/config";
 import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
+import { demoPkiOf } from "./shared/demo-pki";
 
 interface ServiceDef extends NodeDef, ServingNodeConfig {
   host?: string;
   port?: string | number;
+  /** The demo PKI's DPS server certificate instead of a tls-config (nodes/shared/demo-pki.ts). */
+  demoPki?: boolean;
   tls?: string;
   /** The enrollment groups: four config references (the dialog's slots). */
   group?: string;
@@ -69,9 +72,18 @@ export = function (RED: NodeAPI) {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     const t = (key: string, values?: Record<string, string>) => RED._(S + key, values);
+    // Read at construction, as a tls-config would be (the dialog's choice, never a default).
+    let demoPki: ReturnType<typeof demoPkiOf> | undefined;
+    let demoProblem: string | undefined;
+    try {
+      if (config.demoPki === true) demoPki = demoPkiOf(RED, (dir) => t("warn.demo-pki", { dir }));
+    } catch (err) {
+      demoProblem = (err as Error).message;
+    }
 
     const settings = (): DpsServeSettings => {
       const problem = (reason: string) => new Error(t("errors.start", { detail: reason }));
+      if (demoProblem !== undefined) throw problem(demoProblem);
       const ids = groupIdsOf(config);
       const groups: EnrollmentGroup[] = [];
       for (const id of ids) {
@@ -89,10 +101,12 @@ export = function (RED: NodeAPI) {
         throw problem(t("errors.limits"));
       let tls;
       try {
-        tls = tlsServerOptionsOf(RED, config.tls, {
-          missing: t("errors.tls-missing"),
-          invalid: t("errors.tls-missing"),
-        });
+        tls = demoPki
+          ? { cert: demoPki.dpsServerCert, key: demoPki.dpsServerKey }
+          : tlsServerOptionsOf(RED, config.tls, {
+              missing: t("errors.tls-missing"),
+              invalid: t("errors.tls-missing"),
+            });
       } catch (err) {
         throw problem((err as Error).message);
       }
@@ -119,6 +133,10 @@ export = function (RED: NodeAPI) {
       dialect: plgdDpsServing,
       settings,
       outputs: decide ? { count: 2, decisions: 0, audit: 1, manage: 1 } : { count: 1, audit: 0, manage: 0 },
+      // The status says it while the demo PKI serves: its keys are no secret.
+      statusValues: demoPki
+        ? (service) => ({ transports: `${service.labels.join(", ")} · ${t("status.demo-pki")}` })
+        : undefined,
     });
     void started.then((s) => {
       if (s) node.log(t("log.listening", { host: text(config.host) ?? "127.0.0.1", port: String(s.port) }));

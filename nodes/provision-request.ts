@@ -12,10 +12,12 @@ import {
   isPlainScheme,
   isTbScheme,
   type TbCredentialsRequest,
+  type TbScheme,
 } from "../lib/dialects/thingsboard/client";
 import { thingsboardDialect, type TbDeviceSettings } from "../lib/dialects/thingsboard/device-dialect";
 import { envOf, retryPolicyOf, seconds, str, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { serveDevice, type DeviceMsg } from "./shared/device-requests";
+import { localHttpBase } from "./shared/local-http";
 
 interface ProvisionRequestDef extends NodeDef {
   scheme?: string;
@@ -56,17 +58,26 @@ export = function (RED: NodeAPI) {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     const env = envOf(RED, node);
-    const scheme = isTbScheme(config.scheme) ? config.scheme : "mqtts";
-    const secure = scheme === "mqtts" || scheme === "https";
-
+    // "local": ThingsBoard's HTTP API on this Node-RED (a provision-response in the same
+    // runtime), over https when the runtime serves https; host and port are not used then.
+    const local = config.scheme === "local";
     let endpoint = "";
     let configError: Error | undefined;
+    let scheme: TbScheme = isTbScheme(config.scheme) ? config.scheme : "mqtts";
     try {
-      endpoint = endpointUri(scheme, config.host ?? "", config.port);
+      if (local) {
+        endpoint = localHttpBase(RED, RED._("provision-request.errors.no-http-node"));
+        scheme = endpoint.startsWith("https:") ? "https" : "http";
+      } else {
+        // A port of `${NAME}` arrives replaced by Node-RED (flows util mapEnvVarProperties);
+        // one whose variable is not set stays as it is and is refused here, naming it.
+        endpoint = endpointUri(scheme, config.host ?? "", config.port);
+      }
     } catch (err) {
       configError = err as Error;
     }
-    if (isPlainScheme(scheme)) node.warn(RED._("provision-request.warn.plain", { scheme }));
+    const secure = scheme === "mqtts" || scheme === "https";
+    if (isPlainScheme(scheme) && !local) node.warn(RED._("provision-request.warn.plain", { scheme }));
     else if (config.tls) {
       try {
         if (tlsOptions()?.rejectUnauthorized === false) node.warn(RED._("provision-request.warn.no-verify"));

@@ -10,7 +10,7 @@ import type { TbProfile } from "../lib/dialects/thingsboard/server";
 import type { TbMqttConfig } from "../lib/dialects/thingsboard/server-host";
 import { TB_MQTT_SESSION_DEFAULTS } from "../lib/dialects/thingsboard/server-mqtt";
 import { thingsboardServing, type TbServeSettings } from "../lib/dialects/thingsboard/serving";
-import { num, seconds, text, tlsServerOptionsOf } from "./shared/config";
+import { num, portOf, seconds, text, tlsServerOptionsOf } from "./shared/config";
 import { profileIdsOf } from "./shared/profile-list";
 import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
 
@@ -90,13 +90,14 @@ export = function (RED: NodeAPI) {
       return profiles;
     };
 
+    const unset = (name: string) => RED._(T + "errors.port-unset", { name });
     const mqttOf = (): TbMqttConfig => {
       const mode = config.mqtt === "attached" || config.mqtt === "off" ? config.mqtt : "embedded";
       if (mode === "embedded")
         return {
           mode,
           host: text(config.mqttHost) ?? "127.0.0.1",
-          port: num(config.mqttPort, 1883, 0),
+          port: portOf(config.mqttPort, 1883, unset),
           tls: tlsServerOptionsOf(RED, config.mqttTls, {
             missing: RED._(T + "errors.tls-missing"),
             invalid: RED._(T + "errors.tls-invalid"),
@@ -132,7 +133,7 @@ export = function (RED: NodeAPI) {
         repeatWindowMs: seconds(config.repeatWindow, 0, 0),
         mqtt: mqttOf(),
         coap: config.coap
-          ? { host: text(config.coapHost) ?? "127.0.0.1", port: num(config.coapPort, 5683, 0) }
+          ? { host: text(config.coapHost) ?? "127.0.0.1", port: portOf(config.coapPort, 5683, unset) }
           : undefined,
         http: config.http ? { path: text(config.httpPath) } : undefined,
       }),

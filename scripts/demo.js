@@ -46,6 +46,8 @@ const DEMO_CREDENTIALS = {
 function environment(userDir) {
   const env = {};
   for (const [name, value] of Object.entries(DEFAULTS)) env[name] = process.env[name] || value;
+  // The demo flows written by earlier versions name the manufacturer CA by this variable
+  // (today's example ticks "Demo PKI" instead): their .node-red/flows.json keeps working.
   env.DPS_MANUFACTURER_CA =
     process.env.DPS_MANUFACTURER_CA || path.join(userDir, DEMO_PKI_DIR, "manufacturer-ca.pem");
   return env;
@@ -53,46 +55,21 @@ function environment(userDir) {
 
 /**
  * Creates the demo PKI of the plgd DPS example (once; FOR TRYING OUT ONLY) in the user
- * directory, where the example's relative file names point when Node-RED runs there.
+ * directory, where the example's nodes with "demo PKI" ticked find it (they would make it
+ * themselves at deploy: nodes/shared/demo-pki.ts; the same folder).
  */
 function prepare(userDir) {
   const { ensureDemoPki } = require(path.join(root, "dist", "lib", "pki", "demo-pki.js"));
   return ensureDemoPki(path.join(userDir, DEMO_PKI_DIR));
 }
 
-/** Ports a test (or a busy machine) can move: env name -> [node id, property] pairs. */
-const PORT_OVERRIDES = {
-  PROVISION_MQTT_PORT: [
-    ["tb-server", "mqttPort"],
-    ["tb-gateway", "port"],
-  ],
-  DPS_PORT: [
-    ["dps-ex-service", "port"],
-    ["dps-ex-client", "endpoints", (port) => `coaps+tcp://127.0.0.1:${port}`],
-  ],
-};
-
-/** Node-RED's own HTTP port, as the examples are written. */
-const NODE_RED_PORT = 1880;
-const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
-
 /**
- * Points a node that calls Node-RED's own HTTP port at the port the demo really uses.
- * Examples say it two ways: inside a URL or "host:port" string, and as a `port` field
- * beside a local `host` (provision-request's HTTP transport). Both must follow, or a
- * device would send its provision key and secret to whatever else listens on 1880.
+ * Ports a test (or a busy machine) can move. Each example keeps its port in one place, its
+ * tab's environment (a demo value the nodes reference as `${NAME}`); the demo writes the
+ * value of its own environment there. Node-RED's own port needs nothing: the examples'
+ * devices name "this Node-RED" (provision-request's "local", bootstrap-fetch's "/").
  */
-function followNodeRedPort(node, port) {
-  const local = typeof node.host === "string" && LOCAL_HOSTS.has(node.host.trim());
-  for (const [k, v] of Object.entries(node)) {
-    if (typeof v === "string") {
-      node[k] = v.replace(/(127\.0\.0\.1|localhost|\[::1\]):1880(?!\d)/g, (_m, host) => `${host}:${port}`);
-    }
-    if (k === "port" && local && String(v).trim() === String(NODE_RED_PORT)) {
-      node[k] = typeof v === "number" ? Number(port) : port;
-    }
-  }
-}
+const PORT_VARIABLES = ["PROVISION_MQTT_PORT", "DPS_PORT"];
 
 /** Where the demo PKI lives: inside the user directory, the working directory of Node-RED. */
 const DEMO_PKI_DIR = "plgd-dps-demo-pki";
@@ -110,27 +87,19 @@ function flows() {
       out.push(n.z === undefined && !isConfig && n.type !== "tab" ? { ...n, z: tab } : n);
     }
   }
-  for (const [name, targets] of Object.entries(PORT_OVERRIDES)) {
-    if (!process.env[name]) continue;
-    for (const [id, prop, format] of targets) {
-      const node = out.find((n) => n.id === id);
-      const value = format ? format(process.env[name]) : process.env[name];
-      if (node) node[prop] = typeof node[prop] === "number" ? Number(value) : value;
-    }
-  }
   // Examples that carry demo values in their tab's environment, for an import with no
   // environment. The demo always sets its variables (environment() fills in DEFAULTS), and
   // a tab's env shadows process.env, so those entries go: the demo's environment (the
   // user's value, or the default) wins, and no value is written into flows.json.
   for (const n of out) {
     if (n.type !== "tab" || !Array.isArray(n.env)) continue;
-    n.env = n.env.filter((e) => !(e.name in DEFAULTS) && !process.env[e.name]);
+    // A port is no secret: its one place stays, with the demo's value.
+    n.env = n.env
+      .map((e) =>
+        PORT_VARIABLES.includes(e.name) && process.env[e.name] ? { ...e, value: process.env[e.name] } : e,
+      )
+      .filter((e) => PORT_VARIABLES.includes(e.name) || (!(e.name in DEFAULTS) && !process.env[e.name]));
   }
-  const port = process.env.PORT;
-  if (port && port !== String(NODE_RED_PORT)) for (const n of out) followNodeRedPort(n, port);
-  // The enrollment group trusts the manufacturer CA named by the environment.
-  const group = out.find((n) => n.id === "dps-ex-group");
-  if (group) group.attestationChainFile = "${DPS_MANUFACTURER_CA}";
   return out;
 }
 
@@ -193,7 +162,6 @@ function printBanner(port, env, userDir, flowList = []) {
   if (served.length > 0) lines.push("serving (127.0.0.1 only):", ...served.map((l) => `  ${l}`));
   // Values are never printed, not even the public demo defaults: logs must not hold secrets.
   lines.push("secrets and files:");
-  lines.push(`  DPS_MANUFACTURER_CA: ${env.DPS_MANUFACTURER_CA}`);
   for (const name of Object.keys(DEFAULTS)) {
     lines.push(`  ${name}: ${process.env[name] ? "from your environment" : "demo default (see README.md)"}`);
   }
@@ -210,5 +178,4 @@ module.exports = {
   DEMO_EXAMPLES,
   DEFAULTS,
   DEMO_CREDENTIALS,
-  NODE_RED_PORT,
 };

@@ -30,6 +30,17 @@ export function num(v: unknown, fallback: number, min = -Infinity): number {
   return Number.isFinite(n) && n >= min ? n : fallback;
 }
 
+/**
+ * A port from the dialog, `fallback` when empty; a final CONFIG error with `unsetText` when
+ * it is still a `${NAME}` (Node-RED replaces a reference whose variable is set, so this one
+ * is not: falling back to the default port would serve somewhere nobody expects).
+ */
+export function portOf(v: unknown, fallback: number, unsetText: (name: string) => string): number {
+  if (typeof v === "string" && ENV_REF.test(v.trim()))
+    throw finalError("CONFIG", unsetText(v.trim().slice(2, -1)));
+  return num(v, fallback, 0);
+}
+
 /** Seconds in the dialog, milliseconds in the core. */
 export function seconds(v: unknown, fallbackSeconds: number, minSeconds = 0): number {
   return Math.round(num(v, fallbackSeconds, minSeconds) * 1000);
@@ -66,6 +77,9 @@ function seconds0(s: string): boolean {
   return /^\d+(\.\d+)?$/.test(s) && Number(s) <= MAX_SECONDS;
 }
 
+/** A whole-value environment reference, as Node-RED replaces it in a node's properties. */
+export const ENV_REF = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+
 /** A count or rate past this is a typing slip, not a setting (as the dialogs hold it). */
 const MAX_COUNT = 1_000_000_000;
 
@@ -79,7 +93,9 @@ const countOf = (min: number) => (s: string) =>
  * which asks the system for a free one.
  */
 export const SETTING_CHECKS = {
-  port: (s: string) => /^\d{1,5}$/.test(s) && Number(s) <= 65535,
+  // A whole `${NAME}` is replaced by Node-RED at deploy (flows util mapEnvVarProperties); one
+  // still there names a variable that is not set, which the node reports itself.
+  port: (s: string) => ENV_REF.test(s) || (/^\d{1,5}$/.test(s) && Number(s) <= 65535),
   seconds: (s: string) => seconds0(s) && Number(s) > 0,
   secondsOrZero: seconds0,
   jitter: (s: string) => /^\d+(\.\d+)?$/.test(s) && Number(s) <= 1,

@@ -1,16 +1,18 @@
 import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PROJECT_ROOT, runtimes, startNodeRed, type RunningNodeRed } from "../support/node-red";
 import { installTarball, packFreshCheckout } from "../support/package-tarball";
+import { freeTcpPort } from "../support/ports";
 
 /**
  * The editor in a real browser: Debian's chromium driven by playwright-core (which never
  * downloads a browser), against the real `node-red` with the package installed from the
  * tarball `npm pack` makes from a clean checkout. Screenshots, one per step, go to
- * test-artifacts/browser/ (git-ignored; CI keeps them).
+ * test-artifacts/browser/ (git-ignored; CI keeps them), with readme-flow.png and
+ * readme-dialog.png for the README.
  */
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(PROJECT_ROOT, "test-artifacts", "browser");
@@ -218,37 +220,235 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
   });
 
-  it("an example imported from Menu > Import > Examples deploys without an error notification", async () => {
+  /** Menu > Import > Examples > this package > `name`, then a click drops what follows the mouse. */
+  const importExample = async (name: string) => {
     await page.click("#red-ui-header-button-sidemenu");
     await page.click("#menu-item-import");
     await page.locator("#red-ui-clipboard-dialog-import-tabs a", { hasText: "Examples" }).click();
     const tab = page.locator("#red-ui-clipboard-dialog-import-tab-examples");
-    await tab.locator(".red-ui-treeList-label", { hasText: pkg.name }).click();
-    await tab.locator(".red-ui-treeList-label", { hasText: "credential-store-operations" }).click();
-    await shot("import-example");
+    const pkgEntry = tab.locator(".red-ui-treeList-label", { hasText: pkg.name });
+    // The package's folder stays open once opened: a second click would close it.
+    const entry = tab.locator(".red-ui-treeList-label", { hasText: name });
+    if (!(await entry.isVisible())) await pkgEntry.click();
+    await entry.click();
+    await shot(`import-${name}`);
     await page.click("#red-ui-clipboard-dialog-ok");
     await page.waitForSelector("#red-ui-clipboard-dialog-ok", { state: "hidden" });
     // An import follows the mouse until a click drops it on the workspace.
     await page.mouse.move(700, 500);
     await page.mouse.click(700, 500);
-    await page.waitForSelector(".red-ui-flow-node-group, .red-ui-flow-node");
-    await shot("example-imported");
+  };
+
+  /** Deploy, confirming the editor's "not configured" question; the notification it ends with. */
+  const deployFromEditor = async (name: string) => {
+    // Notifications stay a while: the ones already there are marked, so this waits for its own.
+    await page.evaluate(() =>
+      document.querySelectorAll(".red-ui-notification").forEach((n) => n.setAttribute("data-seen", "1")),
+    );
     await page.click("#red-ui-header-button-deploy");
-    const done = ".red-ui-notification-success, .red-ui-notification-error";
+    const done = ".red-ui-notification-success:not([data-seen]), .red-ui-notification-error:not([data-seen])";
     const confirm = "#red-ui-deploy-dialog-confirm-deploy-deploy";
     await page.waitForSelector(`${done}, ${confirm}`, { state: "visible" });
     if (await page.locator(confirm).isVisible()) {
       // The "every node" tab holds nodes left on their defaults, which the editor flags
       // as not yet configured: confirm, as a user would.
-      await shot("deploy-confirm");
+      await shot(`deploy-confirm-${name}`);
       await page.click(confirm);
     }
     const note = page.locator(done).first();
     await note.waitFor({ state: "visible" });
-    await shot("example-deployed");
     const cls = (await note.getAttribute("class")) ?? "";
-    assert.ok(cls.includes("red-ui-notification-success"), `deploy said: ${await note.innerText()}`);
+    return { ok: cls.includes("red-ui-notification-success"), text: await note.innerText() };
+  };
+
+  it("an example imported from Menu > Import > Examples deploys without an error notification", async () => {
+    await importExample("credential-store-operations");
+    await page.waitForSelector(".red-ui-flow-node-group, .red-ui-flow-node");
+    await shot("example-imported");
+    assert.deepEqual(await invalidAmong("cs-"), [], "as imported, nothing is marked");
+    const result = await deployFromEditor("credential-store-operations");
+    await shot("example-deployed");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
     assert.equal(await page.locator(".red-ui-notification-error").count(), 0);
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  type Red = {
+    RED: {
+      nodes: {
+        node: (id: string) => { status?: { text?: string; fill?: string }; valid?: boolean } | null;
+        workspace: (id: string) => { env?: Array<{ name: string; value: string }> } | null;
+        dirty: (d: boolean) => void;
+      };
+      workspaces: { show: (id: string) => void };
+      editor: { edit: (n: unknown) => void };
+      view: { redraw: (full?: boolean) => void };
+    };
+  };
+
+  /** Waits until the editor shows `id`'s status matching `text` (as RED.nodes and the node's SVG hold it). */
+  const statusShown = async (id: string, text: RegExp, fill = "green") => {
+    await page.waitForFunction(
+      ({ id, source, fill }) => {
+        const s = (globalThis as unknown as Red).RED.nodes.node(id)?.status;
+        return !!s && s.fill === fill && new RegExp(source).test(String(s.text));
+      },
+      { id, source: text.source, fill },
+      { timeout: 60000 },
+    );
+    const label = await page.evaluate(
+      (id) => document.getElementById(id)?.querySelector(".red-ui-flow-node-status-label")?.textContent ?? "",
+      id,
+    );
+    assert.match(label, text, `${id}'s status in the workspace`);
+  };
+
+  const show = (tab: string) =>
+    page.evaluate((tab) => {
+      const red = (globalThis as unknown as Red).RED;
+      red.workspaces.show(tab);
+      red.view.redraw(true);
+    }, tab);
+
+  /**
+   * What a user on a machine where 1883 and 15684 are taken does: change the port's one
+   * place, the tab's environment (a test never binds those ports).
+   */
+  const movePort = (tab: string, name: string, port: number) =>
+    page.evaluate(
+      ({ tab, name, port }) => {
+        const red = (globalThis as unknown as Red).RED;
+        const entry = red.nodes.workspace(tab)?.env?.find((e) => e.name === name);
+        if (!entry) throw new Error(`tab ${tab} has no environment entry ${name}`);
+        entry.value = String(port);
+        red.nodes.dirty(true);
+      },
+      { tab, name, port },
+    );
+
+  /** Nodes and config nodes of an example (by its id prefix) that the editor marks invalid. */
+  const invalidAmong = (prefix: string) =>
+    page.evaluate((prefix) => {
+      const red = (
+        globalThis as unknown as {
+          RED: {
+            nodes: { eachNode: (f: (n: Node) => void) => void; eachConfig: (f: (n: Node) => void) => void };
+          };
+        }
+      ).RED;
+      type Node = { id: string; valid?: boolean };
+      const bad: string[] = [];
+      const check = (n: Node) => {
+        if (n.id.startsWith(prefix) && n.valid === false) bad.push(n.id);
+      };
+      red.nodes.eachNode(check);
+      red.nodes.eachConfig(check);
+      return bad.sort();
+    }, prefix);
+
+  /** The README's pictures: wide enough for a whole flow, without the notifications. */
+  const readmeShot = async (path: string, what: "page" | "workspace") => {
+    await page.setViewportSize({ width: 1800, height: 900 });
+    const style = ".red-ui-notification { display: none !important; }";
+    if (what === "workspace") await page.locator("#red-ui-workspace").screenshot({ path, style });
+    else await page.screenshot({ path, style });
+    await page.setViewportSize({ width: 1400, height: 900 });
+  };
+
+  const inject = async (id: string) => {
+    const res = await page.request.post(`${nr.url}/inject/${id}`);
+    assert.equal(res.status(), 200, `inject ${id}`);
+  };
+
+  it("every example imported from the menu deploys and reaches its success status in the editor", async () => {
+    const examples = readdirSync(join(PROJECT_ROOT, "examples"))
+      .filter((f) => f.endsWith(".json"))
+      .map((f) => f.replace(/\.json$/, ""));
+    const covered: string[] = ["credential-store-operations"];
+    await show("browser-tab");
+    // credential-store-operations was imported and deployed above: it now works on request.
+    await inject("cs-inject-set");
+    await statusShown("cs-store-set", /^stored demo\/device-1$/);
+    await inject("cs-inject-get");
+    await statusShown("cs-store-get", /^found demo\/device-1$/);
+    await shot("ok-credential-store-operations");
+
+    await importExample("thingsboard-local-round-trip");
+    assert.deepEqual(await invalidAmong("tb-"), [], "as imported, nothing is marked");
+    await movePort("tb-tab", "PROVISION_MQTT_PORT", await freeTcpPort());
+    let result = await deployFromEditor("thingsboard-local-round-trip");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
+    await show("tb-tab");
+    await statusShown("tb-gateway", /^provisioned$/);
+    await inject("tb-children");
+    await statusShown("tb-child", /^provisioned$/);
+    await statusShown("tb-server", /4 provisioned/);
+    await shot("ok-thingsboard-local-round-trip");
+    // The README's pictures: this flow after deploy, and the gateway's dialog.
+    await readmeShot(join(ARTIFACTS, "readme-flow.png"), "workspace");
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as Red).RED;
+      red.editor.edit(red.nodes.node("tb-gateway"));
+    });
+    await page.waitForSelector(".red-ui-tray .red-ui-tray-body form", { state: "visible" });
+    await page.waitForSelector("#node-dialog-cancel", { state: "visible" });
+    await readmeShot(join(ARTIFACTS, "readme-dialog.png"), "page");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    covered.push("thingsboard-local-round-trip");
+
+    await importExample("mainflux-bootstrap-secure");
+    assert.deepEqual(await invalidAmong("mf-ex-"), [], "as imported, nothing is marked");
+    result = await deployFromEditor("mainflux-bootstrap-secure");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
+    await show("mf-ex-tab");
+    await statusShown("mf-ex-device", /^bootstrapped$/);
+    // It used what it got: the stand-in adapter answered 202 (the debug sidebar shows it).
+    await page.waitForFunction(
+      () =>
+        Array.from(document.querySelectorAll(".red-ui-debug-msg")).some(
+          (m) => m.textContent?.includes("adapter answer") && /\b202\b/.test(m.textContent ?? ""),
+        ),
+      undefined,
+      { timeout: 60000 },
+    );
+    await shot("ok-mainflux-bootstrap-secure");
+    covered.push("mainflux-bootstrap-secure");
+
+    await importExample("plgd-dps-local");
+    assert.deepEqual(await invalidAmong("dps-ex-"), [], "as imported, nothing is marked");
+    await movePort("dps-ex-tab", "DPS_PORT", await freeTcpPort());
+    result = await deployFromEditor("plgd-dps-local");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
+    await show("dps-ex-tab");
+    await statusShown("dps-ex-client", /^provisioned · demo PKI$/);
+    await statusShown("dps-ex-service", /demo PKI · 1 provisioned/);
+    await shot("ok-plgd-dps-local");
+    covered.push("plgd-dps-local");
+
+    // It needs a real server: it shows its missing host red before deploy, and is not deployed.
+    await show("browser-tab");
+    await importExample("thingsboard-real-server-device");
+    await page.waitForFunction(
+      () => (globalThis as unknown as Red).RED.nodes.node("tbdev.provision")?.valid === false,
+    );
+    assert.deepEqual(await invalidAmong("tbdev."), ["tbdev.provision"], "only the host to fill in is marked");
+    const triangle = await page.evaluate(() => {
+      const err = document.getElementById("tbdev.provision")?.querySelector(".red-ui-flow-node-error");
+      return !!err && !err.classList.contains("hide") && getComputedStyle(err).display !== "none";
+    });
+    assert.ok(triangle, "provision device shows the red triangle");
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as Red).RED;
+      red.editor.edit(red.nodes.node("tbdev.provision"));
+    });
+    await page.waitForSelector("#node-input-host.input-error");
+    await shot("invalid-thingsboard-real-server-device");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    covered.push("thingsboard-real-server-device");
+
+    assert.deepEqual([...covered].sort(), [...examples].sort(), "every example is covered");
     assert.deepEqual(consoleErrors, []);
   });
 });

@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "mocha";
 import type { ProvisioningResult } from "../../lib/model/result";
-import { ensureDemoPki } from "../../lib/pki/demo-pki";
 import { MemoryBackend } from "../../lib/stores/memory";
 import dpsClientNode from "../../nodes/dps-client";
 import dpsEnrollmentGroupNode from "../../nodes/dps-enrollment-group";
@@ -47,20 +46,31 @@ describe("nodes/dps-example", () => {
 
   before(() => startServer());
   after(async () => {
+    helper.settings({});
     await helper.unload();
     await stopServer();
   });
 
-  it("examples/plgd-dps-local.json provisions its device with the demo PKI", async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), "dps-example-")), "plgd-dps-demo-pki");
-    ensureDemoPki(dir);
+  it("examples/plgd-dps-local.json, as imported, provisions its device with the demo PKI its nodes make", async () => {
+    // No PKI made beforehand: the nodes with "demo PKI" ticked make it in the user directory.
+    const userDir = mkdtempSync(join(tmpdir(), "dps-example-"));
+    helper.settings({ userDir });
     const port = await freeTcpPort();
-    const text = readFileSync(examplePath(), "utf8")
-      .split("plgd-dps-demo-pki/")
-      .join(`${dir}/`)
-      .split("15684")
-      .join(String(port));
-    const flow = (JSON.parse(text) as Array<Record<string, unknown>>).map((n) => {
+    // The port lives in one place, the tab's environment (DPS_PORT); nothing else names it.
+    const text = readFileSync(examplePath(), "utf8");
+    const nodes = JSON.parse(text) as Array<Record<string, unknown>>;
+    const named = nodes.flatMap((n) =>
+      Object.entries(n)
+        .filter(([k, v]) => k !== "info" && k !== "env" && /(^|\D)15684(?!\d)/.test(JSON.stringify(v)))
+        .map(([k]) => `${String(n.id)}.${k}`),
+    );
+    assert.deepEqual(named, [], "only the tab's environment names the port");
+    const tab = nodes.find((n) => n.type === "tab") as { env: Array<{ name: string; value: string }> };
+    const env = tab.env.find((e) => e.name === "DPS_PORT");
+    assert.ok(env, "the tab's environment holds DPS_PORT");
+    env.value = String(port);
+    const flowText = JSON.stringify(nodes);
+    const flow = (JSON.parse(flowText) as Array<Record<string, unknown>>).map((n) => {
       // debug nodes become helpers so the test can read what they would show
       if (n.type === "debug") return { id: n.id, type: "helper", z: n.z, x: 0, y: 0 };
       return n;
@@ -73,5 +83,10 @@ describe("nodes/dps-example", () => {
     assert.equal(r.dialect, "plgd-dps");
     assert.equal(r.device.name, "demo device");
     assert.equal(r.configuration.servers?.[0].uri, "coaps+tcp://127.0.0.1:5684");
+    assert.equal(
+      existsSync(join(userDir, "plgd-dps-demo-pki", "dps-server.pem")),
+      true,
+      "made in the user directory",
+    );
   });
 });

@@ -234,6 +234,70 @@ describe("nodes/provision-request", () => {
     }
   });
 
+  it("'local' asks this Node-RED: its uiPort and httpNodeRoot, whatever host and port the node holds", async () => {
+    const profile = new TbLikeProfile();
+    const peer = await startHttpPeer(profile);
+    try {
+      // The peer stands in for this runtime's HTTP server: Node-RED listens where uiPort says.
+      helper.settings({ uiPort: Number(hostPort(peer.url).port), uiHost: "0.0.0.0", httpNodeRoot: "/" });
+      await helper.load(
+        modules,
+        flow(prNode({ scheme: "local", host: "", port: "1", deviceName: "here", onDeploy: false })),
+        creds(profile),
+      );
+      const out = queue(helper.getNode("out"));
+      helper.getNode("pr").receive({});
+      const got = await out.next();
+      assert.equal(got.payload.endpoint, `${peer.url}/api/v1/provision`);
+      assert.equal(profile.requests.length, 1);
+    } finally {
+      helper.settings({});
+      await peer.stop();
+    }
+  });
+
+  it("'local' on a runtime that serves https: https to its port, verified as any server (tls-config CA, else refused)", async () => {
+    const profile = new TbLikeProfile();
+    const peer = await startHttpPeer(profile, { cert: pki.serverCert, key: pki.serverKey });
+    try {
+      const port = Number(new URL(peer.url).port);
+      helper.settings({ uiPort: port, https: { cert: pki.serverCert, key: pki.serverKey } });
+      const tlsNode = {
+        id: "tls",
+        type: "tls-config",
+        z: "tab",
+        cert: "",
+        key: "",
+        ca: "",
+        verifyservercert: true,
+      };
+      await helper.load(
+        modules,
+        flow(prNode({ scheme: "local", host: "", port: "", tls: "tls", deviceName: "secure-here" }), [
+          tlsNode,
+        ]),
+        { ...creds(profile), tls: { cadata: pki.caCert } },
+      );
+      const out = queue(helper.getNode("out"));
+      helper.getNode("pr").receive({});
+      assert.equal((await out.next()).payload.endpoint, `https://127.0.0.1:${port}/api/v1/provision`);
+
+      await helper.unload();
+      await helper.load(
+        modules,
+        flow(prNode({ scheme: "local", host: "", port: "", deviceName: "no-ca-here" })),
+        creds(profile),
+      );
+      const caught = queue(helper.getNode("caught"));
+      helper.getNode("pr").receive({});
+      assert.equal(((await caught.next()).error as { code?: string }).code, "TLS");
+      assert.equal(profile.requests.length, 1, "nothing reached the unverified server");
+    } finally {
+      helper.settings({});
+      await peer.stop();
+    }
+  });
+
   it("retry: the broker comes up after the first attempt failed, then the device is provisioned", async () => {
     const port = await freeTcpPort();
     const profile = new TbLikeProfile();

@@ -303,6 +303,29 @@ describe("provision-response node", () => {
     }
   });
 
+  it("a port of ${NAME} is the tab environment's value; one whose variable is not set is refused, not defaulted", async () => {
+    const port = await freeTcpPort();
+    const withEnv = flow({ mqttPort: "${TBSERVE_TEST_PORT}" });
+    withEnv[0] = {
+      id: "tab",
+      type: "tab",
+      env: [{ name: "TBSERVE_TEST_PORT", value: String(port), type: "str" }],
+    };
+    await helper.load(nodes, withEnv, creds);
+    await statusOf(helper.getNode("srv"), ["green"]);
+    const dev = await mqttDevice(`mqtt://127.0.0.1:${port}`);
+    dev.client.publish("/provision/request", request({ deviceName: "by-env" }), { qos: 1 });
+    assert.equal(JSON.parse((await nextMessages(dev))[0].payload).status, "SUCCESS");
+    dev.client.end(true);
+    await helper.unload();
+
+    await helper.load(nodes, flow({ mqttPort: "${TBSERVE_NOT_SET_PORT}" }), creds);
+    const srv = helper.getNode("srv");
+    assert.equal((await statusOf(srv, ["red", "green"])).fill, "red");
+    assert.match(JSON.stringify(srv.error.args), /provision-response\.errors\.port-unset/);
+    assert.doesNotMatch(JSON.stringify(srv.warn.args), /bad-settings/, "a reference is not out of range");
+  });
+
   it("cuts misbehaving sessions, keeps serving, and logs no secret", async () => {
     const port = await freeTcpPort();
     await helper.load(nodes, flow({ mqttPort: port }), creds);

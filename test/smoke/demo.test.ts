@@ -174,7 +174,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
   });
 
   it("the plgd DPS client of the demo provisions over coaps+tcp with the demo PKI at deploy", async () => {
-    await first.comms.waitForStatus("dps-ex-client", /^provisioned$/);
+    await first.comms.waitForStatus("dps-ex-client", /^provisioned · demo PKI$/);
   });
 
   it("a CoAP device outside Node-RED (libcoap) reaches the demo DPS with the demo manufacturer certificate", async () => {

@@ -1,16 +1,20 @@
 /**
  * Examples as Menu > Import > Examples gives them: the file as it is (no demo credentials,
  * no environment, no PKI made beforehand), into a clean user directory of a real
- * `node-red` on an ephemeral port; each reaches its success status, and no debug
- * message shows a secret. Only the ports are moved (to free ones), so that runs do not
- * collide.
+ * `node-red` whose port is not 1880; each reaches its success status, and no debug
+ * message shows a secret. 1880, 1883 and 15684 are taken by something else (squatters
+ * stand in for them: a test never binds those ports), so the only edit is the one a user
+ * on such a machine makes: each port's one place, the tab environment, gets a free port.
  */
 import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { deploy, runtimes, startNodeRed, type RunningNodeRed } from "../support/node-red";
 import { Comms } from "../support/node-red-comms";
 import { readStore } from "../support/soak-demo";
-import { asFlow, loadExamples, withEphemeralPorts } from "./examples";
+import { freeTcpPort } from "../support/ports";
+import { asFlow, loadExamples, startSquatter, WELL_KNOWN_PORTS, withTakenPorts } from "./examples";
 
 /** Every variable the demo sets: blank, so nothing but the example itself can supply a value. */
 const NO_DEMO_ENV: NodeJS.ProcessEnv = {
@@ -20,7 +24,8 @@ const NO_DEMO_ENV: NodeJS.ProcessEnv = {
   BOOTSTRAP_EXTERNAL_KEY: "",
   BOOTSTRAP_THING_KEY: "",
   BOOTSTRAP_ENCRYPT_KEY: "",
-  DPS_MANUFACTURER_CA: "",
+  PROVISION_MQTT_PORT: "",
+  DPS_PORT: "",
   THINGSBOARD_PROVISION_DEVICE_KEY: "",
   THINGSBOARD_PROVISION_DEVICE_SECRET: "",
 };
@@ -46,22 +51,43 @@ for (const rt of runtimes()) {
   describe(`${rt.label}: examples imported as they are run in a clean Node-RED`, () => {
     let nr: RunningNodeRed;
     let comms: Comms;
+    const squatters: Array<Awaited<ReturnType<typeof startSquatter>>> = [];
+    const taken = new Map<number, number>();
     before(async () => {
       nr = await startNodeRed(rt, { env: NO_DEMO_ENV });
+      assert.notEqual(nr.port, 1880);
       comms = await Comms.connect(nr.url);
+      for (const p of WELL_KNOWN_PORTS) {
+        const sq = await startSquatter();
+        squatters.push(sq);
+        taken.set(p, sq.port);
+      }
     });
     after(async () => {
       comms?.close();
       await nr?.stop();
+      for (const sq of squatters) await sq.stop();
     });
+    /** No node reached a port that belongs to someone else. */
+    const noneSquatted = () =>
+      assert.deepEqual(
+        squatters.map((sq) => sq.connections()),
+        squatters.map(() => 0),
+        "a node used a fixed port",
+      );
 
     it("thingsboard-local-round-trip: the gateway provisions itself with the tab's demo values", async () => {
       const ex = example("thingsboard-local-round-trip.json");
       const mark = nr.problems().length;
-      await deploy(nr, asFlow(await withEphemeralPorts(ex, nr.port), "import-tb"));
+      await deploy(nr, withTakenPorts(ex, { PROVISION_MQTT_PORT: await freeTcpPort() }, taken));
       await comms.waitForStatus("tb-gateway", /^provisioned$/);
       await comms.waitForStatus("tb-server", /1/);
+      // The children ask "this Node-RED" over HTTP, on whatever port it serves.
+      assert.equal((await fetch(`${nr.url}/inject/tb-children`, { method: "POST" })).status, 200);
+      await comms.waitForStatus("tb-child", /^provisioned$/);
+      await comms.waitForStatus("tb-server", /4 provisioned/);
       assert.deepEqual(nr.problems().slice(mark), []);
+      noneSquatted();
       const said = debugText(comms);
       assert.equal(said.includes("demo-provision-secret"), false, "the provision secret reached debug");
       const issued = readStore(nr.userDir).flatMap((e) =>
@@ -73,7 +99,7 @@ for (const rt of runtimes()) {
     it("mainflux-bootstrap-secure: the device bootstraps in secure mode with the tab's demo values", async () => {
       const ex = example("mainflux-bootstrap-secure.json");
       const mark = nr.problems().length;
-      await deploy(nr, asFlow(await withEphemeralPorts(ex, nr.port), "import-mf"));
+      await deploy(nr, withTakenPorts(ex, {}, taken));
       await comms.waitForStatus("mf-ex-device", /^bootstrapped$/);
       // It used what it got: the stand-in adapter accepted its thing key.
       const published = await comms.waitFor(
@@ -85,11 +111,32 @@ for (const rt of runtimes()) {
       const said = debugText(comms);
       for (const s of ["demo-external-key", "demo-thing-key", "12345678910111213141516171819202"])
         assert.equal(said.includes(s), false, "a bootstrap key reached debug");
+      noneSquatted();
+    });
+
+    it("plgd-dps-local: the client provisions with the demo PKI its nodes make, said in the log once", async () => {
+      const ex = example("plgd-dps-local.json");
+      const mark = nr.problems().length;
+      const logged = nr.output().length;
+      await deploy(nr, withTakenPorts(ex, { DPS_PORT: await freeTcpPort() }, taken));
+      await comms.waitForStatus("dps-ex-client", /^provisioned · demo PKI$/);
+      await comms.waitForStatus("dps-ex-service", /demo PKI · 1 provisioned/);
+      assert.deepEqual(nr.problems().slice(mark), []);
+      const warnings =
+        nr
+          .output()
+          .slice(logged)
+          .match(/demo PKI in \S+, FOR TRYING OUT ONLY/g) ?? [];
+      assert.equal(warnings.length, 1, "the demo PKI is named in the log once");
+      assert.ok(existsSync(join(nr.userDir, "plgd-dps-demo-pki", "dps-server.pem")), "in the user directory");
+      const said = debugText(comms);
+      assert.equal(said.includes("PRIVATE KEY"), false, "a private key reached debug");
+      noneSquatted();
     });
 
     it("credential-store-operations: set, get and list in the example's own folder; no value in debug", async () => {
       const ex = example("credential-store-operations.json");
-      await deploy(nr, asFlow(await withEphemeralPorts(ex, nr.port), "import-cs"));
+      await deploy(nr, asFlow(withTakenPorts(ex, {}, taken), "import-cs"));
       const debugOf = (id: string) =>
         comms.waitFor(`debug of ${id}`, (m) => m.topic === "debug" && (m.data as { id?: string })?.id === id);
       const press = async (inject: string, debug: string) => {

@@ -12,6 +12,8 @@ export interface TestNode extends EventEmitter {
 
 export interface Helper {
   init(runtimePath: string, settings?: Record<string, unknown>): void;
+  /** Runtime settings of the next load, merged with the defaults (so {} resets them). */
+  settings(userSettings: Record<string, unknown>): Record<string, unknown>;
   startServer(done: (err?: Error) => void): void;
   stopServer(done: (err?: Error) => void): void;
   load(nodes: unknown, flow: unknown[], credentials?: Record<string, unknown>): Promise<void>;

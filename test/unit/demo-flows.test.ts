@@ -35,27 +35,33 @@ describe("unit/demo-flows", () => {
     return hits;
   }
 
-  it("with PORT set, no demo node talks to Node-RED's default port 1880 any more", () => {
-    process.env.PORT = "19999";
-    const nodes = demo.flows();
-    assert.deepEqual(mentions(nodes, 1880), []);
-    const child = nodes.find((n) => n.id === "tb-child");
-    assert.equal(child?.port, "19999", "the HTTP child devices follow Node-RED's port");
-    assert.ok(mentions(nodes, 19999).length >= 3, "the URLs and the host/port pair were moved");
+  it("no demo node names Node-RED's port, with or without PORT: the devices ask 'this Node-RED'", () => {
+    for (const port of [undefined, "19999"]) {
+      if (port === undefined) delete process.env.PORT;
+      else process.env.PORT = port;
+      const nodes = demo.flows();
+      assert.deepEqual(mentions(nodes, 1880), []);
+      if (port) assert.deepEqual(mentions(nodes, Number(port)), []);
+      assert.equal(nodes.find((n) => n.id === "tb-child")?.scheme, "local");
+      assert.equal(nodes.find((n) => n.id === "mf-ex-device")?.url, "/");
+    }
   });
 
-  it("without PORT the examples keep 1880, and other hosts' 1880 is never touched", () => {
-    delete process.env.PORT;
-    const nodes = demo.flows();
-    assert.equal(nodes.find((n) => n.id === "tb-child")?.port, "1880");
-  });
-
-  it("PROVISION_MQTT_PORT and DPS_PORT move every functional field of their servers and clients", () => {
+  it("PROVISION_MQTT_PORT and DPS_PORT go into their one place, the tab's environment", () => {
     process.env.PROVISION_MQTT_PORT = "21883";
     process.env.DPS_PORT = "25684";
     const nodes = demo.flows();
-    const functional = (k: string) => k !== "info" && k !== "attachedUrl";
+    const functional = (k: string) => k !== "info";
     assert.deepEqual(mentions(nodes, 1883, functional), []);
     assert.deepEqual(mentions(nodes, 15684, functional), []);
+    const envOf = (tab: string) =>
+      (nodes.find((n) => n.id === tab)?.env as Array<{ name: string; value: string }>) ?? [];
+    assert.deepEqual(
+      envOf("tb-tab").find((e) => e.name === "PROVISION_MQTT_PORT"),
+      { name: "PROVISION_MQTT_PORT", value: "21883", type: "str" },
+    );
+    assert.deepEqual(envOf("dps-ex-tab"), [{ name: "DPS_PORT", value: "25684", type: "str" }]);
+    assert.equal(nodes.find((n) => n.id === "tb-server")?.mqttPort, "${PROVISION_MQTT_PORT}");
+    assert.equal(nodes.find((n) => n.id === "dps-ex-client")?.endpoints, "coaps+tcp://127.0.0.1:${DPS_PORT}");
   });
 });

@@ -76,12 +76,12 @@ type Kind =
 /** What each kind of field must refuse, and what it must accept besides its default. */
 const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
   port: {
-    refuse: [99999999, -1, "not valid!", 0, "1.5", "", "65536", "${}", "$PORT"],
-    accept: [1, "8883", 65535, "${MQTT_PORT}"],
+    refuse: [99999999, -1, "not valid!", 0, "1.5", "", "65536", "${}", "${1X}", "${A}1", "$PORT"],
+    accept: [1, "8883", 65535, "${PROVISION_MQTT_PORT}"],
   },
   optionalPort: {
-    refuse: [99999999, -1, "not valid!", 0, "65536", "${1X}"],
-    accept: ["", "8883", "${PORT}"],
+    refuse: [99999999, -1, "not valid!", 0, "65536", "${A B}", "x${A}"],
+    accept: ["", "8883", "${PORT_1}"],
   },
   seconds: { refuse: [99999999, -1, "not valid!", 0, "", "1e3"], accept: ["0.5", 30, "2147483"] },
   secondsOrZero: { refuse: [99999999, -1, "not valid!", ""], accept: [0, "0", "60"] },
@@ -253,5 +253,54 @@ describe("dialogs: every bad value is marked before deploy", () => {
       true,
       "a flow saved before keysSet is not marked",
     );
+  });
+
+  it("the demo PKI is a choice in the plgd dialogs, never a new node's default; with it no tls-config is needed", async () => {
+    const tls = [{ id: "t1", type: "tls-config" }];
+    for (const [file, type] of [
+      ["dps-service.html", "dps-service"],
+      ["dps-client.html", "dps-client"],
+      ["dps-enrollment-group.html", "dps-enrollment-group"],
+    ] as const) {
+      const def = load(file, {}, tls).get(type)!;
+      assert.equal(def.defaults.demoPki?.value, false, `${type}: demo PKI is off for a new node`);
+      if (type === "dps-enrollment-group") continue;
+      const valid = (node: Record<string, unknown>) =>
+        def.defaults.tls.validate!.call(node, node.tls) === true;
+      assert.equal(valid({ tls: "" }), false, `${type}: no tls-config and no demo PKI is marked`);
+      assert.equal(valid({ tls: "gone" }), false, `${type}: a tls-config that is gone is marked`);
+      assert.equal(valid({ tls: "t1" }), true);
+      assert.equal(valid({ tls: "", demoPki: true }), true, `${type}: the demo PKI needs no tls-config`);
+    }
+  });
+
+  it("provision-request needs a host except on this Node-RED ('local')", async () => {
+    const def = load("provision-request.html").get("provision-request")!;
+    const valid = (node: Record<string, unknown>) =>
+      def.defaults.host.validate!.call(node, node.host) === true;
+    assert.equal(valid({ scheme: "mqtts", host: "" }), false, "an empty host is marked");
+    assert.equal(valid({ scheme: "http", host: " " }), false);
+    assert.equal(valid({ scheme: "mqtts", host: "tb.example.com" }), true);
+    assert.equal(valid({ scheme: "local", host: "" }), true, "this Node-RED needs no host");
+  });
+
+  it("every example's nodes pass their dialog's checks as imported (Import applies no defaults); the real-server device's host is marked", async () => {
+    const examples = join(PROJECT_ROOT, "examples");
+    const invalid: string[] = [];
+    for (const file of readdirSync(examples).filter((f) => f.endsWith(".json"))) {
+      const nodes = JSON.parse(readFileSync(join(examples, file), "utf8")) as Array<Record<string, unknown>>;
+      const configNodes = nodes.map((n) => ({ id: String(n.id), type: String(n.type) }));
+      for (const html of htmlFiles)
+        for (const [type, def] of load(html, {}, configNodes))
+          for (const n of nodes.filter((x) => x.type === type))
+            for (const [field, p] of Object.entries(def.defaults)) {
+              const v = n[field];
+              const ok = p.validate
+                ? p.validate.call(n, v) === true
+                : !(p as { required?: boolean }).required || (v !== undefined && v !== "");
+              if (!ok) invalid.push(`${file}: ${String(n.id)}.${field} = ${JSON.stringify(v)}`);
+            }
+    }
+    assert.deepEqual(invalid, ['thingsboard-real-server-device.json: tbdev.provision.host = ""']);
   });
 });
