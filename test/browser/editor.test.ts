@@ -129,8 +129,8 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
    * The placeholders of the open dialog that do not fit their field, every row shown (rows
    * the chosen protocol hides included): the text measured in the field's own font.
    */
-  const cutPlaceholders = (type: string) =>
-    page.evaluate((type) => {
+  const cutPlaceholders = (type: string, on: Page = page) =>
+    on.evaluate((type) => {
       const form = document.querySelector(".red-ui-tray:last-of-type .red-ui-tray-body form");
       const cut: string[] = [];
       if (!form) return [`${type}: no form`];
@@ -450,5 +450,42 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
 
     assert.deepEqual([...covered].sort(), [...examples].sort(), "every example is covered");
     assert.deepEqual(consoleErrors, []);
+  });
+
+  it("in German: every dialog opens in German, with no placeholder cut off", async () => {
+    // A second editor whose browser speaks German: Node-RED picks the editor's language from it.
+    const context = await browser.newContext({ locale: "de-DE", viewport: { width: 1400, height: 900 } });
+    const de = await context.newPage();
+    const errors: string[] = [];
+    de.on("pageerror", (e) => errors.push(String(e)));
+    try {
+      await de.goto(nr.url);
+      await de.waitForSelector(
+        `#red-ui-palette .red-ui-palette-node[data-palette-type="${paletteTypes[0]}"]`,
+      );
+      await de.waitForFunction(() => (globalThis as unknown as Red).RED.nodes.node("n-provision-request"));
+      const cut: string[] = [];
+      const headings: string[] = [];
+      for (const type of paletteTypes) {
+        await de.evaluate((id) => {
+          const red = (globalThis as unknown as Red).RED;
+          red.editor.edit(red.nodes.node(id));
+        }, `n-${type}`);
+        await de.waitForSelector(".red-ui-tray .red-ui-tray-body form", { state: "visible" });
+        await de.waitForSelector("#node-dialog-cancel", { state: "visible" });
+        if (type === "provision-request") {
+          headings.push(...(await de.locator(".provisioning-section").allInnerTexts()));
+          await de.screenshot({ path: join(ARTIFACTS, "de-dialog-provision-request.png") });
+        }
+        cut.push(...(await cutPlaceholders(type, de)));
+        await de.click("#node-dialog-cancel");
+        await de.waitForSelector("#node-dialog-cancel", { state: "detached" });
+      }
+      assert.ok(headings.includes("Wohin verbinden"), `the sections speak German: ${headings.join(", ")}`);
+      assert.deepEqual(cut, [], "German placeholders cut off");
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
   });
 });
