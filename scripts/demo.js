@@ -104,6 +104,23 @@ function flows() {
 }
 
 /**
+ * Flows kept from an earlier start follow a port variable set now: the tab's entry is the
+ * port's one place, and it would shadow the new value. Resolves true when one changed.
+ */
+function followPortVariables(flowList) {
+  let changed = false;
+  for (const n of flowList) {
+    if (n.type !== "tab" || !Array.isArray(n.env)) continue;
+    for (const e of n.env)
+      if (PORT_VARIABLES.includes(e.name) && process.env[e.name] && e.value !== process.env[e.name]) {
+        e.value = process.env[e.name];
+        changed = true;
+      }
+  }
+  return changed;
+}
+
+/**
  * Node-RED reads credentials only from flows_cred.json (inline ones in flows.json are
  * ignored at load), encrypted with aes-256-ctr under SHA-256 of the credential secret.
  */
@@ -120,15 +137,16 @@ function writeCredentials(userDir, credentialSecret) {
 /**
  * What the flows serve, one line each, as a device would be pointed at it: read from the
  * flows Node-RED is about to run (the user's own, once changed), `${NAME}` resolved from
- * the environment, then from the node's tab, as Node-RED resolves it.
+ * the node's tab, then from the environment, as Node-RED resolves it.
  */
 function servedEndpoints(flowList, env, port) {
   const tabs = new Map(flowList.filter((n) => n.type === "tab").map((t) => [t.id, t]));
+  // A tab's environment shadows the process's, as in Node-RED.
   const resolve = (node, v) =>
     String(v ?? "").replace(/\$\{([A-Za-z_]\w*)\}/g, (m, name) => {
-      if (env[name] !== undefined) return env[name];
-      const tabEnv = tabs.get(node.z)?.env ?? [];
-      return tabEnv.find((e) => e.name === name)?.value ?? m;
+      const own = (tabs.get(node.z)?.env ?? []).find((e) => e.name === name);
+      if (own) return own.value;
+      return env[name] ?? m;
     });
   const web = `http://127.0.0.1:${port}`;
   const lines = [];
@@ -175,6 +193,7 @@ module.exports = {
   writeCredentials,
   printBanner,
   servedEndpoints,
+  followPortVariables,
   DEMO_EXAMPLES,
   DEFAULTS,
   DEMO_CREDENTIALS,

@@ -73,6 +73,8 @@ try {
 } catch {
   /* flows Node-RED cannot read either: it says so itself */
 }
+if (Array.isArray(running) && demo.followPortVariables(running))
+  fs.writeFileSync(flowsFile, JSON.stringify(running, null, 2));
 demo.printBanner(port, env, userDir, Array.isArray(running) ? running : []);
 
 const red = require.resolve("node-red/red.js");

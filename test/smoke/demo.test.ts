@@ -45,6 +45,23 @@ async function startDemo(
   return { demo, comms: await Comms.connect(`http://127.0.0.1:${port}`) };
 }
 
+/** A ThingsBoard device written by someone else: Python paho, as the Edge Gateway's script. */
+async function pahoDevice(mqttPort: number, name: string): Promise<Record<string, unknown>> {
+  const { code, stdout, stderr } = await run(
+    "/usr/bin/python3",
+    [join(PROJECT_ROOT, "test", "support", "tbserve-paho-device.py"), "127.0.0.1", String(mqttPort), name],
+    {
+      env: {
+        ...process.env,
+        THINGSBOARD_PROVISION_DEVICE_KEY: KEY,
+        THINGSBOARD_PROVISION_DEVICE_SECRET: SECRET,
+      },
+    },
+  );
+  assert.equal(code, 0, stderr);
+  return JSON.parse(stdout.toString().replace(/^REPLY /, "")) as Record<string, unknown>;
+}
+
 describe("npm start: the demo serves ThingsBoard provisioning and a gateway provisions itself", () => {
   let dir: string;
   let port: number;
@@ -87,24 +104,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
   });
 
   it("a device written by someone else (Python paho, as the Edge Gateway's script) provisions unchanged", async () => {
-    const { code, stdout, stderr } = await run(
-      "/usr/bin/python3",
-      [
-        join(PROJECT_ROOT, "test", "support", "tbserve-paho-device.py"),
-        "127.0.0.1",
-        String(mqttPort),
-        "paho-device-1",
-      ],
-      {
-        env: {
-          ...process.env,
-          THINGSBOARD_PROVISION_DEVICE_KEY: KEY,
-          THINGSBOARD_PROVISION_DEVICE_SECRET: SECRET,
-        },
-      },
-    );
-    assert.equal(code, 0, stderr);
-    const reply = JSON.parse(stdout.toString().replace(/^REPLY /, "")) as Record<string, unknown>;
+    const reply = await pahoDevice(mqttPort, "paho-device-1");
     assert.equal(reply.status, "SUCCESS");
     assert.equal(reply.credentialsType, "ACCESS_TOKEN");
     assert.match(String(reply.credentialsValue), /^[A-Za-z0-9]{20}$/);
@@ -197,14 +197,22 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.ok(Math.abs(Date.parse(when[0] + "Z") - Date.now()) < 24 * 3600 * 1000);
   });
 
-  it("after a restart the gateway reuses its stored token instead of provisioning again", async () => {
+  it("after a restart on other ports the flows follow them, and the gateway reuses its stored token", async () => {
     first.comms.close();
     await first.demo.stop();
-    const second = await startDemo(dir, port, mqttPort, dpsPort);
+    // The flows are kept from the first start; the MQTT port changes in the environment.
+    const movedMqtt = await freeTcpPort();
+    const second = await startDemo(dir, port, movedMqtt, dpsPort);
     try {
       await second.comms.waitForStatus("tb-gateway", /^reused$/);
       await second.comms.waitForStatus("mf-ex-device", /^reused stored configuration$/);
       assert.doesNotMatch(second.demo.output(), /\[error\]/);
+      assert.match(
+        second.demo.output(),
+        new RegExp(`ThingsBoard over MQTT +mqtt://127\\.0\\.0\\.1:${movedMqtt}\\n`),
+      );
+      // The broker really listens there: a device provisions on the new port.
+      assert.equal((await pahoDevice(movedMqtt, "moved-port-device")).status, "SUCCESS");
     } finally {
       second.comms.close();
       await second.demo.stop();
