@@ -34,11 +34,19 @@ export async function protocDecode(bytes: Buffer): Promise<string> {
  * and still exits 0) or "complete".
  */
 export async function protocReads(bytes: Buffer): Promise<"refused" | "partial" | "complete"> {
+  return (await protocRead(bytes)).verdict;
+}
+
+/** protocReads, with the text protoc made of what it read. */
+export async function protocRead(
+  bytes: Buffer,
+): Promise<{ verdict: "refused" | "partial" | "complete"; text: string }> {
   const r = await run("protoc", [`--decode=${MESSAGE}`, "-I", PROTO_DIR, "kurapayload.proto"], {
     input: bytes,
   });
-  if (r.code !== 0) return "refused";
-  return /missing required fields/.test(r.stderr) ? "partial" : "complete";
+  const text = r.stdout.toString("utf8");
+  if (r.code !== 0) return { verdict: "refused", text };
+  return { verdict: /missing required fields/.test(r.stderr) ? "partial" : "complete", text };
 }
 
 /** Text format's quoted string: printable ASCII as is, every other byte as an octal escape. */
