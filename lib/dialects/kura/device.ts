@@ -6,6 +6,7 @@
  * its retry policy and store) reconnects to the account broker with the result.
  */
 import { randomBytes, X509Certificate } from "node:crypto";
+import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
 import type { ConnectionOptions } from "node:tls";
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { finalError, ProvisioningError, transientError } from "../../model/errors";
@@ -73,6 +74,34 @@ export interface KuraProvisioningResult {
   configuration: Configuration & { accountName: string; applications: KuraApplication[] };
   obtainedAt: string;
   reused: false;
+}
+
+/**
+ * The client id Kura and Everyware default to: the MAC address of the main network
+ * interface without colons, upper case (ESF's provisioning settings: "the MAC address of
+ * the main network card of the device without columns"). The main interface is `preferred`
+ * when it has a MAC, else the first non-loopback one with an IPv4 address, else the first
+ * with any address; undefined when there is none (a container without a NIC).
+ */
+export function defaultKuraClientId(
+  preferred?: string,
+  interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces(),
+): string | undefined {
+  const usable = Object.entries(interfaces).filter(
+    (e): e is [string, NetworkInterfaceInfo[]] =>
+      Array.isArray(e[1]) && e[1].some((a) => !a.internal && a.mac !== "00:00:00:00:00:00"),
+  );
+  const pick =
+    usable.find(([name]) => name === preferred) ??
+    usable.find(([, addrs]) => addrs.some((a) => a.family === "IPv4")) ??
+    usable[0];
+  const mac = pick?.[1].find((a) => !a.internal && a.mac !== "00:00:00:00:00:00")?.mac;
+  return mac?.replace(/:/g, "").toUpperCase();
+}
+
+/** The user name Everyware defaults to: the client id, then a dash and the serial number when one is set. */
+export function defaultKuraUsername(clientId: string, serialNumber?: string): string {
+  return serialNumber ? `${clientId}-${serialNumber}` : clientId;
 }
 
 /** What a refused CONNECT means at a provision broker, in Everyware's terms. */

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "mocha";
 import { connectAsync, type MqttClient } from "mqtt";
 import {
+  defaultKuraClientId,
+  defaultKuraUsername,
   DENIED_AT_CONNECT,
   provisionKuraDevice,
   type KuraDeviceSettings,
@@ -295,5 +297,28 @@ describe("kura: the device side against Debian's mosquitto", () => {
         provisionKuraDevice({ ...settings, ...b }, { timeoutMs: 1000 }),
         coded("CONFIG", true),
       );
+  });
+
+  it("the default client id is the main interface's MAC without colons, upper case; the user name adds the serial number", async () => {
+    const nic = (mac: string, family: "IPv4" | "IPv6", internal = false) => ({
+      address: family === "IPv4" ? "10.0.0.2" : "fe80::1",
+      netmask: "255.255.255.0",
+      family,
+      mac,
+      internal,
+      cidr: null,
+      ...(family === "IPv6" ? { scopeid: 0 } : {}),
+    });
+    const ifaces = {
+      lo: [nic("00:00:00:00:00:00", "IPv4", true)],
+      wlan0: [nic("aa:bb:cc:00:00:01", "IPv6")],
+      eth0: [nic("00:e0:4c:68:12:34", "IPv4"), nic("00:e0:4c:68:12:34", "IPv6")],
+    } as unknown as Parameters<typeof defaultKuraClientId>[1];
+    assert.equal(defaultKuraClientId(undefined, ifaces), "00E04C681234");
+    assert.equal(defaultKuraClientId("wlan0", ifaces), "AABBCC000001");
+    assert.equal(defaultKuraClientId("nope", ifaces), "00E04C681234");
+    assert.equal(defaultKuraClientId(undefined, { lo: ifaces!.lo }), undefined);
+    assert.equal(defaultKuraUsername("00E04C681234", "SN4711"), "00E04C681234-SN4711");
+    assert.equal(defaultKuraUsername("00E04C681234"), "00E04C681234");
   });
 });
