@@ -28,7 +28,7 @@ import {
   type KuraDeviceIdentity,
   type KuraTopics,
 } from "./namespace";
-import { decodeKuraPayload, encodeKuraPayload, KuraPayloadError } from "./payload";
+import { decodeKuraPayload, DEFAULT_MAX_BYTES, encodeKuraPayload, KuraPayloadError } from "./payload";
 
 export interface KuraDeviceSettings {
   /** The provision broker: mqtts://host (8883 by default) or mqtt://host (1883); ssl:// and tcp:// as Kura writes them. */
@@ -56,6 +56,8 @@ export interface KuraAttemptOptions {
   tls?: ConnectionOptions;
   /** Told when the connection is up and the provision message goes out. */
   onRequesting?: () => void;
+  /** Largest answer read, in bytes (default 1 MiB), as sent and inflated. */
+  maxAnswerBytes?: number;
   /** The clock of ca-authentication and obtainedAt (tests). */
   now?: () => Date;
 }
@@ -115,6 +117,63 @@ export const DENIED_AT_CONNECT =
  */
 const DENYING_CONNACK = new Set([2, 4, 5]);
 const BUSY_CONNACK = 3;
+
+/** Room for the topic and the header of a publish around the largest answer. */
+const PACKET_OVERHEAD = 64 * 1024;
+
+/**
+ * Watches the bytes a broker sends for MQTT fixed headers (OASIS MQTT 3.1.1, 2.2: one byte
+ * of type and flags, then the remaining length in 1 to 4 bytes of 7 bits) and calls
+ * `tooLarge` as soon as one announces more than `max` bytes: mqtt.js reads any packet up
+ * to the protocol's 256 MB into memory and offers no limit of its own for MQTT 3.1.1, so
+ * the connection is dropped at the header, with at most a socket chunk buffered.
+ */
+export function packetSizeGuard(
+  max: number,
+  tooLarge: (size: number | undefined) => void,
+): (chunk: Buffer) => void {
+  let state: "type" | "length" | "body" = "type";
+  let length = 0;
+  let factor = 1;
+  let lengthBytes = 0;
+  let left = 0;
+  let tripped = false;
+  return (chunk: Buffer) => {
+    let i = 0;
+    while (i < chunk.length && !tripped) {
+      if (state === "type") {
+        i++;
+        state = "length";
+        length = 0;
+        factor = 1;
+        lengthBytes = 0;
+      } else if (state === "length") {
+        const b = chunk[i++];
+        length += (b & 0x7f) * factor;
+        factor *= 128;
+        lengthBytes++;
+        if (b & 0x80) {
+          if (lengthBytes === 4) {
+            tripped = true;
+            tooLarge(undefined);
+          }
+        } else if (length > max) {
+          tripped = true;
+          tooLarge(length);
+        } else if (length === 0) state = "type";
+        else {
+          left = length;
+          state = "body";
+        }
+      } else {
+        const take = Math.min(left, chunk.length - i);
+        i += take;
+        left -= take;
+        if (left === 0) state = "type";
+      }
+    }
+  };
+}
 
 interface Target {
   url: URL;
@@ -224,6 +283,7 @@ export function provisionKuraDevice(
     const requestTopic = topicFor(topics.request, values);
     const completedTopic = topicFor(topics.completed, values);
     const where = target.where;
+    const maxAnswer = opts.maxAnswerBytes ?? DEFAULT_MAX_BYTES;
 
     const options: IClientOptions = {
       protocol: target.secure ? "mqtts" : "mqtt",
@@ -282,7 +342,7 @@ export function provisionKuraDevice(
     const onAnswer = (payload: Buffer) => {
       let answer: ReturnType<typeof parseProvisionAnswer>;
       try {
-        answer = parseProvisionAnswer(decodeKuraPayload(payload));
+        answer = parseProvisionAnswer(decodeKuraPayload(payload, { maxBytes: maxAnswer }));
       } catch (err) {
         if (err instanceof KuraPayloadError)
           return finish(
@@ -339,6 +399,20 @@ export function provisionKuraDevice(
     } catch (err) {
       return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }
+    const maxPacket = maxAnswer + PACKET_OVERHEAD;
+    client.stream?.on(
+      "data",
+      packetSizeGuard(maxPacket, (size) =>
+        finish(
+          finalError(
+            "TOO_LARGE",
+            size === undefined
+              ? `${where} sent an MQTT packet whose length does not parse`
+              : `${where} sent an MQTT packet of ${size} bytes, more than ${maxPacket}`,
+          ),
+        ),
+      ),
+    );
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
         const status = `CONNACK ${err.code}`;

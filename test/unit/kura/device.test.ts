@@ -9,6 +9,7 @@ import {
   defaultKuraClientId,
   defaultKuraUsername,
   DENIED_AT_CONNECT,
+  packetSizeGuard,
   provisionKuraDevice,
   type KuraDeviceSettings,
 } from "../../../lib/dialects/kura/device";
@@ -32,7 +33,7 @@ const CLIENT_ID = "00E04C681234";
 const USERNAME = "00E04C681234-SN4711";
 const PASSWORD = "provision-pass";
 
-type Behaviour = "answer" | "refuse" | "garbage" | "silent" | "untrusted" | "no-configuration";
+type Behaviour = "answer" | "refuse" | "garbage" | "silent" | "untrusted" | "no-configuration" | "huge";
 
 interface Seen {
   topic: string;
@@ -91,6 +92,8 @@ class Responder {
         return send(encodeKuraPayload(buildProvisionRefusal(403, "wrong activation key")));
       case "garbage":
         return send(Buffer.from([0x1f, 0x8b, 0x00, 0x01]));
+      case "huge":
+        return send(Buffer.alloc(2 * 1024 * 1024, 0x41));
       case "silent":
         return;
     }
@@ -320,5 +323,33 @@ describe("kura: the device side against Debian's mosquitto", () => {
     assert.equal(defaultKuraClientId(undefined, { lo: ifaces!.lo }), undefined);
     assert.equal(defaultKuraUsername("00E04C681234", "SN4711"), "00E04C681234-SN4711");
     assert.equal(defaultKuraUsername("00E04C681234"), "00E04C681234");
+  });
+
+  it("a packet larger than the answer's limit drops the connection at its header, before mqtt.js reads it", async () => {
+    responder.behaviour = "huge";
+    await assert.rejects(
+      provisionKuraDevice(settings, { timeoutMs: 10_000 }),
+      coded("TOO_LARGE", true, /sent an MQTT packet of \d+ bytes, more than 1114112/),
+    );
+    // The guard itself, fed one byte at a time and in one piece: a PUBLISH of 200 bytes
+    // (remaining length 0xc8 0x01), then a PINGRESP, then a header announcing 2^21 bytes.
+    const stream = Buffer.concat([
+      Buffer.from([0x30, 0xc8, 0x01]),
+      Buffer.alloc(200),
+      Buffer.from([0xd0, 0x00]),
+      Buffer.from([0x30, 0x80, 0x80, 0x80, 0x01]),
+    ]);
+    for (const pieces of [[stream], [...stream].map((b) => Buffer.from([b]))]) {
+      const seen: Array<number | undefined> = [];
+      const guard = packetSizeGuard(1000, (size) => seen.push(size));
+      for (const p of pieces) guard(p);
+      assert.deepEqual(seen, [2 ** 21]);
+    }
+    const seen: Array<number | undefined> = [];
+    packetSizeGuard(1000, (size) => seen.push(size))(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff]));
+    assert.deepEqual(seen, [undefined]);
+    const none: Array<number | undefined> = [];
+    packetSizeGuard(200, (size) => none.push(size))(stream.subarray(0, 205));
+    assert.deepEqual(none, []);
   });
 });
