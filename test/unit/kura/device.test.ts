@@ -126,7 +126,10 @@ describe("kura: the device side against Debian's mosquitto", () => {
     const passwd = join(dir, "passwd");
     execFileSync("mosquitto_passwd", ["-b", "-c", passwd, USERNAME, PASSWORD]);
     execFileSync("mosquitto_passwd", ["-b", passwd, "service", "service-pass"]);
-    broker = await startMosquitto({ extraConfig: `allow_anonymous false\npassword_file ${passwd}` });
+    broker = await startMosquitto({
+      extraConfig: `allow_anonymous false\npassword_file ${passwd}`,
+      tls: { certPath: pki.serverCertPath, keyPath: pki.serverKeyPath },
+    });
     const client = await connectAsync(broker.url, {
       username: "service",
       password: "service-pass",
@@ -351,5 +354,17 @@ describe("kura: the device side against Debian's mosquitto", () => {
     const none: Array<number | undefined> = [];
     packetSizeGuard(200, (size) => none.push(size))(stream.subarray(0, 205));
     assert.deepEqual(none, []);
+  });
+
+  it("mqtts: the provision broker's certificate is verified against the tls-config CA", async () => {
+    responder.behaviour = "answer";
+    const tlsSettings = { ...settings, brokerUrl: broker.tlsUrl! };
+    const result = await provisionKuraDevice(tlsSettings, { timeoutMs: 10_000, tls: { ca: pki.caCert } });
+    assert.equal(result.endpoint, broker.tlsUrl);
+    assert.equal(result.credentials.username, "acme-device");
+    await assert.rejects(
+      provisionKuraDevice(tlsSettings, { timeoutMs: 10_000, tls: { ca: foreign.caCert } }),
+      coded("TLS", true),
+    );
   });
 });
