@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite talks to, when missing: Debian's mosquitto,
 # libcoap3-bin (coap-client/-server with OpenSSL), paho-mqtt and cryptography for
-# /usr/bin/python3, openssl, and chromium (test/browser drives it with playwright-core).
+# /usr/bin/python3, openssl, protobuf-compiler (protoc, the independent KuraPayload codec of
+# test/unit/kura), and chromium (test/browser drives it with playwright-core).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
 [ ${#need[@]} -eq 0 ] && exit 0
