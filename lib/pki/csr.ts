@@ -73,6 +73,11 @@ export function createKeyAndCsr(commonName: string): KeyAndCsr {
 export interface ParsedCsr {
   commonName?: string;
   publicKey: KeyObject;
+  /**
+   * The SubjectPublicKeyInfo as the CSR carries it (DER), so a certificate for it is built
+   * without exporting the key again (OpenSSL 3 makes every key export and import costly).
+   */
+  spki?: Buffer;
   /** "P-256", "P-384", ... for EC keys. */
   namedCurve?: string;
   keyType: string;
@@ -90,6 +95,7 @@ export function parseCsr(pem: string): ParsedCsr {
   let algOid: string;
   let sig: Buffer;
   let publicKey: KeyObject;
+  let spkiDer: Buffer;
   let commonName: string | undefined;
   try {
     const top = expectTag(readOne(blocks[0]), 0x30, "CSR");
@@ -107,11 +113,8 @@ export function parseCsr(pem: string): ParsedCsr {
     const [version, subject, spki] = children(info.content);
     expectTag(version, 0x02, "CSR version");
     commonName = commonNameOf(expectTag(subject, 0x30, "CSR subject"));
-    publicKey = createPublicKey({
-      key: expectTag(spki, 0x30, "CSR public key").raw,
-      format: "der",
-      type: "spki",
-    });
+    spkiDer = expectTag(spki, 0x30, "CSR public key").raw;
+    publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
   } catch (err) {
     const why = err instanceof DerError ? err.message : (err as Error).message;
     throw new PkiError("CSR_INVALID", `the CSR does not parse: ${why}`);
@@ -135,6 +138,7 @@ export function parseCsr(pem: string): ParsedCsr {
   return {
     commonName,
     publicKey,
+    spki: Buffer.from(spkiDer),
     keyType: "ec",
     namedCurve: curveName(publicKey),
   };

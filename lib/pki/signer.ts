@@ -51,6 +51,8 @@ export type KeyUsage = keyof typeof KEY_USAGE_BITS;
 export interface CertificateTemplate {
   commonName: string;
   publicKey: KeyObject;
+  /** The key's SubjectPublicKeyInfo (DER) when known already: spares exporting the key. */
+  spki?: Buffer;
   notBefore: Date;
   notAfter: Date;
   ca?: boolean;
@@ -81,9 +83,10 @@ function keyUsageBits(usages: KeyUsage[]): Buffer {
   return bitString(Buffer.from([byte]), unused);
 }
 
-/** RFC 5280 method 1: SHA-1 of the subjectPublicKey bits. */
-export function keyIdentifier(publicKey: KeyObject): Buffer {
-  const spki = readOne(publicKey.export({ type: "spki", format: "der" }));
+/** RFC 5280 method 1: SHA-1 of the subjectPublicKey bits (of a key, or of its SPKI DER). */
+export function keyIdentifier(publicKey: KeyObject | Buffer): Buffer {
+  const der = Buffer.isBuffer(publicKey) ? publicKey : publicKey.export({ type: "spki", format: "der" });
+  const spki = readOne(der);
   const bits = expectTag(children(spki.content)[1], 0x03, "public key");
   return createHash("sha1").update(bits.content.subarray(1)).digest();
 }
@@ -105,12 +108,13 @@ function altName(n: string): Buffer {
 /** Builds and signs an X.509 v3 certificate; returns PEM. */
 export function issueCertificate(t: CertificateTemplate, issuer: SigningIdentity): string {
   const alg = signatureAlgorithm(issuer.key);
+  const spki = t.spki ?? t.publicKey.export({ type: "spki", format: "der" });
   const serial = randomBytes(16);
   serial[0] &= 0x7f;
   serial[0] |= 0x01;
   const exts: Buffer[] = [
     extension("2.5.29.15", true, keyUsageBits(t.keyUsage)),
-    extension("2.5.29.14", false, octetString(keyIdentifier(t.publicKey))),
+    extension("2.5.29.14", false, octetString(keyIdentifier(spki))),
     extension("2.5.29.35", false, sequence(tlv(0x80, issuer.keyId))),
   ];
   if (t.ca) exts.push(extension("2.5.29.19", true, sequence(boolean(true))));
@@ -125,7 +129,7 @@ export function issueCertificate(t: CertificateTemplate, issuer: SigningIdentity
     issuer.name,
     sequence(time(t.notBefore), time(t.notAfter)),
     nameWithCommonName(t.commonName),
-    t.publicKey.export({ type: "spki", format: "der" }),
+    spki,
     explicit(3, sequence(...exts)),
   );
   const signature = sign(alg.hash, tbs, issuer.key);
@@ -228,6 +232,7 @@ export class CertificateAuthority {
       {
         commonName: opts.commonName,
         publicKey: csr.publicKey,
+        spki: csr.spki,
         notBefore,
         notAfter,
         keyUsage: ["digitalSignature", "keyAgreement"],
