@@ -9,6 +9,7 @@
  *   BENCH_COAP_REQUESTS (quick 3000, full 1000000)  BENCH_COAP_CONCURRENCY (100)
  *   BENCH_COAP_GC_EVERY (full 100000)
  */
+import { join } from "node:path";
 import { freeUdpPort } from "../support/ports";
 import {
   measure,
@@ -20,6 +21,7 @@ import {
   TB_KEY,
   TB_SECRET,
   tbFlow,
+  topSelfTime,
 } from "./harness";
 
 export async function run(): Promise<void> {
@@ -48,6 +50,9 @@ export async function run(): Promise<void> {
         { ...toBare, prefix: "bh" },
         o,
       );
+      // With BENCH_PROFILE, Node-RED's row runs under a CPU profile (its top list printed).
+      const profileDir = process.env.BENCH_PROFILE;
+      if (profileDir) await nr.profile("start");
       const row = await measure(
         `provision-response, HTTP keep-alive, at ${httpC}`,
         nr,
@@ -57,6 +62,12 @@ export async function run(): Promise<void> {
       );
       printRow(base);
       printRow(row, base);
+      if (profileDir) {
+        const file = join(profileDir, `node-red-http-${Date.now()}.cpuprofile`);
+        await nr.profile("stop", file);
+        process.stdout.write(`CPU profile of Node-RED under HTTP: ${file}\ntop 15 self time:\n`);
+        for (const l of topSelfTime(file)) process.stdout.write(`  ${l}\n`);
+      }
     } finally {
       await bareHttp.stop();
     }

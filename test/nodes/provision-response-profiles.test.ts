@@ -4,11 +4,8 @@
  * into the list (run here as the editor runs it: the .html's script in a VM).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { createContext, Script } from "node:vm";
+import { runEditorScripts } from "../support/editor-scripts";
 import { after, afterEach, before, describe, it } from "mocha";
-import { PROJECT_ROOT } from "../support/node-red";
 import { freeTcpPort } from "../support/ports";
 import { mqttDevice, nextMessages } from "../support/tbserve-fixtures";
 import { helper, startServer, statusOf, stopServer, testStoreModule } from "../support/node-helper";
@@ -173,10 +170,7 @@ function editor(configNodes: Array<{ id: string; type: string; name: string }>) 
     validators: { number: () => () => true, regex: () => () => true },
     _: (k: string) => k,
   };
-  const html = readFileSync(join(PROJECT_ROOT, "nodes", "provision-response.html"), "utf8");
-  const context = createContext({ RED, $ });
-  for (const m of html.matchAll(/<script type="text\/javascript">([\s\S]*?)<\/script>/g))
-    new Script(m[1], { filename: "provision-response.html" }).runInContext(context);
+  runEditorScripts("provision-response.html", { RED, $ });
   assert.ok(def, "provision-response registers");
   return { def, rows };
 }

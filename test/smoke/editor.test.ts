@@ -2,7 +2,7 @@ import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Script, createContext } from "node:vm";
+import { runEditorScripts } from "../support/editor-scripts";
 import { PROJECT_ROOT } from "../support/node-red";
 
 describe("smoke/editor", () => {
@@ -29,7 +29,6 @@ describe("smoke/editor", () => {
   };
 
   function register(file: string): Map<string, Def> {
-    const html = readFileSync(join(PROJECT_ROOT, "nodes", file), "utf8");
     const registered = new Map<string, Def>();
     const ok = () => true;
     const RED = {
@@ -40,12 +39,10 @@ describe("smoke/editor", () => {
       validators: { number: () => ok, regex: () => ok, typedInput: () => ok },
       _: (k: string) => k,
     };
-    const context = createContext({
+    runEditorScripts(file, {
       RED,
       $: () => ({ on: () => undefined, val: () => "", toggle: () => undefined }),
     });
-    for (const m of html.matchAll(/<script type="text\/javascript">([\s\S]*?)<\/script>/g))
-      new Script(m[1], { filename: file }).runInContext(context);
     return registered;
   }
 

@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createContext, Script } from "node:vm";
 import { describe, it } from "mocha";
 import { badSettings, CHECKED_SETTINGS } from "../../nodes/shared/config";
+import { EDITOR_SCRIPT_URL, runEditorScripts } from "../support/editor-scripts";
 import { PROJECT_ROOT } from "../support/node-red";
 
 type Validate = (this: Record<string, unknown>, v: unknown) => unknown;
@@ -27,15 +27,7 @@ interface EditorDef {
 }
 
 const NODES = join(PROJECT_ROOT, "nodes");
-/** The script every dialog loads from the package's resources/ folder. */
-const EDITOR_SCRIPT_URL = "resources/node-red-contrib-provisioning/provisioning-editor.js";
-const EDITOR_SCRIPT = readFileSync(join(PROJECT_ROOT, "resources", "provisioning-editor.js"), "utf8");
 const htmlFiles = readdirSync(NODES).filter((f) => f.endsWith(".html"));
-
-function scriptsOf(file: string): string[] {
-  const html = readFileSync(join(NODES, file), "utf8");
-  return [...html.matchAll(/<script type="text\/javascript">([\s\S]*?)<\/script>/g)].map((m) => m[1]);
-}
 
 /** The definitions a file registers, with `$` answering `val()` from `fields`. */
 function load(
@@ -53,10 +45,7 @@ function load(
     _: (k: string) => k,
   };
   const $ = (sel: string) => ({ val: () => fields[sel] ?? "" });
-  const context = createContext({ RED, $ });
-  context.window = context;
-  new Script(EDITOR_SCRIPT, { filename: "provisioning-editor.js" }).runInContext(context);
-  for (const s of scriptsOf(file)) new Script(s, { filename: file }).runInContext(context);
+  runEditorScripts(file, { RED, $ });
   return defs;
 }
 
