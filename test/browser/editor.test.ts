@@ -237,6 +237,20 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     // An import follows the mouse until a click drops it on the workspace.
     await page.mouse.move(700, 500);
     await page.mouse.click(700, 500);
+    // Done when the editor holds every node and tab of the example (they keep their ids).
+    const ids = (
+      JSON.parse(readFileSync(join(PROJECT_ROOT, "examples", `${name}.json`), "utf8")) as Array<{
+        id: string;
+      }>
+    ).map((n) => n.id);
+    await page.waitForFunction((ids) => {
+      const red = (
+        globalThis as unknown as {
+          RED: { nodes: { node: (id: string) => unknown; workspace: (id: string) => unknown } };
+        }
+      ).RED;
+      return ids.every((id) => red.nodes.node(id) || red.nodes.workspace(id));
+    }, ids);
   };
 
   /** Deploy, confirming the editor's "not configured" question; the notification it ends with. */
