@@ -127,55 +127,77 @@ function hash2(b: Uint8Array): number {
 // ------------------------------------------------------------------ the index
 
 /**
- * Linear probing over typed arrays; seg 0 marks an empty slot. A key is named by both
- * hashes: keys whose first hash collides sit in neighbouring slots and are told apart by
- * the second. Removal shifts the following run back (Knuth, TAOCP vol. 3, 6.4, algorithm
- * R), so there are no tombstones.
+ * Linear probing over one typed array, five 32-bit words a slot (first hash, second hash,
+ * segment, offset, length), so a probe or a rehash touches one cache line, not five
+ * arrays. Segment 0 marks an empty slot. A key is named by both hashes: keys whose first
+ * hash collides sit in neighbouring slots and are told apart by the second. Removal
+ * shifts the following run back (Knuth, TAOCP vol. 3, 6.4, algorithm R), so there are no
+ * tombstones.
  */
+const W = 5;
 class KeyIndex {
   private cap = 1024;
   private mask = this.cap - 1;
-  private h1 = new Uint32Array(this.cap);
-  private h2 = new Uint32Array(this.cap);
-  seg = new Uint32Array(this.cap);
-  off = new Uint32Array(this.cap);
-  len = new Uint32Array(this.cap);
+  private t = new Uint32Array(this.cap * W);
   size = 0;
 
   /** Bytes held by the table. */
   get bytes(): number {
-    return this.cap * 20;
+    return this.t.byteLength;
   }
 
   get capacity(): number {
     return this.cap;
   }
 
+  segAt(i: number): number {
+    return this.t[i * W + 2];
+  }
+
+  offAt(i: number): number {
+    return this.t[i * W + 3];
+  }
+
+  lenAt(i: number): number {
+    return this.t[i * W + 4];
+  }
+
+  /** Moves slot i's record (compaction). */
+  setPlace(i: number, seg: number, off: number): void {
+    this.t[i * W + 2] = seg;
+    this.t[i * W + 3] = off;
+  }
+
   find(a: number, b: number): number {
+    const t = this.t;
     for (let i = a & this.mask; ; i = (i + 1) & this.mask) {
-      if (this.seg[i] === 0) return -1;
-      if (this.h1[i] === a && this.h2[i] === b) return i;
+      const p = i * W;
+      if (t[p + 2] === 0) return -1;
+      if (t[p] === a && t[p + 1] === b) return i;
     }
   }
 
   /** Sets the place of a key; returns the length of the record it replaces, or -1. */
   put(a: number, b: number, seg: number, off: number, len: number): number {
     if ((this.size + 1) * 10 > this.cap * 7) this.grow();
+    const t = this.t;
     let i = a & this.mask;
-    for (; this.seg[i] !== 0; i = (i + 1) & this.mask) {
-      if (this.h1[i] === a && this.h2[i] === b) {
-        const prev = this.len[i];
-        this.seg[i] = seg;
-        this.off[i] = off;
-        this.len[i] = len;
+    for (; t[i * W + 2] !== 0; i = (i + 1) & this.mask) {
+      const p = i * W;
+      if (t[p] === a && t[p + 1] === b) {
+        const prev = t[p + 4];
+        t[p + 2] = seg;
+        t[p + 3] = off;
+        t[p + 4] = len;
         return prev;
       }
     }
-    this.h1[i] = a;
-    this.h2[i] = b;
-    this.seg[i] = seg;
-    this.off[i] = off;
-    this.len[i] = len;
+    const p = i * W;
+    t[p] = a;
+    t[p + 1] = b;
+    t[p + 2] = seg;
+    t[p + 3] = off;
+    t[p + 4] = len;
     this.size++;
     return -1;
   }
@@ -184,40 +206,42 @@ class KeyIndex {
   remove(a: number, b: number): number {
     let i = this.find(a, b);
     if (i < 0) return -1;
-    const prev = this.len[i];
+    const t = this.t;
+    const prev = t[i * W + 4];
     this.size--;
     // Algorithm R: move later members of the run into the hole when their home allows it.
-    for (let j = (i + 1) & this.mask; this.seg[j] !== 0; j = (j + 1) & this.mask) {
-      const home = this.h1[j] & this.mask;
+    for (let j = (i + 1) & this.mask; t[j * W + 2] !== 0; j = (j + 1) & this.mask) {
+      const home = t[j * W] & this.mask;
       const between = i <= j ? i < home && home <= j : i < home || home <= j;
       if (between) continue;
-      this.h1[i] = this.h1[j];
-      this.h2[i] = this.h2[j];
-      this.seg[i] = this.seg[j];
-      this.off[i] = this.off[j];
-      this.len[i] = this.len[j];
+      t.copyWithin(i * W, j * W, j * W + W);
       i = j;
     }
-    this.seg[i] = 0;
+    t[i * W + 2] = 0;
     return prev;
   }
 
-  hashesAt(i: number): [number, number] {
-    return [this.h1[i], this.h2[i]];
-  }
-
   private grow(): void {
-    const old = { h1: this.h1, h2: this.h2, seg: this.seg, off: this.off, len: this.len, cap: this.cap };
+    const old = this.t;
+    const oldCap = this.cap;
     this.cap *= 2;
     this.mask = this.cap - 1;
-    this.h1 = new Uint32Array(this.cap);
-    this.h2 = new Uint32Array(this.cap);
-    this.seg = new Uint32Array(this.cap);
-    this.off = new Uint32Array(this.cap);
-    this.len = new Uint32Array(this.cap);
-    this.size = 0;
-    for (let i = 0; i < old.cap; i++)
-      if (old.seg[i] !== 0) this.put(old.h1[i], old.h2[i], old.seg[i], old.off[i], old.len[i]);
+    const t = new Uint32Array(this.cap * W);
+    // Every key is distinct here: straight to the first free slot.
+    const mask = this.mask;
+    for (let i = 0; i < oldCap; i++) {
+      const p = i * W;
+      if (old[p + 2] === 0) continue;
+      let j = old[p] & mask;
+      while (t[j * W + 2] !== 0) j = (j + 1) & mask;
+      const q = j * W;
+      t[q] = old[p];
+      t[q + 1] = old[p + 1];
+      t[q + 2] = old[p + 2];
+      t[q + 3] = old[p + 3];
+      t[q + 4] = old[p + 4];
+    }
+    this.t = t;
   }
 }
 
@@ -439,8 +463,16 @@ export class JournalBackend implements StoreBackend {
   }
 
   /** Keys, bytes of the in-memory index, bytes of the log and of its live records. */
-  stats(): { keys: number; indexBytes: number; logBytes: number; liveBytes: number; segments: number } {
+  stats(): {
+    keys: number;
+    indexBytes: number;
+    logBytes: number;
+    liveBytes: number;
+    segments: number;
+    queued: number;
+  } {
     return {
+      queued: this.queue.length,
       keys: this.index.size,
       indexBytes: this.index.bytes,
       logBytes: this.totalBytes,
@@ -537,11 +569,11 @@ export class JournalBackend implements StoreBackend {
       const live = new Map<number, Set<number>>();
       const idx = this.index;
       for (let i = 0; i < idx.capacity; i++) {
-        const s = idx.seg[i];
+        const s = idx.segAt(i);
         if (s === 0) continue;
         let set = live.get(s);
         if (!set) live.set(s, (set = new Set()));
-        set.add(idx.off[i]);
+        set.add(idx.offAt(i));
       }
       const segs = [...live.keys()]
         .sort((a, b) => a - b)
@@ -606,9 +638,9 @@ export class JournalBackend implements StoreBackend {
     const kb = Buffer.from(key, "utf8");
     const slot = this.index.find(hash1(kb), hash2(kb));
     if (slot < 0) return undefined;
-    const off = this.index.off[slot];
-    const len = this.index.len[slot];
-    const seg = this.segments.get(this.index.seg[slot]);
+    const off = this.index.offAt(slot);
+    const len = this.index.lenAt(slot);
+    const seg = this.segments.get(this.index.segAt(slot));
     if (!seg) throw new StoreError("CORRUPT", `the journal has lost the segment of "${key}"`);
     seg.acquire();
     const buf = Buffer.allocUnsafe(len);
@@ -824,7 +856,7 @@ export class JournalBackend implements StoreBackend {
             const a = hash1(f.key);
             const b = hash2(f.key);
             const slot = this.index.find(a, b);
-            if (slot < 0 || this.index.seg[slot] !== seg.id || this.index.off[slot] !== f.off) return;
+            if (slot < 0 || this.index.segAt(slot) !== seg.id || this.index.offAt(slot) !== f.off) return;
             moves.push(seg.id, f.off, pos + pendingBytes, a, b);
             pending.push(f.raw);
             pendingBytes += f.len;
@@ -848,10 +880,8 @@ export class JournalBackend implements StoreBackend {
       this.segments.set(last, merged);
       for (let i = 0; i < moves.length; i += 5) {
         const slot = this.index.find(moves[i + 3], moves[i + 4]);
-        if (slot >= 0 && this.index.seg[slot] === moves[i] && this.index.off[slot] === moves[i + 1]) {
-          this.index.seg[slot] = last;
-          this.index.off[slot] = moves[i + 2];
-        }
+        if (slot >= 0 && this.index.segAt(slot) === moves[i] && this.index.offAt(slot) === moves[i + 1])
+          this.index.setPlace(slot, last, moves[i + 2]);
       }
       this.totalBytes = 0;
       for (const s of this.segments.values()) this.totalBytes += s.size;
