@@ -73,7 +73,7 @@ const TYPE_BASE = 3;
 const HEAD = 8;
 /** No record is larger: a length beyond it is a torn or damaged frame, not a reason to allocate. */
 const MAX_BODY = 256 * 1024 * 1024;
-const CHUNK = 256 * 1024;
+const CHUNK = 64 * 1024;
 const LOCK_FILE = "journal.lock";
 const SEGMENT_RE = /^seg-(\d{10})\.log$/;
 const TEMP_SUFFIX = ".tmp";
@@ -103,16 +103,16 @@ const zcrc = (zlib as unknown as { crc32?: (data: Uint8Array) => number }).crc32
 const crc32 = (buf: Uint8Array): number => (zcrc ? zcrc(buf) : crc32js(buf));
 
 /** FNV-1a over the key's UTF-8 bytes: picks the slot. */
-function hash1(b: Uint8Array): number {
+function hash1(b: Uint8Array, from = 0, to = b.length): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i], 0x01000193);
   return h >>> 0;
 }
 
 /** A second, independent 32-bit hash (MurmurHash3's mixing, another seed): with hash1 it names the key. */
-function hash2(b: Uint8Array): number {
-  let h = 0x9747b28c ^ b.length;
-  for (let i = 0; i < b.length; i++) {
+function hash2(b: Uint8Array, from = 0, to = b.length): number {
+  let h = 0x9747b28c ^ (to - from);
+  for (let i = from; i < to; i++) {
     h = Math.imul(h ^ b[i], 0x5bd1e995);
     h ^= h >>> 15;
   }
@@ -248,8 +248,6 @@ class KeyIndex {
 // ------------------------------------------------------------------ frames and segments
 
 interface Frame {
-  /** The whole frame, head included. */
-  raw: Buffer;
   type: number;
   key: Buffer;
   payload: Buffer;
@@ -280,7 +278,6 @@ function decodeFrame(buf: Buffer, off: number): Frame | undefined {
   if (3 + keyLen > bodyLen || (type !== TYPE_PUT && type !== TYPE_DELETE && type !== TYPE_BASE))
     return undefined;
   return {
-    raw: buf,
     type,
     key: buf.subarray(HEAD + 3, HEAD + 3 + keyLen),
     payload: buf.subarray(HEAD + 3 + keyLen),
@@ -308,27 +305,60 @@ async function writeExactly(fh: FileHandle, buf: Buffer, pos: number): Promise<v
 }
 
 /**
+ * A frame as the scanner shows it: places in the chunk it was read into, one object for
+ * every frame of a scan (open visits every record: no allocation per record but the CRC's
+ * view). The chunk is never written to, so a subarray of it stays valid.
+ */
+interface FrameView {
+  buf: Buffer;
+  /** Where the frame starts in buf, its key, and its payload (to the end of the frame). */
+  start: number;
+  keyStart: number;
+  keyEnd: number;
+  type: number;
+  /** Offset of the frame in its segment, and its whole length (head included). */
+  off: number;
+  len: number;
+  h1: number;
+  h2: number;
+}
+
+/**
  * Visits the frames of a segment up to `end`, a chunk at a time (each read is a turn of
- * the event loop, each chunk a millisecond or so of parsing). Resolves with the end of the
- * last whole frame: less than `end` when the rest is torn or damaged.
+ * the event loop, each chunk well under a millisecond of parsing). Resolves with the end of
+ * the last whole frame: less than `end` when the rest is torn or damaged.
  */
 async function scanSegment(
   fh: FileHandle,
   end: number,
-  visit: (f: Frame) => void,
+  visit: (f: FrameView) => void,
   afterChunk?: () => Promise<boolean>,
 ): Promise<number> {
   let buf = Buffer.alloc(0);
   let base = 0; // file offset of buf[0]
+  const v: FrameView = { buf, start: 0, keyStart: 0, keyEnd: 0, type: 0, off: 0, len: 0, h1: 0, h2: 0 };
   for (;;) {
     let i = 0;
+    v.buf = buf;
     while (buf.length - i >= HEAD) {
       const bodyLen = buf.readUInt32LE(i);
       if (bodyLen < 3 || bodyLen > MAX_BODY) return base + i;
       if (buf.length - i < HEAD + bodyLen) break;
-      const f = decodeFrame(buf.subarray(i, i + HEAD + bodyLen), base + i);
-      if (!f) return base + i;
-      visit(f);
+      const body = i + HEAD;
+      if (crc32(buf.subarray(body, body + bodyLen)) !== buf.readUInt32LE(i + 4)) return base + i;
+      const type = buf[body];
+      const keyLen = buf.readUInt16LE(body + 1);
+      if (3 + keyLen > bodyLen || (type !== TYPE_PUT && type !== TYPE_DELETE && type !== TYPE_BASE))
+        return base + i;
+      v.start = i;
+      v.type = type;
+      v.keyStart = body + 3;
+      v.keyEnd = body + 3 + keyLen;
+      v.off = base + i;
+      v.len = HEAD + bodyLen;
+      v.h1 = hash1(buf, v.keyStart, v.keyEnd);
+      v.h2 = hash2(buf, v.keyStart, v.keyEnd);
+      visit(v);
       i += HEAD + bodyLen;
     }
     buf = buf.subarray(i);
@@ -586,14 +616,20 @@ export class JournalBackend implements StoreBackend {
           const offs = live.get(seg.id) as Set<number>;
           await scanSegment(seg.fh, sizes[n], (f) => {
             if (f.type !== TYPE_PUT || !offs.has(f.off)) return;
+            const plen = prefixBytes.length;
             if (
-              f.key.length < prefixBytes.length ||
-              !f.key.subarray(0, prefixBytes.length).equals(prefixBytes)
+              f.keyEnd - f.keyStart < plen ||
+              f.buf.compare(prefixBytes, 0, plen, f.keyStart, f.keyStart + plen) !== 0
             )
               return;
             // A damaged payload stays out of the list; get() of its key reports CORRUPT.
-            const p = parsePayload(f.payload);
-            if (p) out.push({ key: f.key.toString("utf8"), meta: { ...p.m }, expired: isExpired(p.m) });
+            const p = parsePayload(f.buf.subarray(f.keyEnd, f.start + f.len));
+            if (p)
+              out.push({
+                key: f.buf.toString("utf8", f.keyStart, f.keyEnd),
+                meta: { ...p.m },
+                expired: isExpired(p.m),
+              });
           });
         }
       } catch (err) {
@@ -853,12 +889,10 @@ export class JournalBackend implements StoreBackend {
           seg.size,
           (f) => {
             if (f.type !== TYPE_PUT) return;
-            const a = hash1(f.key);
-            const b = hash2(f.key);
-            const slot = this.index.find(a, b);
+            const slot = this.index.find(f.h1, f.h2);
             if (slot < 0 || this.index.segAt(slot) !== seg.id || this.index.offAt(slot) !== f.off) return;
-            moves.push(seg.id, f.off, pos + pendingBytes, a, b);
-            pending.push(f.raw);
+            moves.push(seg.id, f.off, pos + pendingBytes, f.h1, f.h2);
+            pending.push(f.buf.subarray(f.start, f.start + f.len));
             pendingBytes += f.len;
           },
           writeOut,
@@ -995,7 +1029,7 @@ export class JournalBackend implements StoreBackend {
         this.segments.set(id, seg);
         size = (await seg.fh.stat()).size;
         end = await scanSegment(seg.fh, size, (f) => {
-          this.apply(f.type, hash1(f.key), hash2(f.key), id, f.off, f.len);
+          this.apply(f.type, f.h1, f.h2, id, f.off, f.len);
         });
       } catch (err) {
         throw ioError(err, `cannot read the journal in ${this.dir}`);
