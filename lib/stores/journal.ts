@@ -333,9 +333,10 @@ async function scanSegment(
   end: number,
   visit: (f: FrameView) => void,
   afterChunk?: () => Promise<boolean>,
+  from = 0,
 ): Promise<number> {
   let buf = Buffer.alloc(0);
-  let base = 0; // file offset of buf[0]
+  let base = from; // file offset of buf[0]
   const v: FrameView = { buf, start: 0, keyStart: 0, keyEnd: 0, type: 0, off: 0, len: 0, h1: 0, h2: 0 };
   for (;;) {
     let i = 0;
@@ -475,6 +476,11 @@ export class JournalBackend implements StoreBackend {
   /** Set when the directory cannot be written: reads work, writes fail with READ_ONLY. */
   private readOnly?: StoreError;
   private compacting?: Promise<void>;
+  /** After a compaction that failed (a full disk), the next waits until the log grew by compactMinBytes. */
+  private compactAfter = 0;
+  /** Listings under way, and a compaction waiting for them to end before it switches segments. */
+  private listing = 0;
+  private listWaiters: (() => void)[] = [];
   private closing = false;
   private locked = false;
 
@@ -590,54 +596,56 @@ export class JournalBackend implements StoreBackend {
   }
 
   /**
-   * Streams the segments and keeps the records the index points at, as of the moment the
-   * listing starts (later writes are not in it).
+   * Streams the segments in order and keeps the records the index points at when the scan
+   * reaches them; it reads on to the end of the log as it grows, so an entry overwritten
+   * meanwhile is listed once (its newer record), and one written meanwhile may be listed.
+   * Compaction does not switch segments while a listing runs.
    */
   async list(prefix = ""): Promise<EntrySummary[]> {
     return this.inFlight.run(async () => {
       await this.ready();
-      const live = new Map<number, Set<number>>();
-      const idx = this.index;
-      for (let i = 0; i < idx.capacity; i++) {
-        const s = idx.segAt(i);
-        if (s === 0) continue;
-        let set = live.get(s);
-        if (!set) live.set(s, (set = new Set()));
-        set.add(idx.offAt(i));
-      }
-      const segs = [...live.keys()]
-        .sort((a, b) => a - b)
-        .map((id) => (this.segments.get(id) as Segment).acquire());
-      const sizes = segs.map((s) => s.size);
       const prefixBytes = Buffer.from(prefix, "utf8");
-      const out: EntrySummary[] = [];
+      const plen = prefixBytes.length;
+      const found = new Map<string, EntrySummary>();
+      const scanned = new Map<number, number>();
+      this.listing++;
       try {
-        for (const [n, seg] of segs.entries()) {
-          const offs = live.get(seg.id) as Set<number>;
-          await scanSegment(seg.fh, sizes[n], (f) => {
-            if (f.type !== TYPE_PUT || !offs.has(f.off)) return;
-            const plen = prefixBytes.length;
-            if (
-              f.keyEnd - f.keyStart < plen ||
-              f.buf.compare(prefixBytes, 0, plen, f.keyStart, f.keyStart + plen) !== 0
-            )
-              return;
-            // A damaged payload stays out of the list; get() of its key reports CORRUPT.
-            const p = parsePayload(f.buf.subarray(f.keyEnd, f.start + f.len));
-            if (p)
-              out.push({
-                key: f.buf.toString("utf8", f.keyStart, f.keyEnd),
-                meta: { ...p.m },
-                expired: isExpired(p.m),
-              });
-          });
+        for (;;) {
+          let seg: Segment | undefined;
+          for (const s of this.segments.values())
+            if ((scanned.get(s.id) ?? 0) < s.size && (!seg || s.id < seg.id)) seg = s;
+          if (!seg) break;
+          const id = seg.id;
+          const from = scanned.get(id) ?? 0;
+          scanned.set(id, seg.size);
+          seg.acquire();
+          try {
+            await scanSegment(
+              seg.fh,
+              seg.size,
+              (f) => {
+                if (f.type !== TYPE_PUT || f.keyEnd - f.keyStart < plen) return;
+                if (f.buf.compare(prefixBytes, 0, plen, f.keyStart, f.keyStart + plen) !== 0) return;
+                const slot = this.index.find(f.h1, f.h2);
+                if (slot < 0 || this.index.segAt(slot) !== id || this.index.offAt(slot) !== f.off) return;
+                // A damaged payload stays out of the list; get() of its key reports CORRUPT.
+                const p = parsePayload(f.buf.subarray(f.keyEnd, f.start + f.len));
+                const key = f.buf.toString("utf8", f.keyStart, f.keyEnd);
+                if (p) found.set(key, { key, meta: { ...p.m }, expired: isExpired(p.m) });
+              },
+              undefined,
+              from,
+            );
+          } finally {
+            seg.release();
+          }
         }
       } catch (err) {
         throw ioError(err, `cannot read the journal in ${this.dir}`);
       } finally {
-        for (const s of segs) s.release();
+        if (--this.listing === 0) for (const wake of this.listWaiters.splice(0)) wake();
       }
-      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return [...found.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     });
   }
 
@@ -841,14 +849,23 @@ export class JournalBackend implements StoreBackend {
 
   private maybeCompact(): void {
     if (this.compacting || this.closing || this.failed || this.readOnly) return;
-    if (this.totalBytes < this.compactMinBytes || this.liveBytes > this.totalBytes * this.compactLiveRatio)
-      return;
+    if (this.totalBytes < Math.max(this.compactMinBytes, this.compactAfter)) return;
+    if (this.liveBytes > this.totalBytes * this.compactLiveRatio) return;
     this.startCompaction();
   }
 
   private startCompaction(): void {
     const p = this.runCompaction()
-      .catch(() => undefined) // the old segments stay as they were; the next trigger tries again
+      .then(
+        () => {
+          this.compactAfter = 0;
+        },
+        // The old segments stay as they were; a later trigger tries again, not the next
+        // batch (each attempt starts a segment).
+        () => {
+          this.compactAfter = this.totalBytes + this.compactMinBytes;
+        },
+      )
       .finally(() => {
         if (this.compacting === p) this.compacting = undefined;
       });
@@ -904,6 +921,7 @@ export class JournalBackend implements StoreBackend {
       await rename(tmp, join(this.dir, segmentName(last)));
       keep = true;
       await fsyncDir(this.dir);
+      while (this.listing > 0) await new Promise<void>((wake) => this.listWaiters.push(wake));
       // The switch, in one synchronous step: readers see either the old segments and
       // places or the new ones. Records written meanwhile already point past them.
       const merged = new Segment(last, out, pos);

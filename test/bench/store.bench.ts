@@ -200,5 +200,11 @@ async function journalFigures(
       `  ${openMs.toFixed(0)} ms, longest event-loop turn ${longest.toFixed(1)} ms (idle: ${idle.toFixed(1)} ms), ` +
       `held ${(grown / 1048576).toFixed(1)} MiB (${(grown / st.keys).toFixed(0)} bytes a key, index ${(st.indexBytes / 1048576).toFixed(1)} MiB)\n`,
   );
+  const [all, listMs] = await timed(() => again.list("thingsboard/devices/"));
+  const [none, noneMs] = await timed(() => again.list("mainflux/"));
+  process.stdout.write(
+    `journal: list(prefix) over ${st.keys} keys`.padEnd(44) +
+      `  ${all.length} listed in ${listMs.toFixed(0)} ms; ${none.length} listed in ${noneMs.toFixed(0)} ms (the whole log is read either way)\n`,
+  );
   await again.close();
 }

@@ -246,6 +246,28 @@ describe("unit/stores/journal", () => {
     await again.close();
   });
 
+  it("list while every key is overwritten and the log compacted lists each key once", async () => {
+    const s = new JournalBackend({ directory: freshDir(), segmentBytes: 8192 });
+    const N = 500;
+    const keys = Array.from({ length: N }, (_, i) => `l/${String(i).padStart(3, "0")}`);
+    await Promise.all(keys.map((k) => s.set(k, { v: 1 }, { kind: "first" })));
+    const [listed] = await Promise.all([
+      s.list("l/"),
+      ...keys.map((k) => s.set(k, { v: 2 }, { kind: "second" })),
+      s.compact(),
+    ]);
+    assert.deepEqual(
+      listed.map((e) => e.key),
+      keys,
+    );
+    assert.deepEqual(
+      (await s.list("l/")).map((e) => e.meta.kind),
+      Array(N).fill("second"),
+    );
+    assert.deepEqual(await s.list("none/"), []);
+    await s.close();
+  });
+
   it("a compaction stopped between its rename and removing the old segments: the old ones are ignored and removed", async () => {
     const dir = freshDir();
     const s = new JournalBackend({ directory: dir, segmentBytes: 4096 });
