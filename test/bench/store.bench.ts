@@ -7,6 +7,7 @@ import type { StoreBackend } from "../../lib/stores/backend";
 import { FileBackend } from "../../lib/stores/file";
 import { atomicWrite } from "../../lib/stores/fs-util";
 import { JournalBackend } from "../../lib/stores/journal";
+import { Records } from "../../lib/service/records";
 import { size } from "./harness";
 import { printFigures, timed, type Figures } from "./report";
 
@@ -98,10 +99,10 @@ async function storm(
   return { label, count: n, seconds, latenciesMs, cpuUsPerWrite: (cpu.user + cpu.system) / n };
 }
 
-function printStorm(f: StormFigures, baseline?: StormFigures, extra = ""): void {
+function printStorm(f: StormFigures, baseline?: StormFigures, extra = "", unit = "a write"): void {
   printFigures(f, baseline);
   const ratio = baseline ? `  x${(f.cpuUsPerWrite / baseline.cpuUsPerWrite).toFixed(2)} of its CPU` : "";
-  process.stdout.write(`${"".padEnd(44)}   CPU ${f.cpuUsPerWrite.toFixed(0)} us a write${ratio}${extra}\n`);
+  process.stdout.write(`${"".padEnd(44)}   CPU ${f.cpuUsPerWrite.toFixed(0)} us ${unit}${ratio}${extra}\n`);
 }
 
 async function journalFigures(
@@ -135,6 +136,53 @@ async function journalFigures(
   printFigures(seq, fileSet);
   printFigures(await measure("journal store get", (i) => journal.get(`device-${i % 20}`)), fileGet);
   await journal.close();
+
+  // What a provisioning costs the registry: a record and its unique credential index entry
+  // (lib/service/records.ts claim + create), by 100 requests at once, over either store.
+  const registry = async (label: string, b: StoreBackend): Promise<StormFigures> => {
+    const records = new Records<{ name: string; token: string }>(b, {
+      dialect: "thingsboard",
+      indexes: { token: (d) => [d.token] },
+    });
+    await records.open();
+    let next = 0;
+    const latenciesMs: number[] = [];
+    const cpu0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < WRITES) {
+          const i = next++;
+          const rec = { name: `device-${i}`, token: `token-${i}-${"t".repeat(20)}` };
+          const addr = { group: "default", id: rec.name };
+          // As a serving dialect registers a device: claim its credential, then create it.
+          const register = () =>
+            records.claim("token", [rec.token], addr, async () => {
+              const created = await records.create(addr, rec);
+              return { keep: created, result: created };
+            });
+          latenciesMs.push((await timed(register))[1]);
+        }
+      }),
+    );
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    return { label, count: WRITES, seconds, latenciesMs, cpuUsPerWrite: (cpu.user + cpu.system) / WRITES };
+  };
+  const fileRegistry = new FileBackend({ directory: join(dir, "registry-file") });
+  const fr = await registry(`records over the file store, ${WRITES} devices`, fileRegistry);
+  printStorm(fr, undefined, "", "a device");
+  await fileRegistry.close();
+  const journalRegistry = new JournalBackend({ directory: join(dir, "registry-journal") });
+  const jr = await registry(`records over the journal store, the same`, journalRegistry);
+  const c = journalRegistry.counters;
+  printStorm(
+    jr,
+    fr,
+    `, ${(c.records / WRITES).toFixed(1)} store writes and ${(c.syncs / WRITES).toFixed(3)} fdatasyncs a device`,
+    "a device",
+  );
+  await journalRegistry.close();
 
   // At scale: small registry records, as provision-response keeps them.
   setFlagsFromString("--expose-gc");
