@@ -908,6 +908,9 @@ export class JournalBackend implements StoreBackend {
             if (f.type !== TYPE_PUT) return;
             const slot = this.index.find(f.h1, f.h2);
             if (slot < 0 || this.index.segAt(slot) !== seg.id || this.index.offAt(slot) !== f.off) return;
+            // Offsets are 32-bit: a merged segment past 4 GiB is not written (it stays as it is).
+            if (pos + pendingBytes + f.len > 0xffffffff)
+              throw new StoreError("IO", "the live records exceed 4 GiB");
             moves.push(seg.id, f.off, pos + pendingBytes, f.h1, f.h2);
             pending.push(f.buf.subarray(f.start, f.start + f.len));
             pendingBytes += f.len;
@@ -959,6 +962,7 @@ export class JournalBackend implements StoreBackend {
     } catch (err) {
       throw ioError(err, `cannot create the store directory ${this.dir}`);
     }
+    this.readOnly = undefined;
     await this.takeLock();
     try {
       if (this.opts.passphrase !== undefined)
