@@ -74,6 +74,8 @@ const HEAD = 8;
 /** No record is larger: a length beyond it is a torn or damaged frame, not a reason to allocate. */
 const MAX_BODY = 256 * 1024 * 1024;
 const CHUNK = 64 * 1024;
+/** The first read of a scan: the parser may not be compiled yet, so it starts small and doubles. */
+const FIRST_CHUNK = 4 * 1024;
 const LOCK_FILE = "journal.lock";
 const SEGMENT_RE = /^seg-(\d{10})\.log$/;
 const TEMP_SUFFIX = ".tmp";
@@ -338,6 +340,7 @@ async function scanSegment(
   let buf = Buffer.alloc(0);
   let base = from; // file offset of buf[0]
   const v: FrameView = { buf, start: 0, keyStart: 0, keyEnd: 0, type: 0, off: 0, len: 0, h1: 0, h2: 0 };
+  let chunk = FIRST_CHUNK;
   for (;;) {
     let i = 0;
     v.buf = buf;
@@ -368,7 +371,8 @@ async function scanSegment(
     if (afterChunk && !(await afterChunk())) return base;
     if (filePos >= end) return base;
     const need = buf.length >= HEAD ? HEAD + buf.readUInt32LE(0) - buf.length : 0;
-    const want = Math.min(end - filePos, Math.max(CHUNK, need));
+    const want = Math.min(end - filePos, Math.max(chunk, need));
+    chunk = Math.min(CHUNK, chunk * 2);
     const next = Buffer.allocUnsafe(buf.length + want);
     buf.copy(next);
     const got = await readExactly(fh, next.subarray(buf.length), filePos);
