@@ -22,18 +22,10 @@ import {
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
-import { atomicCreate, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
-import { HEADER_FILE, fileNameFor, isEntryFileName, keyOfFileName } from "./file-names";
-import {
-  deriveKey,
-  isKdfParams,
-  isSealedBox,
-  newKdfParams,
-  seal,
-  unseal,
-  type KdfParams,
-  type SealedBox,
-} from "./crypto-box";
+import { atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
+import { fileNameFor, isEntryFileName, keyOfFileName } from "./file-names";
+import { isSealedBox, seal, unseal, type SealedBox } from "./crypto-box";
+import { openStoreKey } from "./store-header";
 
 export interface FileBackendOptions {
   directory: string;
@@ -43,23 +35,12 @@ export interface FileBackendOptions {
   scryptN?: number;
 }
 
-const HEADER_FORMAT = "node-red-contrib-provisioning/credential-store";
-const KEY_CHECK = "credential-store key check v1";
-const HEADER_AAD = "header";
-
 interface DiskRecord {
   format: 1;
   key: string;
   meta: EntryMeta;
   value?: JsonValue;
   sealed?: SealedBox;
-}
-
-interface Header {
-  format: string;
-  version: 1;
-  kdf: KdfParams;
-  check: SealedBox;
 }
 
 /** Files list() reads at once. */
@@ -246,50 +227,8 @@ export class FileBackend implements StoreBackend {
       throw ioError(err, `cannot read the store directory ${this.dir}`);
     }
     await removeStaleTemps(this.dir, names);
-    if (this.opts.passphrase !== undefined) this.cryptoKey = await this.openKey(this.opts.passphrase);
-  }
-
-  /** The key from the header, made at first open; the key check tells WRONG_KEY from CORRUPT. */
-  private async openKey(passphrase: string): Promise<Buffer> {
-    const path = join(this.dir, HEADER_FILE);
-    for (;;) {
-      let text: string | undefined;
-      try {
-        text = await readFile(path, "utf8");
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(err, `cannot read ${path}`);
-      }
-      if (text === undefined) {
-        const kdf = newKdfParams(this.opts.scryptN);
-        const key = await deriveKey(passphrase, kdf);
-        const header: Header = {
-          format: HEADER_FORMAT,
-          version: 1,
-          kdf,
-          check: seal(key, Buffer.from(KEY_CHECK), HEADER_AAD),
-        };
-        const created = await atomicCreate(path, JSON.stringify(header, null, 2) + "\n").catch(
-          (err: unknown) => {
-            throw ioError(err, `cannot create ${path}`);
-          },
-        );
-        if (created) return key;
-        continue; // another instance created it at the same moment: use theirs
-      }
-      let header: Partial<Header>;
-      try {
-        header = JSON.parse(text) as Partial<Header>;
-      } catch {
-        throw new StoreError("CORRUPT", `the store header ${path} is not valid JSON`);
-      }
-      if (header.format !== HEADER_FORMAT || !isKdfParams(header.kdf) || !isSealedBox(header.check))
-        throw new StoreError("CORRUPT", `the store header ${path} is damaged`);
-      const key = await deriveKey(passphrase, header.kdf);
-      const check = unseal(key, header.check, HEADER_AAD);
-      if (!check || check.toString() !== KEY_CHECK)
-        throw new StoreError("WRONG_KEY", `the encryption key does not open the store in ${this.dir}`);
-      return key;
-    }
+    if (this.opts.passphrase !== undefined)
+      this.cryptoKey = await openStoreKey(this.dir, this.opts.passphrase, this.opts.scryptN);
   }
 
   private async readDisk(path: string): Promise<DiskRecord | undefined> {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { ContextBackend, type ContextApi } from "../../lib/stores/context";
 import { FileBackend } from "../../lib/stores/file";
+import { JournalBackend } from "../../lib/stores/journal";
 import { MemoryBackend } from "../../lib/stores/memory";
 import { TokenFileBackend } from "../../lib/stores/token-file";
 import { realGlobalContext, startStoreServer, stopStoreServer, storeHelper } from "../support/store-helper";
@@ -62,6 +63,26 @@ describe("contract/store-backends", () => {
       },
       reopen: async (b) =>
         new FileBackend({ directory: where.get(b) as string, passphrase: PASSPHRASE, scryptN: SCRYPT_N }),
+    },
+    {
+      name: "journal",
+      make: async () => {
+        const directory = join(fresh(), "s");
+        return remember(new JournalBackend({ directory }), directory);
+      },
+      reopen: async (b) => new JournalBackend({ directory: where.get(b) as string }),
+    },
+    {
+      name: "encrypted journal",
+      make: async () => {
+        const directory = join(fresh(), "s");
+        return remember(
+          new JournalBackend({ directory, passphrase: PASSPHRASE, scryptN: SCRYPT_N }),
+          directory,
+        );
+      },
+      reopen: async (b) =>
+        new JournalBackend({ directory: where.get(b) as string, passphrase: PASSPHRASE, scryptN: SCRYPT_N }),
     },
     {
       name: "Node-RED context (the runtime's global context)",
