@@ -3,9 +3,16 @@ import { join } from "node:path";
 import { StoreError, type StoreBackend } from "./backend";
 import { ContextBackend, type ContextApi } from "./context";
 import { FileBackend } from "./file";
+import { JournalBackend } from "./journal";
 import { TokenFileBackend } from "./token-file";
 
-export type StoreKind = "file" | "token-file" | "context";
+/**
+ * file: one file per entry (easy to inspect, for a device's few entries); journal: one
+ * append-only log with group commit (for a registry of many devices: each write durable
+ * before it resolves, many writes per fsync); token-file: ThingsBoard's tb_access_token;
+ * context: a Node-RED context store.
+ */
+export type StoreKind = "file" | "journal" | "token-file" | "context";
 
 export interface StoreConfig {
   backend?: string;
@@ -22,7 +29,7 @@ export interface StoreConfig {
   /** context: a store name from settings.js contextStorage; empty = the default store. */
   contextStore?: string;
   contextPrefix?: string;
-  /** file only: values sealed with a key derived from `encryptionKey`. */
+  /** file and journal: values sealed with a key derived from `encryptionKey`. */
   encrypt?: boolean;
   encryptionKey?: string;
   /** For tests: scrypt cost of a new encrypted directory. */
@@ -58,7 +65,7 @@ export function ownFolderName(id: string): string {
   return name;
 }
 
-/** The directory a file store uses (see `StoreConfig.directory`). */
+/** The directory a file or journal store uses (see `StoreConfig.directory`). */
 export function fileDirectory(cfg: StoreConfig, userDir: string): string {
   const set = cfg.directory?.trim();
   if (set) return set;
@@ -68,22 +75,19 @@ export function fileDirectory(cfg: StoreConfig, userDir: string): string {
 
 export function storeKind(v: unknown): StoreKind {
   if (v === undefined || v === "" || v === "file") return "file";
-  if (v === "token-file" || v === "context") return v;
+  if (v === "journal" || v === "token-file" || v === "context") return v;
   throw new StoreError("UNSUPPORTED", `unknown store backend "${String(v).slice(0, 40)}"`);
 }
 
 /** Synchronous, so a config node has its backend at once; `open()` does the slow part. */
 export function createStore(cfg: StoreConfig, deps: StoreDeps): OpenableStore {
   const kind = storeKind(cfg.backend);
-  if (kind === "file") {
+  if (kind === "file" || kind === "journal") {
     const directory = fileDirectory(cfg, deps.userDir);
     if (cfg.encrypt && !cfg.encryptionKey)
       throw new StoreError("WRONG_KEY", "encryption is on but no encryption key is set");
-    return new FileBackend({
-      directory,
-      passphrase: cfg.encrypt ? cfg.encryptionKey : undefined,
-      scryptN: cfg.scryptN,
-    });
+    const opts = { directory, passphrase: cfg.encrypt ? cfg.encryptionKey : undefined, scryptN: cfg.scryptN };
+    return kind === "file" ? new FileBackend(opts) : new JournalBackend(opts);
   }
   if (kind === "token-file")
     return new TokenFileBackend({ path: cfg.tokenPath?.trim(), env: deps.env, cwd: deps.cwd });

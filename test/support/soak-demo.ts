@@ -22,6 +22,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Comms } from "./node-red-comms";
+import { isJournal, readJournal } from "./journal-reader";
 import { PROJECT_ROOT, runtimes, type Runtime } from "./node-red";
 import { freeTcpPort, freeUdpPort } from "./ports";
 
@@ -333,7 +334,8 @@ export function writesBetween(a: Map<string, number>, b: Map<string, number>): s
 /**
  * The serving registry and device stores: every entry file, parsed (or the parse error), of
  * the shared folder of stores deployed before and of every store's own folder
- * (`provisioning-stores/<id>`, named "<id>/<file>").
+ * (`provisioning-stores/<id>`, named "<id>/<file>"); a journal store's live entries, read
+ * from its segments (named "<id>/journal:<key>").
  */
 export function readStore(userDir: string): Array<{ file: string; record?: unknown; error?: string }> {
   const dirs: Array<[string, string]> = [[join(userDir, "provisioning-credentials"), ""]];
@@ -342,6 +344,16 @@ export function readStore(userDir: string): Array<{ file: string; record?: unkno
   const out: Array<{ file: string; record?: unknown; error?: string }> = [];
   for (const [dir, prefix] of dirs) {
     if (!existsSync(dir)) continue;
+    if (isJournal(dir)) {
+      // A journal store: its live entries, in the shape of the file store's records.
+      try {
+        for (const [key, r] of readJournal(dir))
+          out.push({ file: `${prefix}journal:${key}`, record: { key, meta: r.m, value: r.v, sealed: r.s } });
+      } catch (err) {
+        out.push({ file: `${prefix}journal`, error: (err as Error).message });
+      }
+      continue;
+    }
     for (const name of readdirSync(dir)) {
       if (!name.endsWith(".json")) continue;
       try {

@@ -46,6 +46,28 @@ describe("lib/stores/open: where a file store with no directory keeps its entrie
     await again.close();
   });
 
+  it("a journal store keeps its entries in its own folder too, encrypted when asked, across a reopen", async () => {
+    const cfg = {
+      backend: "journal",
+      ownFolder: "cfg-j",
+      encrypt: true,
+      encryptionKey: "pass",
+      scryptN: 1 << 12,
+    };
+    const j = createStore(cfg, { userDir });
+    assert.equal(j.kind, "journal");
+    await j.open();
+    await j.set("thingsboard/fleet/dev-1", { token: "J-TOKEN" }, { protocol: "thingsboard" });
+    await j.close();
+    assert.ok(existsSync(join(userDir, OWN_FOLDERS_NAME, "cfg-j")));
+    const again = createStore(cfg, { userDir });
+    await again.open();
+    assert.deepEqual((await again.get("thingsboard/fleet/dev-1"))?.value, { token: "J-TOKEN" });
+    await again.close();
+    const wrong = createStore({ ...cfg, encryptionKey: "other" }, { userDir });
+    await assert.rejects(wrong.open(), (e: { code?: string }) => e.code === "WRONG_KEY");
+  });
+
   it("a directory that is set wins over the own folder", () => {
     assert.equal(fileDirectory({ directory: " /data/store ", ownFolder: "x" }, userDir), "/data/store");
   });
