@@ -216,6 +216,11 @@ export function problems(output: string): string[] {
 export const TB_KEY = "bench-provision-key";
 export const TB_SECRET = "bench-provision-secret";
 
+/** The registry's backend: the demo's journal; BENCH_STORE=file measures the file store instead. */
+export function benchStoreBackend(): "journal" | "file" {
+  return process.env.BENCH_STORE === "file" ? "file" : "journal";
+}
+
 /**
  * The demo's provision-response (examples/thingsboard-local-round-trip.json): profile
  * "allow to create new devices" issuing access tokens, its registry (a
@@ -245,8 +250,7 @@ export function tbFlow(o: {
       id: "bench-store",
       type: "credential-store-config",
       name: "bench registry",
-      // The demo's registry is a journal; BENCH_STORE=file measures the file store instead.
-      backend: process.env.BENCH_STORE === "file" ? "file" : "journal",
+      backend: benchStoreBackend(),
       directory: "",
       defaultFolder: "own",
       encrypt: false,

@@ -16,6 +16,7 @@ import { createStore } from "../../lib/stores/open";
 import { freeTcpPort } from "../support/ports";
 import { profile } from "../support/tbserve-fixtures";
 import {
+  benchStoreBackend,
   measure,
   printRow,
   size,
@@ -31,7 +32,8 @@ import {
 /** Writes `n` devices into the registry provision-response would open in `userDir`. */
 async function fill(userDir: string, n: number): Promise<number> {
   const store = createStore(
-    { backend: "file", directory: "", ownFolder: "bench-store", encrypt: false },
+    // The backend the flow's registry uses (tbFlow), so Node-RED opens what was written.
+    { backend: benchStoreBackend(), directory: "", ownFolder: "bench-store", encrypt: false },
     { userDir, contextStores: undefined },
   );
   await store.open();
