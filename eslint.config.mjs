@@ -33,6 +33,9 @@ export default tseslint.config(
   {
     // Runs in the editor's browser page, beside jQuery and RED.
     files: ["resources/**/*.js"],
-    languageOptions: { sourceType: "script", globals: { window: "readonly", document: "readonly" } },
+    languageOptions: {
+      sourceType: "script",
+      globals: { window: "readonly", document: "readonly", RED: "readonly" },
+    },
   },
 );

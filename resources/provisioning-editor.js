@@ -76,6 +76,12 @@
       var s = text(v);
       return s === "" || (decimal(s) && Number(s) <= MAX_COUNT);
     },
+    /** A valid tls-config node is chosen, unless the node uses the demo PKI (its `demoPki`). */
+    tlsOrDemoPki: function (v) {
+      if (this.demoPki === true) return true;
+      var c = v ? RED.nodes.node(v) : null;
+      return !!c && c.type === "tls-config" && c.valid !== false;
+    },
     /** Minutes a lock lasts: more than 0, at most the longest timer; empty keeps the default. */
     minutes: function (v) {
       var s = text(v);

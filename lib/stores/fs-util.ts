@@ -28,7 +28,8 @@ function tempPath(finalPath: string): string {
   return join(dirname(finalPath), name);
 }
 
-function processAlive(pid: number): boolean {
+/** True while a process with this pid exists (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -38,7 +38,7 @@ import {
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
-import { fsyncDir, ioError } from "./fs-util";
+import { fsyncDir, ioError, processAlive } from "./fs-util";
 import { isSealedBox, seal, unseal, type SealedBox } from "./crypto-box";
 import { openStoreKey } from "./store-header";
 
@@ -444,15 +444,6 @@ function parsePayload(buf: Buffer): DiskPayload | undefined {
 
 /** Directories a JournalBackend of this process has open: a second writer would corrupt the log. */
 const openHere = new Set<string>();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 // ------------------------------------------------------------------ the backend
 

@@ -29,6 +29,7 @@ import {
   type KuraTopics,
 } from "./namespace";
 import { decodeKuraPayload, DEFAULT_MAX_BYTES, encodeKuraPayload, KuraPayloadError } from "./payload";
+import { tlsSocketOptions } from "../../transports/tls-client";
 
 export interface KuraDeviceSettings {
   /** The provision broker: mqtts://host (8883 by default) or mqtt://host (1883); ssl:// and tcp:// as Kura writes them. */
@@ -301,15 +302,7 @@ export function provisionKuraDevice(
       resubscribe: false,
     };
     if (target.secure) {
-      const tls = opts.tls ?? {};
-      Object.assign(options, {
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        passphrase: tls.passphrase,
-        servername: tls.servername,
-        rejectUnauthorized: tls.rejectUnauthorized !== false,
-      });
+      Object.assign(options, tlsSocketOptions(opts.tls));
     }
 
     let settled = false;

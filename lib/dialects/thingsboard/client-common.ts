@@ -4,25 +4,11 @@
  * policy whether to go on; socket and TLS failures are read by classifyNetworkFailure
  * (lib/transports/network-failure.ts), the same reading every protocol uses.
  */
-import type { ConnectionOptions } from "node:tls";
+import { tlsSocketOptions, type ClientTlsOptions } from "../../transports/tls-client";
 
 /** The TLS options a ThingsBoard transport uses (verification on unless explicitly false). */
-export type TbTlsOptions = Pick<
-  ConnectionOptions,
-  "ca" | "cert" | "key" | "passphrase" | "servername" | "rejectUnauthorized"
->;
-
-/** Socket options for a TLS transport: verification stays on unless explicitly false. */
-export function tlsSocketOptions(tls: TbTlsOptions = {}): TbTlsOptions {
-  return {
-    ca: tls.ca,
-    cert: tls.cert,
-    key: tls.key,
-    passphrase: tls.passphrase,
-    servername: tls.servername,
-    rejectUnauthorized: tls.rejectUnauthorized !== false,
-  };
-}
+export type TbTlsOptions = ClientTlsOptions;
+export { tlsSocketOptions };
 
 export interface TbExchangeOptions {
   /** Time for the whole attempt: connect, request, answer. */
