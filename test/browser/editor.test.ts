@@ -230,9 +230,20 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     // The package's folder stays open once opened: a second click would close it.
     const entry = tab.locator(".red-ui-treeList-label", { hasText: name });
     if (!(await entry.isVisible())) await pkgEntry.click();
-    await entry.click();
+    // The folder may still be unfolding under the first click: the example is chosen once
+    // the editor has loaded it and enabled Import.
+    const enabled = "#red-ui-clipboard-dialog-ok:not(.ui-button-disabled)";
+    for (let attempt = 0; ; attempt++) {
+      await entry.click();
+      try {
+        await page.waitForSelector(enabled, { timeout: 5000 });
+        break;
+      } catch (err) {
+        if (attempt >= 2) throw err;
+      }
+    }
     await shot(`import-${name}`);
-    await page.click("#red-ui-clipboard-dialog-ok");
+    await page.click(enabled);
     await page.waitForSelector("#red-ui-clipboard-dialog-ok", { state: "hidden" });
     // An import follows the mouse until a click drops it on the workspace.
     await page.mouse.move(700, 500);
