@@ -7,6 +7,8 @@
 import type { DeviceDialect } from "../client/dialect";
 import type { DialectId } from "../model/result";
 import type { RunningService, ServingDialect } from "../service/dialect";
+import { kuraDialect } from "./kura/device-dialect";
+import { kuraServing } from "./kura/serving";
 import { mainfluxDialect } from "./mainflux/device-dialect";
 import { mainfluxServing } from "./mainflux/serving";
 import { plgdDpsDialect } from "./plgd-dps/device-dialect";
@@ -19,6 +21,7 @@ export const DEVICE_DIALECTS: Readonly<Record<DialectId, DeviceDialect<any, any>
   thingsboard: thingsboardDialect,
   mainflux: mainfluxDialect,
   "plgd-dps": plgdDpsDialect,
+  kura: kuraDialect,
 });
 
 export const SERVING_DIALECTS: Readonly<Record<DialectId, ServingDialect<any, RunningService>>> =
@@ -26,5 +29,6 @@ export const SERVING_DIALECTS: Readonly<Record<DialectId, ServingDialect<any, Ru
     thingsboard: thingsboardServing,
     mainflux: mainfluxServing,
     "plgd-dps": plgdDpsServing,
+    kura: kuraServing,
   });
 /* eslint-enable @typescript-eslint/no-explicit-any */

@@ -7,13 +7,14 @@
  * One word per protocol: its folder under lib/dialects/, the first segment of its store
  * keys, `result.dialect` and `audit.dialect`.
  */
-export type DialectId = "thingsboard" | "mainflux" | "plgd-dps";
+export type DialectId = "thingsboard" | "mainflux" | "plgd-dps" | "kura";
 
 /** How the device proved it may be provisioned. */
 export type Proof =
   | "provision-key" // ThingsBoard provisionDeviceKey + secret
   | "external-key" // Mainflux external key
-  | "manufacturer-certificate"; // plgd DPS mutual TLS
+  | "manufacturer-certificate" // plgd DPS mutual TLS
+  | "provision-request"; // Everyware / Kura: a provision request's client id, user name and password
 
 export type CredentialsType =
   | "ACCESS_TOKEN"
