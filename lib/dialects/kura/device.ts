@@ -29,6 +29,9 @@ import {
   type KuraTopics,
 } from "./namespace";
 import { decodeKuraPayload, DEFAULT_MAX_BYTES, encodeKuraPayload, KuraPayloadError } from "./payload";
+import { packetSizeGuard } from "../../transports/mqtt-packet-guard";
+// Where the guard lived first; its tests import it from here.
+export { packetSizeGuard };
 import { tlsSocketOptions } from "../../transports/tls-client";
 
 export interface KuraDeviceSettings {
@@ -121,60 +124,6 @@ const BUSY_CONNACK = 3;
 
 /** Room for the topic and the header of a publish around the largest answer. */
 const PACKET_OVERHEAD = 64 * 1024;
-
-/**
- * Watches the bytes a broker sends for MQTT fixed headers (OASIS MQTT 3.1.1, 2.2: one byte
- * of type and flags, then the remaining length in 1 to 4 bytes of 7 bits) and calls
- * `tooLarge` as soon as one announces more than `max` bytes: mqtt.js reads any packet up
- * to the protocol's 256 MB into memory and offers no limit of its own for MQTT 3.1.1, so
- * the connection is dropped at the header, with at most a socket chunk buffered.
- */
-export function packetSizeGuard(
-  max: number,
-  tooLarge: (size: number | undefined) => void,
-): (chunk: Buffer) => void {
-  let state: "type" | "length" | "body" = "type";
-  let length = 0;
-  let factor = 1;
-  let lengthBytes = 0;
-  let left = 0;
-  let tripped = false;
-  return (chunk: Buffer) => {
-    let i = 0;
-    while (i < chunk.length && !tripped) {
-      if (state === "type") {
-        i++;
-        state = "length";
-        length = 0;
-        factor = 1;
-        lengthBytes = 0;
-      } else if (state === "length") {
-        const b = chunk[i++];
-        length += (b & 0x7f) * factor;
-        factor *= 128;
-        lengthBytes++;
-        if (b & 0x80) {
-          if (lengthBytes === 4) {
-            tripped = true;
-            tooLarge(undefined);
-          }
-        } else if (length > max) {
-          tripped = true;
-          tooLarge(length);
-        } else if (length === 0) state = "type";
-        else {
-          left = length;
-          state = "body";
-        }
-      } else {
-        const take = Math.min(left, chunk.length - i);
-        i += take;
-        left -= take;
-        if (left === 0) state = "type";
-      }
-    }
-  };
-}
 
 interface Target {
   url: URL;

@@ -2,8 +2,9 @@ import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { randomAlphanumeric } from "../../util/secrets";
 import { finalError, transientError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
+import { packetSizeGuard } from "../../transports/mqtt-packet-guard";
 import { classifyNetworkFailure } from "../../transports/network-failure";
-import { PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
+import { MAX_RESPONSE_BYTES, PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
 import { describeUri, tlsSocketOptions, type TbExchange, type TbExchangeOptions } from "./client-common";
 
 /** CONNACK codes that mean "you may not": retrying with the same settings cannot help. */
@@ -14,6 +15,9 @@ const REFUSING_CONNACK = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
  * throttling server answers so; the retry policy tries again later.
  */
 const BUSY_CONNACK = new Set([3, 0x88, 0x89, 0x97]);
+
+/** The largest MQTT packet read from the server: the largest answer, its topic and header. */
+export const MAX_PACKET_BYTES = MAX_RESPONSE_BYTES + 64 * 1024;
 
 /**
  * One provisioning exchange over MQTT, on its own connection: ThingsBoard answers on the
@@ -64,6 +68,21 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     } catch (err) {
       return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }
+    // A server announcing a packet past the answer's limit is dropped at its header, before
+    // mqtt.js buffers it (up to 256 MB otherwise).
+    client.stream?.on(
+      "data",
+      packetSizeGuard(MAX_PACKET_BYTES, (size) =>
+        finish(
+          finalError(
+            "TOO_LARGE",
+            size === undefined
+              ? `${where} sent an MQTT packet whose length does not parse`
+              : `${where} sent an MQTT packet of ${size} bytes, more than ${MAX_PACKET_BYTES}`,
+          ),
+        ),
+      ),
+    );
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
         const status = `CONNACK ${err.code}`;
