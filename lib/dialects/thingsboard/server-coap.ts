@@ -32,13 +32,22 @@ function pathOf(url: string): string {
   return (q < 0 ? url : url.slice(0, q)).replace(/^\/+|\/+$/g, "");
 }
 
-/** Where a Block1 block ends in the body (RFC 7959 section 2.2: NUM, M, SZX). */
-function block1End(value: Buffer): number {
+/** A Block1 option's block number, more flag and block size (RFC 7959 section 2.2: NUM, M, SZX). */
+function block1Of(value: Buffer): { end: number; more: boolean; size: number } {
   let v = 0;
   for (const b of value) v = v * 256 + b;
   const size = 2 ** ((v & 0x07) + 4);
-  return (Math.floor(v / 16) + 1) * size;
+  return { end: (Math.floor(v / 16) + 1) * size, more: (v & 0x08) !== 0, size };
 }
+
+/**
+ * Block1 uploads under way at once from one peer address, and from all peers together:
+ * node-coap keeps each one until its last block or for EXCHANGE_LIFETIME (RFC 7252 section
+ * 4.8.2, 247 s), so without a cap a peer (or a spoofed source, over UDP) could start
+ * uploads under fresh ports and Request-Tags until memory ran out. A device sends one.
+ */
+export const MAX_BLOCK1_UPLOADS_PER_ADDRESS = 4;
+export const MAX_BLOCK1_UPLOADS = 64;
 
 /**
  * node-coap 1.5 collects the blocks of a Block1 upload (RFC 7959 section 2.5) under the
@@ -47,28 +56,47 @@ function block1End(value: Buffer): number {
  * RFC 9175 gives Request-Tag for telling concurrent transfers apart). Then no upload of
  * more than one block ever assembles, and the last block is answered 5.00. Blocks are
  * collected per peer endpoint, request path and Request-Tag instead, which is what the
- * RFCs use to match a transfer's blocks.
+ * RFCs use to match a transfer's blocks; and what node-coap would keep is bounded here,
+ * before it keeps it (it answers an error thrown here with 5.00, the message as diagnostic).
  */
 function reassembleBlock1ByEndpoint(server: Server): void {
-  type Packet = { options?: Array<{ name: string | number; value: Buffer }>; token?: Buffer };
+  type Packet = {
+    options?: Array<{ name: string | number; value: Buffer }>;
+    token?: Buffer;
+    payload?: Buffer;
+  };
   type Request = { url?: string; rsinfo?: { address: string; port: number } };
-  const s = server as unknown as { _toCacheKey?: (request: Request, packet: Packet) => string | null };
+  const s = server as unknown as {
+    _toCacheKey?: (request: Request, packet: Packet) => string | null;
+    _block1Cache?: { _cache?: Map<string, unknown> };
+  };
   const byToken = s._toCacheKey;
   if (typeof byToken !== "function") return;
   s._toCacheKey = function (this: unknown, request, packet) {
     const options = packet.options ?? [];
-    if (!options.some((o) => o.name === "Block1" || o.name === 27))
-      return byToken.call(this, request, packet);
-    // node-coap keeps every block of a transfer until its last one, for as long as an
-    // exchange lives (247 s): a block beyond the request limit is refused before it is
-    // kept (node-coap answers a thrown error with 5.00 and the message as diagnostic).
-    const block = options.find((o) => o.name === "Block1" || o.name === 27)?.value;
-    if (block && block1End(block) > MAX_REQUEST_BYTES)
+    const option = options.find((o) => o.name === "Block1" || o.name === 27)?.value;
+    if (!option) return byToken.call(this, request, packet);
+    const block = block1Of(option);
+    // A transfer's blocks are kept until its last one: one beyond the request limit, or a
+    // block carrying more than its own size (each is kept whole, under its offset), is
+    // refused before it is kept.
+    if (block.end > MAX_REQUEST_BYTES)
       throw new Error(`the request is larger than ${MAX_REQUEST_BYTES} bytes`);
+    if ((packet.payload?.length ?? 0) > block.size) throw new Error("a block is larger than its Block1 size");
     // Request-Tag is option 292 (RFC 9175 section 3.2); node-coap does not name it.
     const tag = options.find((o) => o.name === 292 || o.name === "292")?.value.toString("hex") ?? "";
-    const from = request.rsinfo ? `${request.rsinfo.address}:${request.rsinfo.port}` : "";
-    return `block1/${from}/${pathOf(request.url ?? "")}/${tag}`;
+    const address = request.rsinfo?.address ?? "";
+    const mine = `block1/${address}/`;
+    const key = `${mine}${request.rsinfo?.port ?? ""}/${pathOf(request.url ?? "")}/${tag}`;
+    const uploads = s._block1Cache?._cache;
+    if (block.more && uploads && !uploads.has(key)) {
+      if (uploads.size >= MAX_BLOCK1_UPLOADS) throw new Error("too many uploads under way, try later");
+      let fromAddress = 0;
+      for (const k of uploads.keys()) if (k.startsWith(mine)) fromAddress++;
+      if (fromAddress >= MAX_BLOCK1_UPLOADS_PER_ADDRESS)
+        throw new Error("too many uploads under way from this address, try later");
+    }
+    return key;
   };
 }
 

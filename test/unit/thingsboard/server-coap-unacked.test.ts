@@ -4,7 +4,10 @@ import { once } from "node:events";
 import { after, describe, it } from "mocha";
 import { setTimeout as delay } from "node:timers/promises";
 import { defaultTiming, parameters, updateTiming } from "coap";
-import { startTbCoapServer } from "../../../lib/dialects/thingsboard/server-coap";
+import {
+  MAX_BLOCK1_UPLOADS_PER_ADDRESS,
+  startTbCoapServer,
+} from "../../../lib/dialects/thingsboard/server-coap";
 import { freeUdpPort } from "../../support/ports";
 import { makeService, request } from "../../support/tbserve-fixtures";
 
@@ -115,6 +118,45 @@ describe("unit/thingsboard/server-coap-unacked", () => {
       assert.match(answer.toString("latin1"), /larger than \d+ bytes/);
     } finally {
       peer.close();
+      await server.close();
+    }
+  });
+  it("Block1 uploads are bounded: a few under way per address, and no block larger than its size", async () => {
+    const { service } = makeService();
+    const port = await freeUdpPort();
+    const server = await startTbCoapServer(service, { port });
+    const peers = [createSocket("udp4"), createSocket("udp4")];
+    /** Block NUM of 64-byte blocks (SZX 2), more to come, under Request-Tag `tag` (RFC 9175 option 292). */
+    const block = (num: number, tag: number) => {
+      const v = (num << 4) | (1 << 3) | 2;
+      // Block1 (27, delta 15 from Content-Format) then Request-Tag (delta 265: 13 + 252).
+      return Buffer.from([0xd1, 0x02, v, 0xd1, 252, tag]);
+    };
+    const ask = async (peer: (typeof peers)[0], body: string, mid: number, extra: Buffer) => {
+      const answered = once(peer, "message");
+      peer.send(confirmablePost(body, mid, extra), port, "127.0.0.1");
+      const [answer] = (await answered) as [Buffer];
+      const code = `${answer[1] >> 5}.${String(answer[1] & 0x1f).padStart(2, "0")}`;
+      return { code, text: answer.toString("latin1") };
+    };
+    const chunk = "x".repeat(64);
+    try {
+      for (let tag = 1; tag <= MAX_BLOCK1_UPLOADS_PER_ADDRESS; tag++)
+        assert.equal((await ask(peers[0], chunk, 0x4000 + tag, block(0, tag))).code, "2.31", `upload ${tag}`);
+      // One more from this address, from another port too: refused before anything is kept.
+      for (const peer of peers) {
+        const over = await ask(peer, chunk, 0x4100 + peers.indexOf(peer), block(0, 99));
+        assert.equal(over.code, "5.00");
+        assert.match(over.text, /too many uploads under way from this address/);
+      }
+      // The uploads under way go on.
+      assert.equal((await ask(peers[0], chunk, 0x4200, block(1, 1))).code, "2.31");
+      // A block carrying more than its 64 bytes would be kept whole under its offset.
+      const fat = await ask(peers[1], "y".repeat(65), 0x4300, block(0, 1));
+      assert.equal(fat.code, "5.00");
+      assert.match(fat.text, /larger than its Block1 size/);
+    } finally {
+      for (const peer of peers) peer.close();
       await server.close();
     }
   });
