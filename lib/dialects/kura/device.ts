@@ -176,7 +176,7 @@ export function packetSizeGuard(
   };
 }
 
-interface Target {
+export interface Target {
   url: URL;
   secure: boolean;
   port: number;
@@ -184,7 +184,8 @@ interface Target {
   where: string;
 }
 
-function targetOf(brokerUrl: string): Target {
+/** The provision broker a URL names (mqtts 8883 by default, mqtt 1883); throws CONFIG. */
+export function provisionBrokerOf(brokerUrl: string): Target {
   let url: URL;
   try {
     url = new URL(brokerUrl);
@@ -211,7 +212,7 @@ export function checkKuraDeviceSettings(s: KuraDeviceSettings): {
   topics: KuraTopics;
   appId: string;
 } {
-  const target = targetOf(s.brokerUrl);
+  const target = provisionBrokerOf(s.brokerUrl);
   const topics = s.topics ?? DEFAULT_TOPICS;
   const appId = s.appId ?? PROVISION_APP_ID;
   const err =
