@@ -118,6 +118,7 @@ export const CHECKED_SETTINGS: Readonly<Record<string, keyof typeof SETTING_CHEC
   mqttPort: "port",
   coapPort: "port",
   timeout: "seconds",
+  kuraRetryInterval: "seconds",
   decideTimeout: "seconds",
   mqttFirstRequest: "seconds",
   mqttLifetime: "seconds",

@@ -90,7 +90,16 @@ const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
 function kindOf(type: string, field: string): Kind | undefined {
   if (type === "provision-request" && field === "port") return "optionalPort";
   if (["port", "mqttPort", "coapPort"].includes(field)) return "port";
-  if (["timeout", "decideTimeout", "mqttFirstRequest", "mqttLifetime", "gcmWindow"].includes(field))
+  if (
+    [
+      "timeout",
+      "kuraRetryInterval",
+      "decideTimeout",
+      "mqttFirstRequest",
+      "mqttLifetime",
+      "gcmWindow",
+    ].includes(field)
+  )
     return "seconds";
   if (["closeAfter", "repeatWindow"].includes(field)) return "secondsOrZero";
   if (field === "retryJitter") return "jitter";
@@ -131,6 +140,7 @@ describe("dialogs: every bad value is marked before deploy", () => {
       "provision-request.retryIntervals",
       "provision-request.retryJitter",
       "provision-request.retryMax",
+      "provision-request.kuraRetryInterval",
       "bootstrap-fetch.retryIntervals",
       "dps-client.retryIntervals",
       "dps-service.port",
@@ -271,6 +281,19 @@ describe("dialogs: every bad value is marked before deploy", () => {
     assert.equal(valid({ scheme: "http", host: " " }), false);
     assert.equal(valid({ scheme: "mqtts", host: "tb.example.com" }), true);
     assert.equal(valid({ scheme: "local", host: "" }), true, "this Node-RED needs no host");
+    assert.equal(valid({ protocol: "kura", scheme: "mqtts", host: "" }), true, "Everyware / Kura needs none");
+    const kura = (field: string, v: unknown, protocol = "kura") =>
+      def.defaults[field].validate!.call({ protocol }, v) === true;
+    assert.equal(kura("kuraBrokerUrl", ""), false, "Everyware / Kura needs a broker URL");
+    assert.equal(kura("kuraBrokerUrl", "http://x"), false);
+    assert.equal(kura("kuraBrokerUrl", "mqtts://broker-sandbox.everyware-cloud.com:8883"), true);
+    assert.equal(kura("kuraBrokerUrl", "${EVERYWARE_BROKER}"), true);
+    assert.equal(kura("kuraBrokerUrl", "", "thingsboard"), true, "ThingsBoard needs none");
+    assert.equal(kura("kuraAccountName", ""), false);
+    assert.equal(kura("kuraAccountName", "a/b"), false);
+    assert.equal(kura("kuraAccountName", "acme-provision"), true);
+    assert.equal(kura("kuraRetryInterval", undefined, "thingsboard"), true, "a flow saved before it");
+    assert.equal(kura("kuraRetryInterval", undefined), false);
   });
 
   it("every example's nodes pass their dialog's checks as imported (Import applies no defaults); the real-server device's host is marked", async () => {
