@@ -128,9 +128,9 @@ export function mqttBrokerOf(result: ProvisioningResult): Record<string, unknown
   const port = Number(
     url.port || (scheme === "mqtts:" ? 8883 : scheme === "mqtt:" ? 1883 : secure ? 443 : 80),
   );
-  const broker = `${scheme}//${url.host.includes(":") ? url.host : `${url.host}:${port}`}${
-    scheme === "ws:" || scheme === "wss:" ? url.pathname : ""
-  }`;
+  // WHATWG URL keeps an IPv6 host in brackets, as a URL needs it.
+  const path = scheme === "ws:" || scheme === "wss:" ? url.pathname : "";
+  const broker = `${scheme}//${url.hostname}:${port}${path}`;
   const c = result.credentials;
   return {
     broker,
