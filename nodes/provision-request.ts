@@ -22,6 +22,7 @@ import { serveDevice, type DeviceMsg } from "./shared/device-requests";
 import { localHttpBase } from "./shared/local-http";
 import {
   KURA_CREDENTIALS,
+  registerKuraStateRoute,
   serveKuraRequest,
   type KuraRequestCreds,
   type KuraRequestDef,
@@ -170,6 +171,7 @@ export = function (RED: NodeAPI) {
     });
   }
 
+  registerKuraStateRoute(RED);
   RED.nodes.registerType<Node<ProvisionRequestCreds>, ProvisionRequestDef, unknown, ProvisionRequestCreds>(
     "provision-request",
     ProvisionRequestNode,

@@ -24,6 +24,8 @@ import type { RetryPolicy } from "../../lib/retry/policy";
 import { splitCertificates } from "../../lib/pki/pem";
 import { num, seconds, str, text, tlsClientOptionsOf } from "./config";
 import { serveDevice, type DeviceMsg } from "./device-requests";
+import { storeFromConfig } from "./store-ref";
+import { storeKeyFor } from "../../lib/client/reuse";
 
 export interface KuraRequestDef extends NodeDef {
   tls?: string;
@@ -156,6 +158,36 @@ export function kuraReasonOf(e: ProvisioningError): string | undefined {
 
 const T = "provision-request.kura.";
 
+/** What the dialog's read-only "provisioned" shows: whether the store holds a result for the dialog's client id. */
+export interface KuraState {
+  provisioned: boolean;
+  obtainedAt?: string;
+}
+
+interface KuraStateNode {
+  kuraState?: () => Promise<KuraState>;
+}
+
+/**
+ * GET <admin>/provision-request/<node id>/kura-state for the dialog: ESF shows
+ * `provisioned` read-only, set after a success. It names no secret, only whether a stored,
+ * unexpired result exists and when it was obtained; Node-RED's admin permission applies.
+ */
+export function registerKuraStateRoute(RED: NodeAPI): void {
+  RED.httpAdmin.get(
+    "/provision-request/:id/kura-state",
+    RED.auth.needsPermission("provision-request.read"),
+    (req, res) => {
+      const node = RED.nodes.getNode(String(req.params.id)) as (Node & KuraStateNode) | null;
+      if (!node || typeof node.kuraState !== "function") return void res.status(404).json({});
+      node.kuraState().then(
+        (state) => res.json(state),
+        () => res.json({ provisioned: false }),
+      );
+    },
+  );
+}
+
 /** provision-request for protocol "kura": everything the node does, over serveDevice(). */
 export function serveKuraRequest(
   RED: NodeAPI,
@@ -214,11 +246,21 @@ export function serveKuraRequest(
     };
   }
 
+  const clientId = text(config.kuraClientId) ?? defaultKuraClientId();
+  (node as Node & KuraStateNode).kuraState = async () => {
+    const store = storeFromConfig(RED, "provision-request", config.store);
+    if (!store || !clientId) return { provisioned: false };
+    const entry = await store.get(storeKeyFor("kura", clientId, config.storeKey));
+    return entry && !entry.expired
+      ? { provisioned: true, obtainedAt: entry.meta.obtainedAt }
+      : { provisioned: false };
+  };
+
   serveDevice(RED, node, {
     dialect: kuraDialect,
     settingsFor,
     // client-id, else the MAC address of the main network interface, as Kura does.
-    identitySetting: text(config.kuraClientId) ?? defaultKuraClientId(),
+    identitySetting: clientId,
     env,
     storeId: config.store,
     storeKeyTemplate: config.storeKey,

@@ -40,6 +40,11 @@ const KEY = "Zq7nP4kVt2xWb9sLc3mRd8yFh5jGa6eU";
 
 type Msg = Record<string, unknown> & { payload: ProvisioningResult };
 
+/** The part of supertest (node-red-node-test-helper's request() on httpAdmin) used here. */
+interface AdminAgent {
+  get(path: string): { expect(status: number): Promise<{ body: unknown }> };
+}
+
 describe("nodes/provision-request, protocol Everyware / Kura", () => {
   let store: StoreBackend | undefined;
   const modules = [provisionRequestNode, fakeStoreConfigModule(() => store), tlsConfigModule, catchModule];
@@ -249,6 +254,11 @@ describe("nodes/provision-request, protocol Everyware / Kura", () => {
     );
     assertNoSecret(texts);
     assert.ok((await store.get("kura/KURADEV01"))?.value, "the result is stored");
+    // The dialog's read-only "provisioned", from the admin API.
+    const admin = (helper as unknown as { request(): AdminAgent }).request();
+    const state = await admin.get("/provision-request/pr/kura-state").expect(200);
+    assert.deepEqual(state.body, { provisioned: true, obtainedAt: r.obtainedAt });
+    await admin.get("/provision-request/nope/kura-state").expect(404);
   });
 
   it("a refused CONNECT is DENIED with Everyware's sentence, shown as refused: no provision request", async () => {
