@@ -174,6 +174,8 @@ interface KuraStateNode {
  * unexpired result exists and when it was obtained; Node-RED's admin permission applies.
  */
 export function registerKuraStateRoute(RED: NodeAPI): void {
+  // Node-RED's runtime always has an admin app, mounted or not; a stand-in runtime may not.
+  if (typeof RED.httpAdmin?.get !== "function") return;
   RED.httpAdmin.get(
     "/provision-request/:id/kura-state",
     RED.auth.needsPermission("provision-request.read"),
