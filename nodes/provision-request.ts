@@ -1,8 +1,10 @@
 /**
- * provision-request: the device side of ThingsBoard provisioning. Reads its settings and
- * the message's overrides; the conductor (through nodes/shared/device-requests.ts) reuses
- * stored credentials when it may, otherwise asks the server with ThingsBoard's dialect,
- * and the ProvisioningResult is sent on.
+ * provision-request: the device side of ThingsBoard provisioning (protocol "thingsboard",
+ * the default: flows saved without `protocol` stay ThingsBoard) and of Everyware / Kura
+ * provisioning (protocol "kura", its settings in ./shared/kura-device-settings.ts). Reads
+ * its settings and the message's overrides; the conductor (through
+ * nodes/shared/device-requests.ts) reuses stored credentials when it may, otherwise asks
+ * the server with the protocol's dialect, and the ProvisioningResult is sent on.
  */
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { credentialValue } from "../lib/client/env-ref";
@@ -18,8 +20,17 @@ import { thingsboardDialect, type TbDeviceSettings } from "../lib/dialects/thing
 import { envOf, retryPolicyOf, seconds, str, tlsClientOptionsOf, warnBadSettings } from "./shared/config";
 import { serveDevice, type DeviceMsg } from "./shared/device-requests";
 import { localHttpBase } from "./shared/local-http";
+import {
+  KURA_CREDENTIALS,
+  registerKuraStateRoute,
+  serveKuraRequest,
+  type KuraRequestCreds,
+  type KuraRequestDef,
+} from "./shared/kura-device-settings";
 
-interface ProvisionRequestDef extends NodeDef {
+interface ProvisionRequestDef extends NodeDef, KuraRequestDef {
+  /** "thingsboard" (also when absent) or "kura". */
+  protocol?: string;
   scheme?: string;
   host?: string;
   port?: string | number;
@@ -40,7 +51,7 @@ interface ProvisionRequestDef extends NodeDef {
   onDeploy?: boolean;
 }
 
-interface ProvisionRequestCreds {
+interface ProvisionRequestCreds extends KuraRequestCreds {
   provisionKey?: string;
   provisionSecret?: string;
   token?: string;
@@ -58,6 +69,7 @@ export = function (RED: NodeAPI) {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const node = this;
     const env = envOf(RED, node);
+    if (config.protocol === "kura") return serveKuraRequest(RED, node, config, env);
     // "local": ThingsBoard's HTTP API on this Node-RED (a provision-response in the same
     // runtime), over https when the runtime serves https; host and port are not used then.
     const local = config.scheme === "local";
@@ -159,6 +171,7 @@ export = function (RED: NodeAPI) {
     });
   }
 
+  registerKuraStateRoute(RED);
   RED.nodes.registerType<Node<ProvisionRequestCreds>, ProvisionRequestDef, unknown, ProvisionRequestCreds>(
     "provision-request",
     ProvisionRequestNode,
@@ -170,6 +183,7 @@ export = function (RED: NodeAPI) {
         mqttPassword: { type: "password" },
         x509Certificate: { type: "text" },
         x509PrivateKey: { type: "password" },
+        ...KURA_CREDENTIALS,
       },
     },
   );

@@ -18,6 +18,9 @@
   // A count or rate past this is a typing slip, not a setting.
   var MAX_COUNT = 1000000000;
 
+  // Scheme, host (a name, IPv4 or [IPv6]), an optional port of up to 5 digits, nothing else.
+  var MQTT_URL = /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?\/?$/;
+
   function text(v) {
     return v === undefined || v === null ? "" : String(v).trim();
   }
@@ -75,6 +78,11 @@
     rate: function (v) {
       var s = text(v);
       return s === "" || (decimal(s) && Number(s) <= MAX_COUNT);
+    },
+    /** An MQTT broker URL (mqtts, mqtt, ssl or tcp, a host, maybe a port) or a `${NAME}`; empty is left to the field's own rule. */
+    mqttUrl: function (v) {
+      var s = text(v);
+      return s === "" || envRef(s) || MQTT_URL.test(s);
     },
     /** A valid tls-config node is chosen, unless the node uses the demo PKI (its `demoPki`). */
     tlsOrDemoPki: function (v) {

@@ -80,6 +80,9 @@ function seconds0(s: string): boolean {
 /** A whole-value environment reference, as Node-RED replaces it in a node's properties. */
 export const ENV_REF = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
 
+/** An MQTT broker URL as the dialogs accept it (resources/provisioning-editor.js MQTT_URL). */
+const MQTT_URL = /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?\/?$/;
+
 /** A count or rate past this is a typing slip, not a setting (as the dialogs hold it). */
 const MAX_COUNT = 1_000_000_000;
 
@@ -108,6 +111,7 @@ export const SETTING_CHECKS = {
   count: countOf(1),
   countOrZero: countOf(0),
   rate: (s: string) => s === "" || (/^\d+(\.\d+)?$/.test(s) && Number(s) <= MAX_COUNT),
+  mqttUrl: (s: string) => s === "" || ENV_REF.test(s) || MQTT_URL.test(s),
   minutes: (s: string) =>
     s === "" || (/^\d+(\.\d+)?$/.test(s) && Number(s) > 0 && Number(s) * 60 <= MAX_SECONDS),
 } as const;
@@ -118,6 +122,8 @@ export const CHECKED_SETTINGS: Readonly<Record<string, keyof typeof SETTING_CHEC
   mqttPort: "port",
   coapPort: "port",
   timeout: "seconds",
+  kuraRetryInterval: "seconds",
+  kuraBrokerUrl: "mqttUrl",
   decideTimeout: "seconds",
   mqttFirstRequest: "seconds",
   mqttLifetime: "seconds",

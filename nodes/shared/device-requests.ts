@@ -28,9 +28,11 @@ export interface DeviceTexts {
   attempt: () => string;
   /** When the connection is up and the request goes out; defaults to `attempt`. */
   requesting?: () => string;
-  retrying: (seconds: number, code: string) => string;
+  /** Before a wait; `attempt` is the number of the attempt that failed, `error` its failure. */
+  retrying: (seconds: number, code: string, attempt: number, error: ProvisioningError) => string;
   done: () => string;
-  failed: (code: string) => string;
+  /** A failed request, by its code; `error` says more where a dialect's texts need it. */
+  failed: (code: string, error: ProvisioningError) => string;
   saveFailed: (code: string) => string;
 }
 
@@ -92,8 +94,10 @@ export function serveDevice<S>(RED: NodeAPI, node: Node, opts: DeviceNodeOptions
           onReused: () => status("green", opts.texts.reused()),
           onAttempt: () => status("blue", opts.texts.attempt()),
           onRequesting: () => status("blue", (opts.texts.requesting ?? opts.texts.attempt)()),
-          onRetry: ({ delayMs, error }) =>
-            status("yellow", opts.texts.retrying(Math.ceil(delayMs / 1000), asProvisioningError(error).code)),
+          onRetry: ({ attempt, delayMs, error }) => {
+            const e = asProvisioningError(error);
+            status("yellow", opts.texts.retrying(Math.ceil(delayMs / 1000), e.code, attempt, e));
+          },
         },
       });
       if (out.storeError) {
@@ -111,7 +115,7 @@ export interface DeviceRequestOptions {
   /** The request for one message; resolves with the result to send. */
   handle: (msg: DeviceMsg, signal: AbortSignal) => Promise<ProvisioningResult>;
   /** The status text shown when a request failed with this code. */
-  failedText: (code: string) => string;
+  failedText: (code: string, error: ProvisioningError) => string;
   /** The error given to done(err): the node's sentence for its code before the detail (./errors.ts). */
   localize?: (e: ProvisioningError) => ProvisioningError;
   /** Start one request at deploy. */
@@ -140,7 +144,7 @@ export function serveDeviceRequests(node: Node, opts: DeviceRequestOptions): voi
         (err: unknown) => {
           if (err instanceof AbortedError || ac.signal.aborted) return done();
           const e = asProvisioningError(err);
-          node.status({ fill: "red", shape: "ring", text: opts.failedText(e.code) });
+          node.status({ fill: "red", shape: "ring", text: opts.failedText(e.code, e) });
           done(reportable(opts.localize?.(e) ?? e, m));
         },
       )

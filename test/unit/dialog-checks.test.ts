@@ -60,7 +60,8 @@ type Kind =
   | "count"
   | "countOrZero"
   | "rate"
-  | "minutes";
+  | "minutes"
+  | "mqttUrl";
 
 /** What each kind of field must refuse, and what it must accept besides its default. */
 const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
@@ -84,13 +85,26 @@ const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
   countOrZero: { refuse: [-1, "not valid!", "1.5", 99999999999], accept: ["", 0, "5"] },
   rate: { refuse: [-1, "not valid!", 99999999999], accept: ["", 0, "0.5", 20] },
   minutes: { refuse: [-1, 0, "not valid!", 99999999], accept: ["", "0.5", 60, "35791"] },
+  mqttUrl: {
+    refuse: ["http://x", "mqtts://", "mqtts://h:123456", "mqtt://u:p@h", "mqtts://h/x", "x"],
+    accept: ["", "mqtts://broker-sandbox.everyware-cloud.com:8883", "tcp://10.0.0.1", "ssl://[::1]:8883/"],
+  },
 };
 
 /** The fields named for their kind; provision-request's port may stay empty (the scheme's). */
 function kindOf(type: string, field: string): Kind | undefined {
   if (type === "provision-request" && field === "port") return "optionalPort";
   if (["port", "mqttPort", "coapPort"].includes(field)) return "port";
-  if (["timeout", "decideTimeout", "mqttFirstRequest", "mqttLifetime", "gcmWindow"].includes(field))
+  if (
+    [
+      "timeout",
+      "kuraRetryInterval",
+      "decideTimeout",
+      "mqttFirstRequest",
+      "mqttLifetime",
+      "gcmWindow",
+    ].includes(field)
+  )
     return "seconds";
   if (["closeAfter", "repeatWindow"].includes(field)) return "secondsOrZero";
   if (field === "retryJitter") return "jitter";
@@ -101,6 +115,7 @@ function kindOf(type: string, field: string): Kind | undefined {
   if (field === "failSlowAfter") return "countOrZero";
   if (field === "rateLimit") return "rate";
   if (field === "failLockMinutes") return "minutes";
+  if (field === "kuraBrokerUrl") return "mqttUrl";
   return undefined;
 }
 
@@ -131,6 +146,8 @@ describe("dialogs: every bad value is marked before deploy", () => {
       "provision-request.retryIntervals",
       "provision-request.retryJitter",
       "provision-request.retryMax",
+      "provision-request.kuraRetryInterval",
+      "provision-request.kuraBrokerUrl",
       "bootstrap-fetch.retryIntervals",
       "dps-client.retryIntervals",
       "dps-service.port",
@@ -271,6 +288,20 @@ describe("dialogs: every bad value is marked before deploy", () => {
     assert.equal(valid({ scheme: "http", host: " " }), false);
     assert.equal(valid({ scheme: "mqtts", host: "tb.example.com" }), true);
     assert.equal(valid({ scheme: "local", host: "" }), true, "this Node-RED needs no host");
+    assert.equal(valid({ protocol: "kura", scheme: "mqtts", host: "" }), true, "Everyware / Kura needs none");
+    const kura = (field: string, v: unknown, protocol = "kura") =>
+      def.defaults[field].validate!.call({ protocol }, v) === true;
+    assert.equal(kura("kuraBrokerUrl", ""), false, "Everyware / Kura needs a broker URL");
+    assert.equal(kura("kuraBrokerUrl", "http://x"), false);
+    assert.equal(kura("kuraBrokerUrl", "mqtts://broker-sandbox.everyware-cloud.com:8883"), true);
+    assert.equal(kura("kuraBrokerUrl", "${EVERYWARE_BROKER}"), true);
+    assert.equal(kura("kuraBrokerUrl", undefined, "thingsboard"), true, "a flow saved before it");
+    assert.equal(kura("kuraBrokerUrl", "", "thingsboard"), true, "ThingsBoard needs none");
+    assert.equal(kura("kuraAccountName", ""), false);
+    assert.equal(kura("kuraAccountName", "a/b"), false);
+    assert.equal(kura("kuraAccountName", "acme-provision"), true);
+    assert.equal(kura("kuraRetryInterval", undefined, "thingsboard"), true, "a flow saved before it");
+    assert.equal(kura("kuraRetryInterval", undefined), false);
   });
 
   it("every example's nodes pass their dialog's checks as imported (Import applies no defaults); the real-server device's host is marked", async () => {

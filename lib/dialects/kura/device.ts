@@ -30,8 +30,6 @@ import {
 } from "./namespace";
 import { decodeKuraPayload, DEFAULT_MAX_BYTES, encodeKuraPayload, KuraPayloadError } from "./payload";
 import { packetSizeGuard } from "../../transports/mqtt-packet-guard";
-// Where the guard lived first; its tests import it from here.
-export { packetSizeGuard };
 import { tlsSocketOptions } from "../../transports/tls-client";
 
 export interface KuraDeviceSettings {
@@ -125,7 +123,7 @@ const BUSY_CONNACK = 3;
 /** Room for the topic and the header of a publish around the largest answer. */
 const PACKET_OVERHEAD = 64 * 1024;
 
-interface Target {
+export interface Target {
   url: URL;
   secure: boolean;
   port: number;
@@ -133,7 +131,8 @@ interface Target {
   where: string;
 }
 
-function targetOf(brokerUrl: string): Target {
+/** The provision broker a URL names (mqtts 8883 by default, mqtt 1883); throws CONFIG. */
+export function provisionBrokerOf(brokerUrl: string): Target {
   let url: URL;
   try {
     url = new URL(brokerUrl);
@@ -160,7 +159,7 @@ export function checkKuraDeviceSettings(s: KuraDeviceSettings): {
   topics: KuraTopics;
   appId: string;
 } {
-  const target = targetOf(s.brokerUrl);
+  const target = provisionBrokerOf(s.brokerUrl);
   const topics = s.topics ?? DEFAULT_TOPICS;
   const appId = s.appId ?? PROVISION_APP_ID;
   const err =

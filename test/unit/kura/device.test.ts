@@ -4,101 +4,25 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "mocha";
-import { connectAsync, type MqttClient } from "mqtt";
+import { connectAsync } from "mqtt";
 import {
   defaultKuraClientId,
   defaultKuraUsername,
   DENIED_AT_CONNECT,
-  packetSizeGuard,
   provisionKuraDevice,
   type KuraDeviceSettings,
 } from "../../../lib/dialects/kura/device";
-import {
-  buildProvisionAnswer,
-  buildProvisionRefusal,
-  DEFAULT_TOPICS,
-  matchTopic,
-  parseProvisionRequest,
-  topicFor,
-  type KuraProvisionAnswer,
-  type KuraProvisionRequest,
-} from "../../../lib/dialects/kura/namespace";
-import { decodeKuraPayload, encodeKuraPayload, metricsOf } from "../../../lib/dialects/kura/payload";
+import { DEFAULT_TOPICS } from "../../../lib/dialects/kura/namespace";
+import { packetSizeGuard } from "../../../lib/transports/mqtt-packet-guard";
 import { ProvisioningError } from "../../../lib/model/errors";
 import { AbortedError } from "../../../lib/retry/run";
 import { startMosquitto, type Mosquitto } from "../../support/mosquitto";
+import { KuraResponder, RESPONDER_FILTER } from "../../support/kura-responder";
 import { makeTestPki, type TestPki } from "../../support/pki";
 
 const CLIENT_ID = "00E04C681234";
 const USERNAME = "00E04C681234-SN4711";
 const PASSWORD = "provision-pass";
-
-type Behaviour = "answer" | "refuse" | "garbage" | "silent" | "untrusted" | "no-configuration" | "huge";
-
-interface Seen {
-  topic: string;
-  request: KuraProvisionRequest;
-}
-
-/** The service's part, played in the test: a client of the same broker under its own user. */
-class Responder {
-  behaviour: Behaviour = "answer";
-  requests: Seen[] = [];
-  completed: Array<{ topic: string; requestId: unknown }> = [];
-  private waiters: Array<() => void> = [];
-  constructor(
-    readonly client: MqttClient,
-    readonly answer: () => KuraProvisionAnswer,
-    readonly foreignChain: string[],
-  ) {
-    client.on("message", (topic, payload) => this.onMessage(topic, payload));
-  }
-
-  /** Resolves once a completion has arrived for `requestId`. */
-  completion(requestId: string): Promise<void> {
-    return new Promise((resolve) => {
-      const check = () => {
-        if (!this.completed.some((c) => c.requestId === requestId)) return false;
-        resolve();
-        return true;
-      };
-      if (!check()) this.waiters.push(() => void check());
-    });
-  }
-
-  private onMessage(topic: string, payload: Buffer): void {
-    const done = matchTopic(DEFAULT_TOPICS.completed, topic);
-    if (done) {
-      this.completed.push({ topic, requestId: metricsOf(decodeKuraPayload(payload)).get("request.id") });
-      for (const w of this.waiters.splice(0)) w();
-      return;
-    }
-    const values = matchTopic(DEFAULT_TOPICS.request, topic);
-    if (!values) return;
-    const request = parseProvisionRequest(decodeKuraPayload(payload));
-    this.requests.push({ topic, request });
-    const reply = topicFor(DEFAULT_TOPICS.reply, { ...values, requestId: request.requestId });
-    const send = (body: Buffer): void => void this.client.publish(reply, body, { qos: 1 });
-    switch (this.behaviour) {
-      case "answer":
-        return send(encodeKuraPayload(buildProvisionAnswer(this.answer()), { gzip: true }));
-      case "untrusted":
-        return send(
-          encodeKuraPayload(buildProvisionAnswer({ ...this.answer(), certificateChain: this.foreignChain })),
-        );
-      case "no-configuration":
-        return send(encodeKuraPayload(buildProvisionAnswer({ ...this.answer(), configuration: undefined })));
-      case "refuse":
-        return send(encodeKuraPayload(buildProvisionRefusal(403, "wrong activation key")));
-      case "garbage":
-        return send(Buffer.from([0x1f, 0x8b, 0x00, 0x01]));
-      case "huge":
-        return send(Buffer.alloc(2 * 1024 * 1024, 0x41));
-      case "silent":
-        return;
-    }
-  }
-}
 
 function coded(code: string, final: boolean, match?: RegExp, status?: string | number) {
   return (err: unknown) => {
@@ -116,7 +40,7 @@ describe("kura: the device side against Debian's mosquitto", () => {
   let broker: Mosquitto;
   let pki: TestPki;
   let foreign: TestPki;
-  let responder: Responder;
+  let responder: KuraResponder;
   let settings: KuraDeviceSettings;
 
   before(async () => {
@@ -136,8 +60,8 @@ describe("kura: the device side against Debian's mosquitto", () => {
       protocolVersion: 4,
       reconnectPeriod: 0,
     });
-    await client.subscribeAsync("$EDC/+/+/PROV-V1/EXEC/+", { qos: 1 });
-    responder = new Responder(
+    await client.subscribeAsync(RESPONDER_FILTER, { qos: 1 });
+    responder = new KuraResponder(
       client,
       () => ({
         certificateChain: [pki.serverCert, pki.caCert],
