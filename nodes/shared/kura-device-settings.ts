@@ -22,7 +22,8 @@ import type { ProvisioningError } from "../../lib/model/errors";
 import type { ProvisioningResult } from "../../lib/model/result";
 import type { RetryPolicy } from "../../lib/retry/policy";
 import { splitCertificates } from "../../lib/pki/pem";
-import { num, seconds, str, text, tlsClientOptionsOf } from "./config";
+import { ENV_REF, num, seconds, str, text, tlsClientOptionsOf } from "./config";
+import { finalError } from "../../lib/model/errors";
 import { serveDevice, type DeviceMsg } from "./device-requests";
 import { storeFromConfig } from "./store-ref";
 import { storeKeyFor } from "../../lib/client/reuse";
@@ -201,6 +202,10 @@ export function serveKuraRequest(
   let configError: Error | undefined;
   let secure = true;
   try {
+    // Node-RED replaces a whole `${NAME}` whose variable is set (flows util
+    // mapEnvVarProperties): one still here names a variable that is not.
+    if (ENV_REF.test(brokerUrl))
+      throw finalError("CONFIG", RED._(T + "errors.env-unset", { name: brokerUrl.slice(2, -1) }));
     secure = provisionBrokerOf(brokerUrl).secure;
   } catch (err) {
     configError = err as Error;

@@ -513,4 +513,55 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
       await context.close();
     }
   });
+
+  it("provision-request: the protocol Everyware / Kura shows ESF's settings and hides ThingsBoard's", async () => {
+    await page.evaluate(() => {
+      const red = (
+        globalThis as unknown as {
+          RED: { nodes: { node: (id: string) => unknown }; editor: { edit: (n: unknown) => void } };
+        }
+      ).RED;
+      red.editor.edit(red.nodes.node("n-provision-request"));
+    });
+    await page.waitForSelector("#node-dialog-cancel", { state: "visible" });
+    assert.equal(await page.inputValue("#node-input-protocol"), "thingsboard", "a new node is ThingsBoard");
+    assert.ok(await page.isHidden("#node-input-kuraBrokerUrl"));
+    await page.selectOption("#node-input-protocol", "kura");
+    const kura = [
+      "kuraBrokerUrl",
+      "tls",
+      "kuraCaAuthentication",
+      "kuraAccountName",
+      "kuraClientId",
+      "kuraUsername",
+      "kuraPassword",
+      "kuraActivationKey",
+      "kuraSerialNumber",
+      "timeout",
+      "kuraRetryInterval",
+      "retryMax",
+      "store",
+      "kuraEnabled",
+      "kuraTopicReply",
+    ];
+    for (const f of kura) assert.ok(await page.isVisible(`#node-input-${f}`), `${f} is shown`);
+    assert.ok(await page.isDisabled("#pr-kura-provisioned"), "provisioned is read-only");
+    for (const f of [
+      "scheme",
+      "host",
+      "provisionKey",
+      "deviceName",
+      "credentialsType",
+      "retryJitter",
+      "onDeploy",
+    ])
+      assert.ok(await page.isHidden(`#node-input-${f}`), `${f} is hidden`);
+    await page.fill("#node-input-kuraBrokerUrl", "mqtt://127.0.0.1:1883");
+    await page.dispatchEvent("#node-input-kuraBrokerUrl", "change");
+    assert.ok(await page.isVisible(".pr-kura-plain-warning"), "plain mqtt is warned about");
+    await shot("provision-request-kura");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    assert.deepEqual(consoleErrors, []);
+  });
 });

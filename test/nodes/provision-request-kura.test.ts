@@ -275,6 +275,15 @@ describe("nodes/provision-request, protocol Everyware / Kura", () => {
     assertNoSecret(texts);
   });
 
+  it("a broker URL naming an environment variable that is not set is CONFIG, naming it", async () => {
+    await helper.load(modules, flow(prNode({ kuraBrokerUrl: "${KDEV_NO_SUCH_BROKER}" })), creds());
+    const caught = next(helper.getNode("caught"), "the failure");
+    helper.getNode("pr").receive({});
+    const error = (await caught).error as { code?: string; message?: string };
+    assert.equal(error.code, "CONFIG");
+    assert.match(String(error.message), /provision-request\.kura\.errors\.env-unset/);
+  });
+
   it("a wrong activation key is refused by the service (403) and not retried", async () => {
     responder.activationKey = KEY;
     await helper.load(modules, flow(prNode({ retryMax: 3 })), creds({ kuraActivationKey: "not-the-key" }));
