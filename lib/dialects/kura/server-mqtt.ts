@@ -212,13 +212,8 @@ export function ownReplyFilter(service: KuraProvisioningService, clientId: strin
   const want = template.split("/");
   const got = filter.split("/");
   for (let i = 0; i < got.length; i++) {
-    if (got[i] === "#")
-      return (
-        i === got.length - 1 &&
-        i <= want.indexOf(marker) &&
-        want.indexOf(marker) >= 0 &&
-        want.slice(0, i).every((w, j) => w === got[j])
-      );
+    // "#" only where the request id goes: the levels before it were checked above.
+    if (got[i] === "#") return i === got.length - 1 && i === want.indexOf(marker);
     if (i >= want.length) return false;
     if (want[i] === marker) {
       if (got[i] === "" || (got[i] !== "+" && (got[i].includes("+") || got[i].includes("#")))) return false;
