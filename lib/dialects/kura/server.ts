@@ -44,6 +44,7 @@ import {
   verifySecret,
   type KuraRequestInput,
   type KuraRequestRecord,
+  type KuraRequestStatus,
 } from "./server-requests";
 
 /** Largest provision message read: an identity of a few dozen short strings. */
@@ -102,6 +103,7 @@ export class KuraProvisioningService {
   /** Client ids with a request: the sessions this dialect claims at CONNECT on a shared port. */
   private readonly known = new Set<string>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly watchers = new Set<(clientId: string, status: KuraRequestStatus) => void>();
 
   constructor(
     private readonly settings: KuraServiceSettings,
@@ -160,7 +162,7 @@ export class KuraProvisioningService {
       );
     }
     const made = await recordOf(input, this.ctx.now(), owner);
-    const done = await this.records.transact(addr, (cur) => {
+    const done = await this.transact(input.clientId, (cur) => {
       if (cur && !overwrite) return { result: "conflict" as const };
       return { next: made.record, result: cur ? ("replaced" as const) : ("added" as const) };
     });
@@ -184,12 +186,40 @@ export class KuraProvisioningService {
 
   /** Sets a final status by management (ABANDONED), unless it is final already. */
   async abandon(clientId: string): Promise<KuraRequestRecord | undefined> {
-    return this.records.transact({ group: this.account, id: clientId }, (cur) => {
+    return this.transact(clientId, (cur) => {
       if (!cur) return { result: undefined };
       if (cur.status !== "CREATED" && cur.status !== "RUNNING") return { result: cur };
       const next = this.ended(cur, "ABANDONED", "abandoned by management");
       return { next, result: next };
     });
+  }
+
+  /** Told after every status a request is written with (management, the node's status, tests). */
+  watch(fn: (clientId: string, status: KuraRequestStatus) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  /** Records.transact on one request of this account, telling the watchers of a new status. */
+  private async transact<T>(
+    clientId: string,
+    fn: (current: KuraRequestRecord | undefined) => { next?: KuraRequestRecord; result: T },
+  ): Promise<T> {
+    let changed: KuraRequestStatus | undefined;
+    const result = await this.records.transact({ group: this.account, id: clientId }, (cur) => {
+      const out = fn(cur);
+      changed = out.next && out.next.status !== cur?.status ? out.next.status : undefined;
+      return out;
+    });
+    if (changed)
+      for (const w of [...this.watchers]) {
+        try {
+          w(clientId, changed);
+        } catch {
+          // A watcher's bug must not change the device's answer.
+        }
+      }
+    return result;
   }
 
   /** Resolves once every store write under way is done (stop waits for them). */
@@ -213,7 +243,7 @@ export class KuraProvisioningService {
   /** Writes the status activeNow() found (an expired request becomes ABANDONED, ...). */
   private async settle(clientId: string): Promise<void> {
     const now = this.ctx.now();
-    await this.records.transact({ group: this.account, id: clientId }, (cur) => {
+    await this.transact(clientId, (cur) => {
       if (!cur || (cur.status !== "CREATED" && cur.status !== "RUNNING")) return { result: undefined };
       const a = activeNow(cur, now);
       if (a.ok || (a.status !== "FAILED" && a.status !== "ABANDONED")) return { result: undefined };
@@ -223,7 +253,7 @@ export class KuraProvisioningService {
 
   /** One failed attempt of a request: counted, and FAILED when it was the last. */
   private async countAttempt(clientId: string, failed: boolean): Promise<void> {
-    await this.records.transact({ group: this.account, id: clientId }, (cur) => {
+    await this.transact(clientId, (cur) => {
       if (!cur || (cur.status !== "CREATED" && cur.status !== "RUNNING")) return { result: undefined };
       const next = { ...cur, attempts: cur.attempts + 1, updatedAt: new Date(this.ctx.now()).toISOString() };
       if (failed && !attemptsLeft(next))
@@ -488,7 +518,7 @@ export class KuraProvisioningService {
       });
     }
     const at = new Date(this.ctx.now()).toISOString();
-    const stillActive = await this.records.transact(addr, (cur) => {
+    const stillActive = await this.transact(clientId, (cur) => {
       if (!cur || !activeNow(cur, this.ctx.now()).ok) return { result: false };
       return {
         next: { ...cur, status: "RUNNING", attempts: cur.attempts + 1, answeredAt: at, updatedAt: at },
@@ -525,7 +555,7 @@ export class KuraProvisioningService {
       const m = metricsOf(decodeKuraPayload(body, { maxBytes: MAX_PROVISION_MESSAGE_BYTES }));
       if (m.get(METRIC.requesterClientId) !== clientId) return false;
       const at = new Date(this.ctx.now()).toISOString();
-      return this.records.transact({ group: this.account, id: clientId }, (cur) => {
+      return this.transact(clientId, (cur) => {
         if (!cur || cur.status !== "RUNNING") return { result: false };
         return {
           next: { ...cur, status: "COMPLETED" as const, completedAt: at, updatedAt: at },
