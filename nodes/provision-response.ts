@@ -24,6 +24,8 @@ interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
   /** Everyware / Kura: the provision account, and the requests (their secrets in the credentials). */
   kuraAccount?: string;
   kuraRequests?: unknown;
+  kuraAccountBroker?: boolean;
+  kuraAccountBrokerPort?: string | number;
   /** The provisioning-profile config node ids, in order (the first is the default of add). */
   profiles?: unknown;
   /** Before the list: three fixed slots, still read when `profiles` is absent. */
@@ -165,6 +167,12 @@ export = function (RED: NodeAPI) {
             kuraSecretsOf(node.credentials?.kuraSecrets, RED._(T + "errors.kura-secrets")),
           ),
           mqtt: kuraMqttOf(),
+          accountBroker: config.kuraAccountBroker
+            ? {
+                host: text(config.mqttHost) ?? "127.0.0.1",
+                port: portOf(config.kuraAccountBrokerPort, 1884, unset),
+              }
+            : undefined,
         }),
       });
       return;

@@ -9,12 +9,15 @@ import {
   ACCOUNT,
   accountPassword,
   ACTIVATION_KEY,
+  device,
   PASSWORD,
   provisionLine,
   requestFor,
   usernameOf,
   WRONG_PASSWORD,
 } from "../support/kserve-peers";
+import { connectAsync } from "mqtt";
+import { provisionKuraDevice } from "../../lib/dialects/kura/device";
 import { freeTcpPort } from "../support/ports";
 import { helper, startServer, statusOf, stopServer, testStoreModule } from "../support/node-helper";
 
@@ -128,6 +131,33 @@ describe("provision-response node: Everyware / Kura", () => {
     ]);
     for (const secret of [PASSWORD, WRONG_PASSWORD, ACTIVATION_KEY, key, accountPassword("node-dev-1")])
       assert.ok(!text.includes(secret), `a secret reached the logs or messages: ${secret.slice(0, 4)}...`);
+  });
+
+  it("with the demo account broker, the provisioned device reconnects there with what it received", async () => {
+    const port = await freeTcpPort();
+    const accountPort = await freeTcpPort();
+    await helper.load(
+      nodes,
+      flow(port, { kuraAccountBroker: true, kuraAccountBrokerPort: accountPort }),
+      creds,
+    );
+    const srv = helper.getNode("srv");
+    const s = await statusOf(srv, ["green", "red"]);
+    assert.equal(s.fill, "green", s.text);
+    const r = await provisionKuraDevice(device(port, "node-dev-1"), { timeoutMs: 15000 });
+    const c = r.credentials;
+    const dev = await connectAsync(`mqtt://127.0.0.1:${accountPort}`, {
+      protocolVersion: 4,
+      clientId: c.clientId,
+      username: c.username,
+      password: c.password,
+      reconnectPeriod: 0,
+    });
+    try {
+      await dev.publishAsync(`$EDC/ACME/${c.clientId as string}/MQTT/BIRTH`, Buffer.from("x"), { qos: 1 });
+    } finally {
+      dev.end(true);
+    }
   });
 
   it("refuses to start without MQTT, with a sentence", async () => {

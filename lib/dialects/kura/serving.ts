@@ -12,6 +12,7 @@ import { checkKuraServiceSettings, KuraProvisioningService, type KuraServiceSett
 import { manageKura, type KuraManageResult } from "./server-manage";
 import { startKuraMqttServer } from "./server-mqtt";
 import { startKuraMqttAttached } from "./server-mqtt-attached";
+import { startKuraAccountBroker } from "./account-broker";
 
 export type KuraMqttConfig =
   | {
@@ -26,12 +27,16 @@ export type KuraMqttConfig =
 
 export interface KuraServeSettings extends KuraServiceSettings {
   mqtt: KuraMqttConfig;
+  /** The demo stand-in of an account broker (account-broker.ts), when wanted. */
+  accountBroker?: { host: string; port: number };
 }
 
 export interface KuraRunningService extends RunningService {
   readonly service: KuraProvisioningService;
   /** The embedded broker's port (undefined in attached mode). */
   readonly port?: number;
+  /** The demo account broker's port, when it runs. */
+  readonly accountBrokerPort?: number;
   /** Attached mode: settles once the subscriptions are in place. */
   readonly ready: Promise<void>;
   manage(operation: unknown, payload: unknown): Promise<KuraManageResult>;
@@ -75,12 +80,29 @@ export const kuraServing: ServingDialect<KuraServeSettings, KuraRunningService> 
       label = "mqtt attached";
       close = () => a.close();
     }
+    const labels = [label];
+    let accountBrokerPort: number | undefined;
+    if (settings.accountBroker) {
+      try {
+        const ab = await startKuraAccountBroker(service, settings.accountBroker);
+        accountBrokerPort = ab.port;
+        labels.push(`account :${ab.port}`);
+        const first = close;
+        close = async () => {
+          await Promise.allSettled([first(), ab.close()]);
+        };
+      } catch (err) {
+        await close();
+        throw err;
+      }
+    }
     let stopped: Promise<void> | undefined;
     return {
       service,
       port,
+      accountBrokerPort,
       ready,
-      labels: [label],
+      labels,
       counts: () => ({ ...service.counts, locked: service.lockedNow() }),
       manage: (operation, payload) => manageKura(service, operation, payload),
       stop: () =>
