@@ -120,14 +120,27 @@ export class KuraProvisioningService {
   /**
    * Puts the dialog's requests in the store and learns every client id. A dialog request
    * already stored keeps its status (a redeploy must not make a consumed request usable
-   * again) unless its definition changed and it says overwrite-if-duplicate.
+   * again) unless its definition changed and it says overwrite-if-duplicate; one the
+   * dialog made and no longer lists is removed. (Requests added by message are kept.)
    */
   async open(): Promise<void> {
+    const mine = new Set<string>();
     for (const r of this.settings.requests ?? []) {
       const input = parseRequestInput(r);
+      mine.add(input.clientId);
       await this.put(input, "dialog", input.overwriteIfDuplicate === true, true);
     }
-    for (const s of await this.records.list(this.account)) this.known.add(s.id);
+    for (const s of await this.records.list(this.account)) {
+      // A request taken out of the dialog is taken out of the store: it must stop working.
+      if (!mine.has(s.id)) {
+        const r = await this.records.get({ group: s.group, id: s.id });
+        if (r?.owner === "dialog") {
+          await this.records.remove({ group: s.group, id: s.id });
+          continue;
+        }
+      }
+      this.known.add(s.id);
+    }
   }
 
   claims(clientId: string): boolean {

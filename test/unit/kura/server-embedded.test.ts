@@ -21,6 +21,7 @@ import {
   WRONG_PASSWORD,
 } from "../../support/kserve-peers";
 import { startKura, type StartedKura } from "../../support/kserve-service";
+import { MemoryBackend } from "../../../lib/stores/memory";
 import { makeTestPki, type TestPki } from "../../support/pki";
 
 describe("kura serving: embedded broker", () => {
@@ -147,6 +148,24 @@ describe("kura serving: embedded broker", () => {
     );
     assert.match(await provisionLine(port, "gen-1", { activationKey: ACTIVATION_KEY }), /^DENIED 403/);
     assert.match(await provisionLine(port, "gen-1", { activationKey: added.activationKey }), /^OK /);
+  });
+
+  it("dialog requests: a redeploy keeps a consumed one consumed; one taken out of the dialog is gone", async () => {
+    const store = new MemoryBackend();
+    const first = await startKura(undefined, { store }, [requestFor("dl-1"), requestFor("dl-2")]);
+    started.push(first);
+    await first.running.manage("add", requestFor("dl-msg"));
+    assert.match(await provisionLine(first.running.port as number, "dl-1"), /^OK /);
+    await first.stop();
+    const second = await startKura(undefined, { store }, [requestFor("dl-1")]);
+    started.push(second);
+    const port = second.running.port as number;
+    assert.match(await provisionLine(port, "dl-1"), /^DENIED CONNACK 5/);
+    assert.equal((await status(second, "dl-1"))?.status, "COMPLETED");
+    assert.equal(await status(second, "dl-2"), undefined);
+    assert.match(await provisionLine(port, "dl-2"), /^DENIED CONNACK 5/);
+    // Added by message, not by the dialog: kept.
+    assert.match(await provisionLine(port, "dl-msg"), /^OK /);
   });
 
   it("a session may not read or write another device's topics", async () => {
