@@ -112,6 +112,15 @@ export async function startKuraMqttServer(
       claims: (c) => service.claims(c.clientId),
       admit: (remote) => !opts.serviceLimiter || opts.serviceLimiter.take(remote),
       onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
+      // Refused by the port (return code 5): audited here, since client ids are this dialect's.
+      onUnclaimed: (c, remote) =>
+        service.refusedEarly(
+          "mqtt",
+          remote,
+          "not-found",
+          "no provision request for this client id",
+          c.clientId,
+        ),
       hooks: {
         preConnect: (_client, packet, cb) => {
           // A will is a publish the session never asked permission for.

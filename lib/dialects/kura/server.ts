@@ -606,8 +606,14 @@ export class KuraProvisioningService {
   }
 
   /** A refusal decided before any request was read (a transport's): audited and counted. */
-  refusedEarly(transport: string, remote: string | undefined, reason: string, detail: string): void {
-    this.refuse({ transport, remote }, { code: 0, reason, detail });
+  refusedEarly(
+    transport: string,
+    remote: string | undefined,
+    reason: string,
+    detail: string,
+    clientId?: string,
+  ): void {
+    this.refuse({ transport, remote, deviceName: clientId?.slice(0, 256) }, { code: 0, reason, detail });
   }
 
   private refuse(

@@ -83,6 +83,10 @@ describe("kura serving: embedded broker", () => {
     const s = await start();
     const port = s.running.port as number;
     assert.match(await provisionLine(port, "nobody-1"), /^DENIED CONNACK 5/);
+    assert.deepEqual(
+      [s.audits.at(-1)?.outcome, s.audits.at(-1)?.reason, s.audits.at(-1)?.deviceName],
+      ["refused", "not-found", "nobody-1"],
+    );
     await s.running.manage("add", requestFor("cx-1"));
     assert.match(await provisionLine(port, "cx-1", { password: WRONG_PASSWORD }), /^DENIED CONNACK 4/);
     assert.match(await provisionLine(port, "cx-1", { username: "someone-else" }), /^DENIED CONNACK 4/);
