@@ -1,5 +1,7 @@
 /**
- * provision-response: the serving side of ThingsBoard device provisioning. Reads its
+ * provision-response: the serving side of ThingsBoard device provisioning, and of
+ * Everyware / Kura provisioning when its dialect says "kura" (a flow saved before the
+ * dialect choice has none and stays ThingsBoard). Reads its
  * settings, builds the service core over a registry in a credential store, starts the
  * transports (embedded or attached MQTT, CoAP; HTTP on Node-RED's own server), and maps
  * decisions, audit events and management messages to and from the flow.
@@ -13,8 +15,17 @@ import { thingsboardServing, type TbServeSettings } from "../lib/dialects/things
 import { num, portOf, seconds, text, tlsServerOptionsOf } from "./shared/config";
 import { profileIdsOf } from "./shared/profile-list";
 import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
+import { kuraServing, type KuraMqttConfig, type KuraServeSettings } from "../lib/dialects/kura/serving";
+import { kuraRequestsOf, kuraSecretsOf } from "./shared/kura-serving-settings";
 
 interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
+  /** "thingsboard" (also when absent: flows saved before the choice) or "kura". */
+  dialect?: string;
+  /** Everyware / Kura: the provision account, and the requests (their secrets in the credentials). */
+  kuraAccount?: string;
+  kuraRequests?: unknown;
+  kuraAccountBroker?: boolean;
+  kuraAccountBrokerPort?: string | number;
   /** The provisioning-profile config node ids, in order (the first is the default of add). */
   profiles?: unknown;
   /** Before the list: three fixed slots, still read when `profiles` is absent. */
@@ -43,6 +54,8 @@ interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
 interface ProvisionResponseCreds {
   attachedUsername?: string;
   attachedPassword?: string;
+  /** Everyware / Kura: every request's secrets, JSON by client id (nodes/shared/kura-serving-settings.ts). */
+  kuraSecrets?: string;
 }
 
 interface ProfileNodeShape {
@@ -121,6 +134,50 @@ export = function (RED: NodeAPI) {
       return { mode: "off" };
     };
 
+    if (config.dialect === "kura") {
+      const kuraMqttOf = (): KuraMqttConfig => {
+        const m = mqttOf();
+        if (m.mode === "off") throw finalError("CONFIG", RED._(T + "errors.kura-mqtt-off"));
+        if (m.mode === "attached") return m;
+        const limits = mqttSessionLimits(config);
+        return {
+          mode: "embedded",
+          host: m.host,
+          port: m.port,
+          tls: m.tls,
+          limits: {
+            maxConnections: limits.maxSessions,
+            maxPerRemote: limits.maxSessionsPerRemote,
+            firstRequestMs: limits.firstRequestMs,
+            maxLifetimeMs: limits.sessionLifetimeMs,
+          },
+        };
+      };
+      runServingNode({
+        RED,
+        node,
+        config,
+        type: "provision-response",
+        dialect: kuraServing,
+        outputs: { count: 2, decisions: 0, audit: 1, manage: 1 },
+        settings: (): KuraServeSettings => ({
+          accountName: text(config.kuraAccount) ?? "",
+          requests: kuraRequestsOf(
+            config.kuraRequests,
+            kuraSecretsOf(node.credentials?.kuraSecrets, RED._(T + "errors.kura-secrets")),
+          ),
+          mqtt: kuraMqttOf(),
+          accountBroker: config.kuraAccountBroker
+            ? {
+                host: text(config.mqttHost) ?? "127.0.0.1",
+                port: portOf(config.kuraAccountBrokerPort, 1884, unset),
+              }
+            : undefined,
+        }),
+      });
+      return;
+    }
+
     runServingNode({
       RED,
       node,
@@ -147,6 +204,7 @@ export = function (RED: NodeAPI) {
       credentials: {
         attachedUsername: { type: "text" },
         attachedPassword: { type: "password" },
+        kuraSecrets: { type: "text" },
       },
     },
   );

@@ -48,6 +48,11 @@ export interface MqttDialectHandler {
   admit?(remote: string | undefined): boolean;
   /** Told when the broker cuts or refuses a connection (whoever's it was: it may have no owner yet). */
   onCut?(reason: CutReason, remote: string | undefined): void;
+  /**
+   * Told when a CONNECT is refused because no dialect on the port claims it (return code
+   * 5), so a dialect that owns sessions by client id can audit an unknown one.
+   */
+  onUnclaimed?(connect: ConnectIdentity, remote: string | undefined): void;
   hooks: BrokerHooks;
 }
 
@@ -104,6 +109,8 @@ function startHub(key: string, settings: MqttListenerSettings): Hub {
     sessions: new Map(),
     broker: undefined as never,
   };
+  /** The broker once listening: its remoteOf() for the hooks (they only run after that). */
+  let started: EmbeddedBroker | undefined;
   const ownerOf = (connect: ConnectIdentity) => hub.handlers.find((h) => h.claims(connect));
   const owned = (client: Client | null) => (client ? hub.owners.get(client) : undefined);
   hub.broker = startEmbeddedBroker({
@@ -134,7 +141,16 @@ function startHub(key: string, settings: MqttListenerSettings): Hub {
       },
       authenticate: (client, username, password, done) => {
         const h = owned(client);
-        if (!h) return done(refusal("no service on this port takes that session", 5), false);
+        if (!h) {
+          for (const other of hub.handlers) {
+            try {
+              other.onUnclaimed?.({ clientId: client.id, username }, started?.remoteOf(client));
+            } catch {
+              // One dialect's listener must not keep the others from hearing it.
+            }
+          }
+          return done(refusal("no service on this port takes that session", 5), false);
+        }
         const admitted: typeof done = (err, ok) => {
           if (!err && ok) {
             let set = hub.sessions.get(h);
@@ -165,7 +181,7 @@ function startHub(key: string, settings: MqttListenerSettings): Hub {
   });
   void hub.broker.then(
     (b) =>
-      b.aedes.on("clientDisconnect", (client: Client) => {
+      (started = b).aedes.on("clientDisconnect", (client: Client) => {
         const h = hub.owners.get(client);
         if (h) hub.sessions.get(h)?.delete(client);
       }),
