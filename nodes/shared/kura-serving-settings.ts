@@ -9,6 +9,7 @@
  */
 import { finalError } from "../../lib/model/errors";
 import type { KuraRequestInput } from "../../lib/dialects/kura/server-requests";
+import { resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
 import { text } from "./config";
 
 /** One request row of the dialog as flows.json keeps it (no secret). */
@@ -62,18 +63,49 @@ export function applicationsOf(v: unknown): Array<{ name: string; version: strin
     });
 }
 
+/**
+ * The secrets by the client id they belong to once `${NAME}` references are resolved:
+ * Node-RED replaces a whole-value `${NAME}` in a row's client id, but never in
+ * credentials, so a request whose client id and secrets come from the environment (the
+ * demo's EVERYWARE_* variables) is keyed and filled here the same way.
+ */
+function resolvedSecrets(
+  secrets: Record<string, KuraRequestSecrets>,
+  env: EnvLookup,
+): Map<string, KuraRequestSecrets> {
+  const out = new Map<string, KuraRequestSecrets>();
+  const value = (v: unknown) => (typeof v === "string" ? resolveEnvRefs(v, env) : undefined);
+  for (const [key, s] of Object.entries(secrets)) {
+    if (typeof s !== "object" || s === null) continue;
+    out.set(resolveEnvRefs(key, env), {
+      password: value(s.password),
+      activationKey: value(s.activationKey),
+      accountPassword: value(s.accountPassword),
+    });
+  }
+  return out;
+}
+
 /** The dialog's rows and secrets as the dialect's request inputs (checked by the dialect). */
 export function kuraRequestsOf(
   rows: unknown,
   secrets: Record<string, KuraRequestSecrets>,
+  env: EnvLookup = () => undefined,
 ): KuraRequestInput[] {
   if (!Array.isArray(rows)) return [];
+  const byClientId = resolvedSecrets(secrets, env);
   return (rows as KuraRequestRow[]).map((r) => {
-    const clientId = text(r.clientId) ?? "";
-    const s = secrets[clientId] ?? {};
+    // `${NAME}` inside a value too (Node-RED replaces only a whole-value reference), so a
+    // handed-out broker URL can name a port kept in one place: mqtt://127.0.0.1:${PORT}.
+    const field = (v: unknown) => {
+      const t = text(v);
+      return t === undefined ? undefined : resolveEnvRefs(t, env);
+    };
+    const clientId = field(r.clientId) ?? "";
+    const s = byClientId.get(clientId) ?? {};
     const out: Record<string, unknown> = {
       clientId,
-      username: text(r.username) ?? "",
+      username: field(r.username) ?? "",
       password: s.password ?? "",
       activationKey: s.activationKey || undefined,
       activatesOn: text(r.activatesOn),
@@ -83,14 +115,14 @@ export function kuraRequestsOf(
       applications: applicationsOf(r.applications),
       certificateChain: text(r.certificateChain),
     };
-    const brokerUrl = text(r.brokerUrl);
+    const brokerUrl = field(r.brokerUrl);
     if (brokerUrl)
       out.configuration = {
         brokerUrl,
-        accountName: text(r.accountName) ?? "",
-        username: text(r.accountUsername) ?? "",
+        accountName: field(r.accountName) ?? "",
+        username: field(r.accountUsername) ?? "",
         password: s.accountPassword ?? "",
-        clientId: text(r.accountClientId) ?? clientId,
+        clientId: field(r.accountClientId) ?? clientId,
       };
     return out as unknown as KuraRequestInput;
   });
