@@ -12,7 +12,7 @@ import type { TbProfile } from "../lib/dialects/thingsboard/server";
 import type { TbMqttConfig } from "../lib/dialects/thingsboard/server-host";
 import { TB_MQTT_SESSION_DEFAULTS } from "../lib/dialects/thingsboard/server-mqtt";
 import { thingsboardServing, type TbServeSettings } from "../lib/dialects/thingsboard/serving";
-import { num, portOf, seconds, text, tlsServerOptionsOf } from "./shared/config";
+import { envOf, num, portOf, seconds, text, tlsServerOptionsOf } from "./shared/config";
 import { profileIdsOf } from "./shared/profile-list";
 import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
 import { kuraServing, type KuraMqttConfig, type KuraServeSettings } from "../lib/dialects/kura/serving";
@@ -165,6 +165,7 @@ export = function (RED: NodeAPI) {
           requests: kuraRequestsOf(
             config.kuraRequests,
             kuraSecretsOf(node.credentials?.kuraSecrets, RED._(T + "errors.kura-secrets")),
+            envOf(RED, node),
           ),
           mqtt: kuraMqttOf(),
           accountBroker: config.kuraAccountBroker

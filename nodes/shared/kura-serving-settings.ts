@@ -9,7 +9,8 @@
  */
 import { finalError } from "../../lib/model/errors";
 import type { KuraRequestInput } from "../../lib/dialects/kura/server-requests";
-import { text } from "./config";
+import { resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
+import { text as plainText } from "./config";
 
 /** One request row of the dialog as flows.json keeps it (no secret). */
 export interface KuraRequestRow {
@@ -62,15 +63,37 @@ export function applicationsOf(v: unknown): Array<{ name: string; version: strin
     });
 }
 
-/** The dialog's rows and secrets as the dialect's request inputs (checked by the dialect). */
+/**
+ * The dialog's rows and secrets as the dialect's request inputs (checked by the dialect).
+ * `${NAME}` references are resolved in every field and secret: Node-RED substitutes them
+ * only in a node's top-level properties, and a demo's request comes from the environment.
+ * The secrets stay under the client id as the dialog wrote it (references unresolved).
+ * (Node-RED itself resolves a property that is one whole `${NAME}`, in nested objects too.)
+ */
 export function kuraRequestsOf(
   rows: unknown,
   secrets: Record<string, KuraRequestSecrets>,
+  env: EnvLookup = () => undefined,
 ): KuraRequestInput[] {
   if (!Array.isArray(rows)) return [];
+  const text = (v: unknown) => {
+    const t = plainText(v);
+    return t === undefined ? undefined : plainText(resolveEnvRefs(t, env));
+  };
+  const secret = (v: unknown) => (typeof v === "string" && v !== "" ? resolveEnvRefs(v, env) : undefined);
   return (rows as KuraRequestRow[]).map((r) => {
     const clientId = text(r.clientId) ?? "";
-    const s = secrets[clientId] ?? {};
+    // Node-RED may have resolved a whole-field reference in the flow already; the
+    // credential keeps the client id as written: match the keys as they resolve.
+    const written = plainText(r.clientId) ?? "";
+    const key =
+      written in secrets ? written : (Object.keys(secrets).find((k) => text(k) === clientId) ?? clientId);
+    const given = secrets[key] ?? {};
+    const s = {
+      password: secret(given.password),
+      activationKey: secret(given.activationKey),
+      accountPassword: secret(given.accountPassword),
+    };
     const out: Record<string, unknown> = {
       clientId,
       username: text(r.username) ?? "",
