@@ -10,7 +10,7 @@
 import { finalError } from "../../lib/model/errors";
 import type { KuraRequestInput } from "../../lib/dialects/kura/server-requests";
 import { resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
-import { text } from "./config";
+import { text as plainText } from "./config";
 
 /** One request row of the dialog as flows.json keeps it (no secret). */
 export interface KuraRequestRow {
@@ -64,48 +64,39 @@ export function applicationsOf(v: unknown): Array<{ name: string; version: strin
 }
 
 /**
- * The secrets by the client id they belong to once `${NAME}` references are resolved:
- * Node-RED replaces a whole-value `${NAME}` in a row's client id, but never in
- * credentials, so a request whose client id and secrets come from the environment (the
- * demo's EVERYWARE_* variables) is keyed and filled here the same way.
+ * The dialog's rows and secrets as the dialect's request inputs (checked by the dialect).
+ * `${NAME}` references are resolved in every field and secret: Node-RED substitutes them
+ * only in a node's top-level properties, and a demo's request comes from the environment.
+ * The secrets stay under the client id as the dialog wrote it (references unresolved).
+ * (Node-RED itself resolves a property that is one whole `${NAME}`, in nested objects too.)
  */
-function resolvedSecrets(
-  secrets: Record<string, KuraRequestSecrets>,
-  env: EnvLookup,
-): Map<string, KuraRequestSecrets> {
-  const out = new Map<string, KuraRequestSecrets>();
-  const value = (v: unknown) => (typeof v === "string" ? resolveEnvRefs(v, env) : undefined);
-  for (const [key, s] of Object.entries(secrets)) {
-    if (typeof s !== "object" || s === null) continue;
-    out.set(resolveEnvRefs(key, env), {
-      password: value(s.password),
-      activationKey: value(s.activationKey),
-      accountPassword: value(s.accountPassword),
-    });
-  }
-  return out;
-}
-
-/** The dialog's rows and secrets as the dialect's request inputs (checked by the dialect). */
 export function kuraRequestsOf(
   rows: unknown,
   secrets: Record<string, KuraRequestSecrets>,
   env: EnvLookup = () => undefined,
 ): KuraRequestInput[] {
   if (!Array.isArray(rows)) return [];
-  const byClientId = resolvedSecrets(secrets, env);
+  const text = (v: unknown) => {
+    const t = plainText(v);
+    return t === undefined ? undefined : plainText(resolveEnvRefs(t, env));
+  };
+  const secret = (v: unknown) => (typeof v === "string" && v !== "" ? resolveEnvRefs(v, env) : undefined);
   return (rows as KuraRequestRow[]).map((r) => {
-    // `${NAME}` inside a value too (Node-RED replaces only a whole-value reference), so a
-    // handed-out broker URL can name a port kept in one place: mqtt://127.0.0.1:${PORT}.
-    const field = (v: unknown) => {
-      const t = text(v);
-      return t === undefined ? undefined : resolveEnvRefs(t, env);
+    const clientId = text(r.clientId) ?? "";
+    // Node-RED may have resolved a whole-field reference in the flow already; the
+    // credential keeps the client id as written: match the keys as they resolve.
+    const written = plainText(r.clientId) ?? "";
+    const key =
+      written in secrets ? written : (Object.keys(secrets).find((k) => text(k) === clientId) ?? clientId);
+    const given = secrets[key] ?? {};
+    const s = {
+      password: secret(given.password),
+      activationKey: secret(given.activationKey),
+      accountPassword: secret(given.accountPassword),
     };
-    const clientId = field(r.clientId) ?? "";
-    const s = byClientId.get(clientId) ?? {};
     const out: Record<string, unknown> = {
       clientId,
-      username: field(r.username) ?? "",
+      username: text(r.username) ?? "",
       password: s.password ?? "",
       activationKey: s.activationKey || undefined,
       activatesOn: text(r.activatesOn),
@@ -115,14 +106,14 @@ export function kuraRequestsOf(
       applications: applicationsOf(r.applications),
       certificateChain: text(r.certificateChain),
     };
-    const brokerUrl = field(r.brokerUrl);
+    const brokerUrl = text(r.brokerUrl);
     if (brokerUrl)
       out.configuration = {
         brokerUrl,
-        accountName: field(r.accountName) ?? "",
-        username: field(r.accountUsername) ?? "",
+        accountName: text(r.accountName) ?? "",
+        username: text(r.accountUsername) ?? "",
         password: s.accountPassword ?? "",
-        clientId: field(r.accountClientId) ?? clientId,
+        clientId: text(r.accountClientId) ?? clientId,
       };
     return out as unknown as KuraRequestInput;
   });

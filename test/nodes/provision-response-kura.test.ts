@@ -160,6 +160,36 @@ describe("provision-response node: Everyware / Kura", () => {
     }
   });
 
+  it("resolves ${NAME} references in a dialog request's fields and secrets from the environment", async () => {
+    process.env.KSERVE_TEST_CLIENT = "env-dev-1";
+    process.env.KSERVE_TEST_PASS = "env-provision-pass";
+    try {
+      const port = await freeTcpPort();
+      const rows = [
+        {
+          clientId: "${KSERVE_TEST_CLIENT}",
+          username: "${KSERVE_TEST_CLIENT}-SN1",
+          brokerUrl: "mqtt://a.example",
+        },
+      ];
+      const secrets = {
+        "${KSERVE_TEST_CLIENT}": { password: "${KSERVE_TEST_PASS}", accountPassword: "acct-pw" },
+      };
+      await helper.load(nodes, flow(port, { kuraRequests: rows }), {
+        srv: { kuraSecrets: JSON.stringify(secrets) },
+      });
+      const s = await statusOf(helper.getNode("srv"), ["green", "red"]);
+      assert.equal(s.fill, "green", JSON.stringify(helper.getNode("srv").error.args));
+      assert.equal(
+        await provisionLine(port, "env-dev-1", { password: "env-provision-pass", activationKey: undefined }),
+        "OK acct-pw",
+      );
+    } finally {
+      delete process.env.KSERVE_TEST_CLIENT;
+      delete process.env.KSERVE_TEST_PASS;
+    }
+  });
+
   it("refuses to start without MQTT, with a sentence", async () => {
     await helper.load(nodes, flow(0, { mqtt: "off" }), creds);
     const srv = helper.getNode("srv");
