@@ -19,7 +19,9 @@
   var MAX_COUNT = 1000000000;
 
   // Scheme, host (a name, IPv4 or [IPv6]), an optional port of up to 5 digits, nothing else.
-  var MQTT_URL = /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?\/?$/;
+  // A host or a port may be a whole `${NAME}` (resolved at deploy), as the examples keep ports.
+  var MQTT_URL =
+    /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|\$\{[A-Za-z_]\w*\})(:(\d{1,5}|\$\{[A-Za-z_]\w*\}))?\/?$/;
 
   function text(v) {
     return v === undefined || v === null ? "" : String(v).trim();

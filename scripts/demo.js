@@ -12,6 +12,7 @@ const DEMO_EXAMPLES = [
   "thingsboard-local-round-trip.json",
   "plgd-dps-local.json",
   "mainflux-bootstrap-secure.json",
+  "everyware-kura-local.json",
   "credential-store-operations.json",
 ];
 
@@ -24,6 +25,12 @@ const DEFAULTS = {
   BOOTSTRAP_THING_KEY: "demo-thing-key",
   // Mainflux's own default (bootstrap/cmd/main.go), so a stock Mainflux device works as it is.
   BOOTSTRAP_ENCRYPT_KEY: "12345678910111213141516171819202",
+  EVERYWARE_DEMO_PASSWORD: "demo-kura-password",
+  EVERYWARE_ACCOUNT_PASSWORD: "demo-account-password",
+  EVERYWARE_CLIENT_ID: "MYDEVICE01",
+  EVERYWARE_USERNAME: "MYDEVICE01-SN0001",
+  EVERYWARE_PASSWORD: "my-device-password",
+  EVERYWARE_ACTIVATION_KEY: "demoActivationKey0123456789abcdef",
 };
 
 /**
@@ -41,6 +48,20 @@ const DEMO_CREDENTIALS = {
     initThingKey: "${BOOTSTRAP_THING_KEY}",
   },
   "mf-ex-device": { externalKey: "${BOOTSTRAP_EXTERNAL_KEY}", encryptionKey: "${BOOTSTRAP_ENCRYPT_KEY}" },
+  "kura-server": {
+    kuraSecrets: JSON.stringify({
+      DEMOKURA01: {
+        password: "${EVERYWARE_DEMO_PASSWORD}",
+        accountPassword: "${EVERYWARE_ACCOUNT_PASSWORD}",
+      },
+      "${EVERYWARE_CLIENT_ID}": {
+        password: "${EVERYWARE_PASSWORD}",
+        activationKey: "${EVERYWARE_ACTIVATION_KEY}",
+        accountPassword: "${EVERYWARE_ACCOUNT_PASSWORD}",
+      },
+    }),
+  },
+  "kura-device": { kuraPassword: "${EVERYWARE_DEMO_PASSWORD}" },
 };
 
 function environment(userDir) {
@@ -69,7 +90,7 @@ function prepare(userDir) {
  * value of its own environment there. Node-RED's own port needs nothing: the examples'
  * devices name "this Node-RED" (provision-request's "local", bootstrap-fetch's "/").
  */
-const PORT_VARIABLES = ["PROVISION_MQTT_PORT", "DPS_PORT"];
+const PORT_VARIABLES = ["PROVISION_MQTT_PORT", "DPS_PORT", "EVERYWARE_ACCOUNT_PORT"];
 
 /** Where the demo PKI lives: inside the user directory, the working directory of Node-RED. */
 const DEMO_PKI_DIR = "plgd-dps-demo-pki";
@@ -153,7 +174,16 @@ function servedEndpoints(flowList, env, port) {
   for (const n of flowList) {
     if (n.d || tabs.get(n.z)?.disabled) continue;
     const at = (k, fallback) => resolve(n, n[k] === undefined || n[k] === "" ? fallback : n[k]);
-    if (n.type === "provision-response") {
+    if (n.type === "provision-response" && n.dialect === "kura") {
+      if (at("mqtt", "embedded") === "embedded")
+        lines.push(
+          `Everyware / Kura        ${n.mqttTls ? "mqtts" : "mqtt"}://${at("mqttHost", "127.0.0.1")}:${at("mqttPort", 1883)} (provision broker)`,
+        );
+      if (n.kuraAccountBroker)
+        lines.push(
+          `Everyware / Kura        mqtt://${at("mqttHost", "127.0.0.1")}:${at("kuraAccountBrokerPort", 1884)} (demo account broker)`,
+        );
+    } else if (n.type === "provision-response") {
       if (at("mqtt", "embedded") === "embedded")
         lines.push(
           `ThingsBoard over MQTT   ${n.mqttTls ? "mqtts" : "mqtt"}://${at("mqttHost", "127.0.0.1")}:${at("mqttPort", 1883)}`,

@@ -81,7 +81,9 @@ function seconds0(s: string): boolean {
 export const ENV_REF = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
 
 /** An MQTT broker URL as the dialogs accept it (resources/provisioning-editor.js MQTT_URL). */
-const MQTT_URL = /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?\/?$/;
+// A host or a port may be a whole `${NAME}` (resolved at deploy), as the examples keep ports.
+const MQTT_URL =
+  /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|\$\{[A-Za-z_]\w*\})(:(\d{1,5}|\$\{[A-Za-z_]\w*\}))?\/?$/;
 
 /** A count or rate past this is a typing slip, not a setting (as the dialogs hold it). */
 const MAX_COUNT = 1_000_000_000;

@@ -10,7 +10,7 @@
  */
 import { arch, cpus, hostname, release, totalmem, type as osType } from "node:os";
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import { credentialValue, type EnvLookup } from "../../lib/client/env-ref";
+import { credentialValue, resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
 import { defaultKuraClientId, provisionBrokerOf } from "../../lib/dialects/kura/device";
 import {
   isMissingRequest,
@@ -198,14 +198,19 @@ export function serveKuraRequest(
   config: KuraRequestDef,
   env: EnvLookup,
 ): void {
-  const brokerUrl = text(config.kuraBrokerUrl) ?? "";
+  let brokerUrl = text(config.kuraBrokerUrl) ?? "";
   let configError: Error | undefined;
   let secure = true;
   try {
     // Node-RED replaces a whole `${NAME}` whose variable is set (flows util
-    // mapEnvVarProperties): one still here names a variable that is not.
+    // mapEnvVarProperties): one still here names a variable that is not. One inside the
+    // URL (mqtt://127.0.0.1:${PROVISION_MQTT_PORT}, a port kept in one place, as the
+    // example does) is replaced here, from the same environment.
     if (ENV_REF.test(brokerUrl))
       throw finalError("CONFIG", RED._(T + "errors.env-unset", { name: brokerUrl.slice(2, -1) }));
+    for (const m of brokerUrl.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g))
+      if (env(m[1]) === undefined) throw finalError("CONFIG", RED._(T + "errors.env-unset", { name: m[1] }));
+    brokerUrl = resolveEnvRefs(brokerUrl, env);
     secure = provisionBrokerOf(brokerUrl).secure;
   } catch (err) {
     configError = err as Error;

@@ -451,6 +451,48 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     await shot("ok-plgd-dps-local");
     covered.push("plgd-dps-local");
 
+    await importExample("everyware-kura-local");
+    assert.deepEqual(await invalidAmong("kura-"), [], "as imported, nothing is marked");
+    await movePort("kura-tab", "PROVISION_MQTT_PORT", await freeTcpPort());
+    await movePort("kura-tab", "EVERYWARE_ACCOUNT_PORT", await freeTcpPort());
+    result = await deployFromEditor("everyware-kura-local");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
+    await show("kura-tab");
+    await statusShown("kura-device", /^provisioned/);
+    await statusShown("kura-server", /1 provisioned/);
+    // Node-RED's core mqtt in node, connected to the account broker with what was received.
+    await statusShown("kura-account-in", /^connected$/);
+    await page.waitForFunction(
+      () =>
+        Array.from(document.querySelectorAll(".red-ui-debug-msg")).some((m) =>
+          m.textContent?.includes("hello from the provisioned device"),
+        ),
+      undefined,
+      { timeout: 60000 },
+    );
+    await shot("ok-everyware-kura-local");
+    // The provision requests' list editor shows both requests, secrets as password fields.
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as Red).RED;
+      red.editor.edit(red.nodes.node("kura-server"));
+    });
+    await page.waitForSelector("#node-dialog-cancel", { state: "visible" });
+    await page.waitForFunction(
+      () => document.querySelectorAll("#node-input-kura-requests > li").length === 2,
+      undefined,
+      { timeout: 10000 },
+    );
+    const requestFields = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('#node-input-kura-requests [data-kura="password"]')).map(
+        (e) => (e as HTMLInputElement).type,
+      ),
+    );
+    assert.deepEqual(requestFields, ["password", "password"]);
+    await shot("dialog-everyware-kura-requests");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    covered.push("everyware-kura-local");
+
     // It needs a real server: it shows its missing host red before deploy, and is not deployed.
     await show("browser-tab");
     await importExample("thingsboard-real-server-device");

@@ -284,6 +284,26 @@ describe("nodes/provision-request, protocol Everyware / Kura", () => {
     assert.match(String(error.message), /provision-request\.kura\.errors\.env-unset/);
   });
 
+  it("a broker URL with ${NAME} inside takes its port from the tab's environment; one not set is CONFIG", async () => {
+    const port = new URL(broker.url).port;
+    const withEnv = (url: string) => {
+      const f = flow(prNode({ kuraBrokerUrl: url })) as Array<Record<string, unknown>>;
+      f[0] = { ...f[0], env: [{ name: "KURA_TEST_PORT", value: port, type: "str" }] };
+      return f;
+    };
+    await helper.load(modules, withEnv("mqtt://127.0.0.1:${KURA_TEST_PORT}"), creds());
+    const got = next(helper.getNode("out"), "the result");
+    helper.getNode("pr").receive({});
+    assert.equal((await got).payload.dialect, "kura");
+    await helper.unload();
+    await helper.load(modules, withEnv("mqtt://127.0.0.1:${KURA_NOT_SET_PORT}"), creds());
+    const caught = next(helper.getNode("caught"), "the failure");
+    helper.getNode("pr").receive({});
+    const error = (await caught).error as { code?: string; message?: string };
+    assert.equal(error.code, "CONFIG");
+    assert.match(String(error.message), /provision-request\.kura\.errors\.env-unset/);
+  });
+
   it("a wrong activation key is refused by the service (403) and not retried", async () => {
     responder.activationKey = KEY;
     await helper.load(modules, flow(prNode({ retryMax: 3 })), creds({ kuraActivationKey: "not-the-key" }));

@@ -9,6 +9,8 @@ import { libcoapClient } from "../support/coaptcp-peers";
 import { pythonDevice } from "../support/mainflux-fixtures";
 import { freeTcpPort } from "../support/ports";
 import { run, startProcess, type Started } from "../support/process";
+import { connectAsync } from "mqtt";
+import { provisionKuraDevice } from "../../lib/dialects/kura/device";
 
 const KEY = "demo-provision-key";
 const SECRET = "demo-provision-secret";
@@ -18,6 +20,14 @@ const BOOTSTRAP = {
   thingKey: "demo-thing-key",
   encrypt: "12345678910111213141516171819202",
 };
+/** The demo's defaults for "a device of yours" on the Everyware tab (README). */
+const EVERYWARE = {
+  clientId: "MYDEVICE01",
+  username: "MYDEVICE01-SN0001",
+  password: "my-device-password",
+  activationKey: "demoActivationKey0123456789abcdef",
+  accountPassword: "demo-account-password",
+};
 
 /** `npm start` (scripts/start.js after the build) in a user directory of the test's own. */
 async function startDemo(
@@ -25,6 +35,7 @@ async function startDemo(
   port: number,
   mqttPort: number,
   dpsPort: number,
+  accountPort: number,
 ): Promise<{ demo: Started; comms: Comms }> {
   const demo = await startProcess(
     process.execPath,
@@ -37,6 +48,7 @@ async function startDemo(
         PORT: String(port),
         PROVISION_MQTT_PORT: String(mqttPort),
         DPS_PORT: String(dpsPort),
+        EVERYWARE_ACCOUNT_PORT: String(accountPort),
         NODE_RED_DEMO_DIR: dir,
       },
       timeoutMs: 60000,
@@ -67,6 +79,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
   let port: number;
   let mqttPort: number;
   let dpsPort: number;
+  let accountPort: number;
   let url: string;
   let first: { demo: Started; comms: Comms };
   before(async () => {
@@ -74,8 +87,9 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     port = await freeTcpPort();
     mqttPort = await freeTcpPort();
     dpsPort = await freeTcpPort();
+    accountPort = await freeTcpPort();
     url = `http://127.0.0.1:${port}`;
-    first = await startDemo(dir, port, mqttPort, dpsPort);
+    first = await startDemo(dir, port, mqttPort, dpsPort, accountPort);
   });
   after(async () => {
     first?.comms.close();
@@ -96,6 +110,64 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.match(banner, new RegExp(`ThingsBoard over HTTP +POST ${url}/api/v1/provision\\n`));
     assert.match(banner, new RegExp(`Mainflux bootstrap +GET ${url}/things/bootstrap/\\{external id\\}\\n`));
     assert.match(banner, new RegExp(`plgd DPS +coaps\\+tcp://127\\.0\\.0\\.1:${dpsPort}\\n`));
+    assert.match(
+      banner,
+      new RegExp(`Everyware / Kura +mqtt://127\\.0\\.0\\.1:${mqttPort} \\(provision broker\\)\\n`),
+    );
+    assert.match(
+      banner,
+      new RegExp(`Everyware / Kura +mqtt://127\\.0\\.0\\.1:${accountPort} \\(demo account broker\\)\\n`),
+    );
+  });
+
+  it("Everyware / Kura: the demo device provisions on the broker ThingsBoard's devices use, and reconnects to the account broker", async () => {
+    await first.comms.waitForStatus("kura-device", /^provisioned/);
+    await first.comms.waitForStatus("kura-account-in", /status\.connected$/);
+    const heard = await first.comms.waitFor(
+      "the hello the device said on the account broker",
+      (m) => m.topic === "debug" && (m.data as { id?: string })?.id === "kura-heard",
+    );
+    assert.equal((heard.data as { msg?: unknown }).msg, "hello from the provisioned device");
+    await first.comms.waitForStatus("kura-server", /1 provisioned/);
+  });
+
+  it("Everyware / Kura: a device of yours provisions with the EVERYWARE_* request, then reaches the account broker", async () => {
+    const result = await provisionKuraDevice(
+      {
+        brokerUrl: `mqtt://127.0.0.1:${mqttPort}`,
+        accountName: "demo-provision",
+        clientId: EVERYWARE.clientId,
+        username: EVERYWARE.username,
+        password: EVERYWARE.password,
+        activationKey: EVERYWARE.activationKey,
+      },
+      { timeoutMs: 10000 },
+    );
+    assert.deepEqual(result.configuration.servers, [{ uri: `mqtt://127.0.0.1:${accountPort}` }]);
+    assert.equal(result.credentials.password, EVERYWARE.accountPassword);
+    const account = await connectAsync(`mqtt://127.0.0.1:${accountPort}`, {
+      clientId: result.credentials.clientId,
+      username: result.credentials.username,
+      password: result.credentials.password,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    await account.endAsync();
+    // The request is consumed: asking again with it is refused at CONNECT.
+    await assert.rejects(
+      provisionKuraDevice(
+        {
+          brokerUrl: `mqtt://127.0.0.1:${mqttPort}`,
+          accountName: "demo-provision",
+          clientId: EVERYWARE.clientId,
+          username: EVERYWARE.username,
+          password: EVERYWARE.password,
+          activationKey: EVERYWARE.activationKey,
+        },
+        { timeoutMs: 10000 },
+      ),
+      (e: Error & { code?: string }) => e.code === "DENIED",
+    );
   });
 
   it("the simulated gateway provisions itself over the embedded broker at deploy", async () => {
@@ -202,10 +274,15 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     await first.demo.stop();
     // The flows are kept from the first start; the MQTT port changes in the environment.
     const movedMqtt = await freeTcpPort();
-    const second = await startDemo(dir, port, movedMqtt, dpsPort);
+    const second = await startDemo(dir, port, movedMqtt, dpsPort, accountPort);
     try {
       await second.comms.waitForStatus("tb-gateway", /^reused$/);
       await second.comms.waitForStatus("mf-ex-device", /^reused stored configuration$/);
+      // The Kura device keeps what it got: it reconnects to the account broker without
+      // provisioning again (its request was consumed: asking again would be refused).
+      await second.comms.waitForStatus("kura-device", /^provisioned/);
+      await second.comms.waitForStatus("kura-account-in", /status\.connected$/);
+      await second.comms.waitForStatus("kura-server", /0 provisioned/);
       assert.doesNotMatch(second.demo.output(), /\[error\]/);
       assert.match(
         second.demo.output(),
@@ -223,7 +300,15 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
     assert.equal(statSync(join(dir, ".credential-secret")).mode & 0o777, 0o600);
     const secret = readFileSync(join(dir, ".credential-secret"), "utf8").trim();
     assert.doesNotMatch(first.demo.output(), new RegExp(secret));
-    for (const value of [SECRET, BOOTSTRAP.key, BOOTSTRAP.thingKey, BOOTSTRAP.encrypt])
+    for (const value of [
+      SECRET,
+      BOOTSTRAP.key,
+      BOOTSTRAP.thingKey,
+      BOOTSTRAP.encrypt,
+      EVERYWARE.password,
+      EVERYWARE.activationKey,
+      EVERYWARE.accountPassword,
+    ])
       assert.doesNotMatch(first.demo.output(), new RegExp(value));
   });
 });

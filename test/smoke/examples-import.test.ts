@@ -26,6 +26,13 @@ const NO_DEMO_ENV: NodeJS.ProcessEnv = {
   BOOTSTRAP_ENCRYPT_KEY: "",
   PROVISION_MQTT_PORT: "",
   DPS_PORT: "",
+  EVERYWARE_ACCOUNT_PORT: "",
+  EVERYWARE_DEMO_PASSWORD: "",
+  EVERYWARE_ACCOUNT_PASSWORD: "",
+  EVERYWARE_CLIENT_ID: "",
+  EVERYWARE_USERNAME: "",
+  EVERYWARE_PASSWORD: "",
+  EVERYWARE_ACTIVATION_KEY: "",
   THINGSBOARD_PROVISION_DEVICE_KEY: "",
   THINGSBOARD_PROVISION_DEVICE_SECRET: "",
 };
@@ -132,6 +139,37 @@ for (const rt of runtimes()) {
       const said = debugText(comms);
       assert.equal(said.includes("PRIVATE KEY"), false, "a private key reached debug");
       noneSquatted();
+    });
+
+    it("everyware-kura-local: the device provisions, and Node-RED's core mqtt in reconnects with what it got", async () => {
+      const ex = example("everyware-kura-local.json");
+      const mark = nr.problems().length;
+      await deploy(
+        nr,
+        withTakenPorts(
+          ex,
+          { PROVISION_MQTT_PORT: await freeTcpPort(), EVERYWARE_ACCOUNT_PORT: await freeTcpPort() },
+          taken,
+        ),
+      );
+      await comms.waitForStatus("kura-device", /^provisioned/);
+      await comms.waitForStatus("kura-account-in", /status\.connected$/);
+      const heard = await comms.waitFor(
+        "the hello from the account broker",
+        (m) => m.topic === "debug" && (m.data as { id?: string })?.id === "kura-heard",
+      );
+      assert.equal((heard.data as { msg?: unknown }).msg, "hello from the provisioned device");
+      await comms.waitForStatus("kura-server", /1 provisioned/);
+      assert.deepEqual(nr.problems().slice(mark), []);
+      noneSquatted();
+      const said = debugText(comms);
+      for (const s of [
+        "demo-kura-password",
+        "demo-account-password",
+        "my-device-password",
+        "demoActivationKey",
+      ])
+        assert.equal(said.includes(s), false, "a Kura secret reached debug");
     });
 
     it("credential-store-operations: set, get and list in the example's own folder; no value in debug", async () => {

@@ -86,8 +86,24 @@ const CASES: Record<Kind, { refuse: unknown[]; accept: unknown[] }> = {
   rate: { refuse: [-1, "not valid!", 99999999999], accept: ["", 0, "0.5", 20] },
   minutes: { refuse: [-1, 0, "not valid!", 99999999], accept: ["", "0.5", 60, "35791"] },
   mqttUrl: {
-    refuse: ["http://x", "mqtts://", "mqtts://h:123456", "mqtt://u:p@h", "mqtts://h/x", "x"],
-    accept: ["", "mqtts://broker-sandbox.everyware-cloud.com:8883", "tcp://10.0.0.1", "ssl://[::1]:8883/"],
+    refuse: [
+      "http://x",
+      "mqtts://",
+      "mqtts://h:123456",
+      "mqtt://u:p@h",
+      "mqtts://h/x",
+      "x",
+      "mqtt://h:${}",
+      "mqtt://h:${A}1",
+    ],
+    accept: [
+      "",
+      "mqtts://broker-sandbox.everyware-cloud.com:8883",
+      "tcp://10.0.0.1",
+      "ssl://[::1]:8883/",
+      "mqtt://127.0.0.1:${PROVISION_MQTT_PORT}",
+      "mqtts://${BROKER_HOST}:8883",
+    ],
   },
 };
 
