@@ -574,6 +574,19 @@ export class JournalBackend implements StoreBackend {
   }
 
   async update(key: string, fn: Parameters<StoreBackend["update"]>[1]): Promise<StoredEntry | undefined> {
+    return this.updateWith(key, fn);
+  }
+
+  /**
+   * update() with other entries written ahead of the key's, in one batch (see
+   * StoreBackend.updateWith): their frames go into the queue together, so one write and
+   * one fdatasync cover them all, and a torn tail keeps a prefix of them.
+   */
+  async updateWith(
+    key: string,
+    fn: Parameters<StoreBackend["update"]>[1],
+    before?: Parameters<NonNullable<StoreBackend["updateWith"]>>[2],
+  ): Promise<StoredEntry | undefined> {
     checkKey(key);
     return this.inFlight.run(() =>
       this.lock.run(key, async () => {
@@ -584,7 +597,16 @@ export class JournalBackend implements StoreBackend {
         if (!next) return undefined;
         const v = checkValue(next.value);
         const m = makeMeta(next.meta);
-        await this.append(TYPE_PUT, key, this.payloadFor(key, v, m));
+        const frames: { key: string; payload: Buffer }[] = [];
+        for (const e of before?.() ?? []) {
+          checkKey(e.key);
+          const ev = checkValue(e.value);
+          // As set(): an entry we cannot read is not replaced.
+          await this.readRecord(e.key);
+          frames.push({ key: e.key, payload: this.payloadFor(e.key, ev, makeMeta(e.meta)) });
+        }
+        frames.push({ key, payload: this.payloadFor(key, v, m) });
+        await this.appendAll(TYPE_PUT, frames);
         return toEntry(key, v, { ...m });
       }),
     );
@@ -734,6 +756,21 @@ export class JournalBackend implements StoreBackend {
       this.queue.push({ type, key: kb, h1: hash1(kb), h2: hash2(kb), frame, resolve, reject });
       this.kick();
     });
+  }
+
+  /** Queues records at once (one batch, in this order); resolves once an fdatasync covers them all. */
+  private appendAll(type: number, records: { key: string; payload: Buffer }[]): Promise<void> {
+    if (records.length === 1) return this.append(type, records[0].key, records[0].payload);
+    const done = records.map((r) => {
+      const kb = Buffer.from(r.key, "utf8");
+      const frame = encodeFrame(type, kb, r.payload);
+      return new Promise<void>((resolve, reject) => {
+        this.queue.push({ type, key: kb, h1: hash1(kb), h2: hash2(kb), frame, resolve, reject });
+      });
+    });
+    // Kicked once all are queued: the flush takes the whole queue as one batch.
+    this.kick();
+    return Promise.all(done).then(() => undefined);
   }
 
   private kick(): void {
