@@ -346,6 +346,35 @@ describe("unit/stores/journal", () => {
     await again.close();
   });
 
+  it("list(prefix) finds the keys of a first segment through writes, deletes, overwrites and reopening", async () => {
+    const dir = freshDir();
+    const keysOf = async (s: JournalBackend, prefix: string) => (await s.list(prefix)).map((e) => e.key);
+    let s = new JournalBackend({ directory: dir });
+    await s.set("other/x", { n: 0 });
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    await s.set("tb/a", { n: 1 });
+    await s.set("tb/a", { n: 2 });
+    await s.set("tb/b", { n: 3 });
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/a", "tb/b"]);
+    await s.delete("tb/a");
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/b"]);
+    await s.close();
+    s = new JournalBackend({ directory: dir });
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/b"]);
+    assert.deepEqual(await keysOf(s, "tb/b"), ["tb/b"]);
+    await s.delete("tb/b");
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    await s.set("tb-credentials/c", { n: 4 });
+    await s.close();
+    s = new JournalBackend({ directory: dir });
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    assert.deepEqual(await keysOf(s, "tb"), ["tb-credentials/c"]);
+    assert.deepEqual(await keysOf(s, ""), ["other/x", "tb-credentials/c"]);
+    await s.compact();
+    assert.deepEqual(await keysOf(s, "tb-credentials/"), ["tb-credentials/c"]);
+    await s.close();
+  });
+
   it("modes, one writer per directory, WRONG_KEY and CORRUPT as the file backend has them", async () => {
     const dir = freshDir();
     const s = new JournalBackend({ directory: dir, passphrase: "right", scryptN: FAST });
