@@ -106,6 +106,26 @@ function claimLock(backend: StoreBackend): KeyLock {
 }
 
 /**
+ * A claim not written yet: a backend with updateWith() writes it with its owner's record,
+ * ahead of it in one batch (claim first, as the crash order wants, and one fsync for both).
+ */
+interface DeferredClaim {
+  key: string;
+  value: JsonValue;
+  meta: EntryMetaInput;
+  /** Set once a write of the owner's record carried it to the store. */
+  written: boolean;
+}
+
+/** Claims waiting for their owner's record, per backend and record key, shared by every Records over it. */
+const deferredClaims = new WeakMap<StoreBackend, Map<string, DeferredClaim[]>>();
+function deferredOf(backend: StoreBackend): Map<string, DeferredClaim[]> {
+  let m = deferredClaims.get(backend);
+  if (!m) deferredClaims.set(backend, (m = new Map()));
+  return m;
+}
+
+/**
  * One migration per backend and dialect at a time, and once per backend: two registries
  * opened over one store (a redeploy) must not move the same keys twice at once.
  */
@@ -304,16 +324,32 @@ export class Records<R> {
     await this.open();
     let result: T | undefined;
     let decided = false;
-    await wrap(() =>
-      this.backend.update(key, (cur) => {
-        const out = fn(cur ? this.recordOf(cur) : undefined);
-        result = out.result;
-        decided = true;
-        return out.next
-          ? { value: out.next as unknown as JsonValue, meta: this.metaOf(out.next) }
-          : undefined;
-      }),
-    );
+    const update = (cur: StoredEntry | undefined) => {
+      const out = fn(cur ? this.recordOf(cur) : undefined);
+      result = out.result;
+      decided = true;
+      return out.next ? { value: out.next as unknown as JsonValue, meta: this.metaOf(out.next) } : undefined;
+    };
+    const deferred = deferredOf(this.backend);
+    if (this.backend.updateWith && deferred.has(key)) {
+      // Claims made for this record go to the store with it, ahead of it.
+      let carried: DeferredClaim[] = [];
+      const take = () => {
+        carried = (deferred.get(key) ?? []).filter((c) => !c.written);
+        deferred.delete(key);
+        return carried.map((c) => ({ key: c.key, value: c.value, meta: c.meta }));
+      };
+      try {
+        await wrap(() =>
+          (this.backend.updateWith as NonNullable<StoreBackend["updateWith"]>)(key, update, take),
+        );
+      } catch (err) {
+        // Not written: they wait for the next write of this record (or their claim's end).
+        if (carried.length > 0) deferred.set(key, [...carried, ...(deferred.get(key) ?? [])]);
+        throw err;
+      }
+      for (const c of carried) c.written = true;
+    } else await wrap(() => this.backend.update(key, update));
     if (!decided) throw new ProvisioningError("STORE", "the registry did not run the update");
     return result as T;
   }
@@ -423,27 +459,63 @@ export class Records<R> {
     await this.open();
     const unique = [...new Set(values)].sort();
     const lock = claimLock(this.backend);
+    // With updateWith() the claims wait for the owner's record and are written with it,
+    // ahead of it (fn writes it through transact()); otherwise each is written first.
+    const ownerKey = this.key(owner);
+    const defer = this.backend.updateWith !== undefined;
+    const deferred = deferredOf(this.backend);
+    const mineDeferred: DeferredClaim[] = [];
+    const forget = (c: DeferredClaim) => {
+      const list = deferred.get(ownerKey);
+      const at = list ? list.indexOf(c) : -1;
+      if (!list || at < 0) return;
+      list.splice(at, 1);
+      if (list.length === 0) deferred.delete(ownerKey);
+    };
     type Inner = { taken: true; holder: RecordAddress } | { taken: false; result: T; keep: boolean };
     const run = async (i: number): Promise<Inner> => {
-      if (i === unique.length) return { taken: false, ...(await fn()) };
+      if (i === unique.length) {
+        const done = await fn();
+        // A record written some other way than transact(): its claims are written now.
+        if (done.keep)
+          for (const c of mineDeferred)
+            if (!c.written) {
+              forget(c);
+              await wrap(() => this.backend.set(c.key, c.value, c.meta));
+              c.written = true;
+            }
+        return { taken: false, ...done };
+      }
       const key = this.indexKey(index, unique[i]);
       return lock.run(key, async (): Promise<Inner> => {
         const cur = await wrap(() => this.backend.get(key));
         const o = cur ? await wrap(() => this.ownerAt(key)) : undefined;
         const mine = o !== undefined && o.group === owner.group && o.id === owner.id;
         if (o && !mine && (await this.holds(index, o, unique[i], holds))) return { taken: true, holder: o };
+        let later: DeferredClaim | undefined;
         if (!mine) {
           const value = { group: owner.group, id: owner.id };
-          await wrap(() => this.backend.set(key, value, this.indexMeta(index)));
+          if (defer) {
+            later = { key, value, meta: this.indexMeta(index), written: false };
+            mineDeferred.push(later);
+            const list = deferred.get(ownerKey);
+            if (list) list.push(later);
+            else deferred.set(ownerKey, [later]);
+          } else await wrap(() => this.backend.set(key, value, this.indexMeta(index)));
         }
+        // Undone only once written: a claim still waiting is simply dropped.
+        const undo = async () => {
+          if (later && !later.written) forget(later);
+          else await this.undoClaim(index, key, cur);
+        };
         let inner: Inner;
         try {
           inner = await run(i + 1);
         } catch (err) {
-          if (!mine) await this.undoClaim(index, key, cur);
+          if (!mine) await undo();
           throw err;
         }
-        if (!mine && (inner.taken || !inner.keep)) await this.undoClaim(index, key, cur);
+        if (!mine && (inner.taken || !inner.keep)) await undo();
         return inner;
       });
     };

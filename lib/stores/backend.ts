@@ -65,6 +65,19 @@ export interface StoreBackend {
     key: string,
     fn: (current: StoredEntry | undefined) => { value: JsonValue; meta?: EntryMetaInput } | undefined,
   ): Promise<StoredEntry | undefined>;
+  /**
+   * Optional, for a backend that writes one ordered log (the journal): update() that, when
+   * `fn` writes, also writes the entries `before()` then returns, ahead of the key's own, in
+   * the same batch and under the same fsync: they are durable when the key's entry is, and a
+   * crash keeps a prefix of them (never the key's entry without them). `before` is called
+   * once, after `fn` has decided to write. Records writes its index claims this way, so a
+   * new record costs one durable write instead of two in a row.
+   */
+  updateWith?(
+    key: string,
+    fn: (current: StoredEntry | undefined) => { value: JsonValue; meta?: EntryMetaInput } | undefined,
+    before: () => Array<{ key: string; value: JsonValue; meta?: EntryMetaInput }>,
+  ): Promise<StoredEntry | undefined>;
   close(): Promise<void>;
 }
 

@@ -7,15 +7,41 @@ export function secretsEqual(a: string | Buffer, b: string | Buffer): boolean {
   return timingSafeEqual(da, db);
 }
 
+/** SHA-256 of a secret: a value that secretsEqual() would hash at every request, hashed once. */
+export function secretDigest(s: string | Buffer): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+/** secretsEqual(a, b) where `digest` is secretDigest(a). */
+export function matchesDigest(digest: Buffer, b: string | Buffer): boolean {
+  return timingSafeEqual(digest, secretDigest(b));
+}
+
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * Bytes from the CSPRNG drawn 4 KiB at a time (one call for a few hundred tokens, as
+ * Node's randomUUID() keeps its own cache of random data); each is zeroed once taken.
+ */
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+function randomByte(): number {
+  if (poolAt === pool.length) {
+    pool = randomBytes(4096);
+    poolAt = 0;
+  }
+  const b = pool[poolAt];
+  pool[poolAt++] = 0;
+  return b;
+}
 
 /** Uniform alphanumeric string from a cryptographic source (rejection sampling). */
 export function randomAlphanumeric(length: number): string {
   let out = "";
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      if (byte < 248 && out.length < length) out += ALNUM[byte % 62];
-    }
+    const byte = randomByte();
+    // 248 = 4 x 62: bytes above it would favour the first characters.
+    if (byte < 248) out += ALNUM[byte % 62];
   }
   return out;
 }

@@ -15,7 +15,7 @@ import { DeviceRegistry, type RegisteredDevice } from "../../service/registry";
 import { ProvisioningError } from "../../model/errors";
 import type { JsonValue, StoreBackend } from "../../stores/backend";
 import { finalError } from "../../model/errors";
-import { randomAlphanumeric, secretsEqual } from "../../util/secrets";
+import { matchesDigest, randomAlphanumeric, secretDigest, secretsEqual } from "../../util/secrets";
 import {
   credentialIds,
   credentialsFromFlow,
@@ -132,6 +132,8 @@ type Refusal = {
 
 export class TbProvisioningService {
   private readonly profiles: TbProfile[];
+  /** Each profile's key and secret hashed once (secretsEqual hashes both sides at every request). */
+  private readonly digests = new Map<TbProfile, { key: Buffer; secret: Buffer }>();
   readonly registry: DeviceRegistry;
   readonly counts = { provisioned: 0, refused: 0 };
   /** Refusals (within `counts.refused`) because of a lock after failed attempts. */
@@ -147,6 +149,11 @@ export class TbProvisioningService {
     const problem = checkProfiles(settings.profiles);
     if (problem) throw finalError("CONFIG", problem);
     this.profiles = [...settings.profiles];
+    for (const p of this.profiles)
+      this.digests.set(p, {
+        key: secretDigest(p.provisionDeviceKey),
+        secret: secretDigest(p.provisionDeviceSecret),
+      });
     this.registry = tbRegistry(ctx.store);
     this.repeatWindowMs = Math.max(0, settings.repeatWindowMs ?? 0);
     this.now = ctx.now;
@@ -192,14 +199,17 @@ export class TbProvisioningService {
     // Compare against every profile so the time taken does not tell which keys exist.
     let found: TbProfile | undefined;
     for (const p of this.profiles) {
-      if (secretsEqual(p.provisionDeviceKey, key) && p.provisionDeviceKey.length > 0 && !found) found = p;
+      const d = this.digests.get(p) as { key: Buffer };
+      if (matchesDigest(d.key, key) && p.provisionDeviceKey.length > 0 && !found) found = p;
     }
     return found;
   }
 
   private secretMatches(p: TbProfile, secret: string): boolean {
     return (
-      secret.length > 0 && p.provisionDeviceSecret.length > 0 && secretsEqual(p.provisionDeviceSecret, secret)
+      secret.length > 0 &&
+      p.provisionDeviceSecret.length > 0 &&
+      matchesDigest((this.digests.get(p) as { secret: Buffer }).secret, secret)
     );
   }
 

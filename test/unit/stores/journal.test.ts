@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { Records } from "../../../lib/service/records";
 import { JournalBackend } from "../../../lib/stores/journal";
 import { within } from "../../support/events";
 
@@ -289,6 +290,89 @@ describe("unit/stores/journal", () => {
     assert.ok(!existsSync(join(dir, old[0])));
     assert.ok(!readdirSync(dir).some((f) => f.endsWith(".tmp")));
     await again.close();
+  });
+
+  it("a record and its index claims go to the log in one batch, claims first; a claim whose record is not written writes nothing", async () => {
+    const dir = freshDir();
+    const batches: number[] = [];
+    const s = new JournalBackend({ directory: dir, beforeSync: (records) => void batches.push(records) });
+    type Rec = { name: string; ids: string[] };
+    const records = new Records<Rec>(s, { dialect: "test", indexes: { cred: (r) => r.ids } });
+    const add = (name: string, ids: string[]) =>
+      records.claim("cred", ids, { group: "g", id: name }, async () => {
+        const created = await records.create({ group: "g", id: name }, { name, ids });
+        return { keep: created, result: created };
+      });
+    assert.deepEqual(await add("a", ["x", "y"]), { taken: false, result: true });
+    assert.deepEqual(batches, [3], "two claims and the record in one fdatasync");
+    // Present already: create writes nothing, and neither do its claims.
+    assert.deepEqual(await add("a", ["z"]), { taken: false, result: false });
+    assert.equal(s.counters.records, 3);
+    assert.equal((await add("b", ["y"])).taken, true);
+    assert.equal(s.counters.records, 3);
+    // Parallel claims of one value: one record holds it, and the log has its claim.
+    const both = await Promise.all([add("c", ["w"]), add("d", ["w"])]);
+    assert.equal(both.filter((o) => !o.taken && o.result).length, 1);
+    assert.equal(s.counters.records, 5);
+    await s.close();
+    // The log holds each claim ahead of its record: cut after the claims, the claims stay
+    // (stale, taken over by the next claim) and the record is gone.
+    const seg = join(dir, segments(dir)[0]);
+    const frames: { key: string; end: number }[] = [];
+    const log = readFileSync(seg);
+    for (let off = 0; off < log.length;) {
+      const len = 8 + log.readUInt32LE(off);
+      frames.push({
+        key: log.toString("utf8", off + 11, off + 11 + log.readUInt16LE(off + 9)),
+        end: off + len,
+      });
+      off += len;
+    }
+    assert.deepEqual(
+      frames.slice(0, 3).map((f) => f.key.replace(/#cred\/[0-9a-f]+$/, "#cred/…")),
+      ["test/#cred/…", "test/#cred/…", "test/g/a"],
+    );
+    writeFileSync(seg, log.subarray(0, frames[1].end));
+    const again = new JournalBackend({ directory: dir });
+    const reread = new Records<Rec>(again, { dialect: "test", indexes: { cred: (r) => r.ids } });
+    assert.equal(await reread.get({ group: "g", id: "a" }), undefined);
+    assert.equal(await reread.lookup("cred", "x"), undefined);
+    const retried = await reread.claim("cred", ["x", "y"], { group: "g", id: "e" }, async () => ({
+      keep: await reread.create({ group: "g", id: "e" }, { name: "e", ids: ["x", "y"] }),
+      result: true,
+    }));
+    assert.equal(retried.taken, false);
+    assert.equal((await reread.lookup("cred", "y"))?.address.id, "e");
+    await again.close();
+  });
+
+  it("list(prefix) finds the keys of a first segment through writes, deletes, overwrites and reopening", async () => {
+    const dir = freshDir();
+    const keysOf = async (s: JournalBackend, prefix: string) => (await s.list(prefix)).map((e) => e.key);
+    let s = new JournalBackend({ directory: dir });
+    await s.set("other/x", { n: 0 });
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    await s.set("tb/a", { n: 1 });
+    await s.set("tb/a", { n: 2 });
+    await s.set("tb/b", { n: 3 });
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/a", "tb/b"]);
+    await s.delete("tb/a");
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/b"]);
+    await s.close();
+    s = new JournalBackend({ directory: dir });
+    assert.deepEqual(await keysOf(s, "tb/"), ["tb/b"]);
+    assert.deepEqual(await keysOf(s, "tb/b"), ["tb/b"]);
+    await s.delete("tb/b");
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    await s.set("tb-credentials/c", { n: 4 });
+    await s.close();
+    s = new JournalBackend({ directory: dir });
+    assert.deepEqual(await keysOf(s, "tb/"), []);
+    assert.deepEqual(await keysOf(s, "tb"), ["tb-credentials/c"]);
+    assert.deepEqual(await keysOf(s, ""), ["other/x", "tb-credentials/c"]);
+    await s.compact();
+    assert.deepEqual(await keysOf(s, "tb-credentials/"), ["tb-credentials/c"]);
+    await s.close();
   });
 
   it("modes, one writer per directory, WRONG_KEY and CORRUPT as the file backend has them", async () => {
