@@ -16,6 +16,7 @@ import { envOf, num, portOf, seconds, text, tlsServerOptionsOf } from "./shared/
 import { profileIdsOf } from "./shared/profile-list";
 import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
 import { kuraServing, type KuraMqttConfig, type KuraServeSettings } from "../lib/dialects/kura/serving";
+import { DEFAULT_TOPICS } from "../lib/dialects/kura/namespace";
 import { kuraRequestsOf, kuraSecretsOf } from "./shared/kura-serving-settings";
 
 interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
@@ -26,6 +27,10 @@ interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
   kuraRequests?: unknown;
   kuraAccountBroker?: boolean;
   kuraAccountBrokerPort?: string | number;
+  /** The exchange's topic templates; empty keeps namespace.ts's defaults. */
+  kuraTopicRequest?: string;
+  kuraTopicReply?: string;
+  kuraTopicCompleted?: string;
   /** The provisioning-profile config node ids, in order (the first is the default of add). */
   profiles?: unknown;
   /** Before the list: three fixed slots, still read when `profiles` is absent. */
@@ -162,6 +167,11 @@ export = function (RED: NodeAPI) {
         outputs: { count: 2, decisions: 0, audit: 1, manage: 1 },
         settings: (): KuraServeSettings => ({
           accountName: text(config.kuraAccount) ?? "",
+          topics: {
+            request: text(config.kuraTopicRequest) ?? DEFAULT_TOPICS.request,
+            reply: text(config.kuraTopicReply) ?? DEFAULT_TOPICS.reply,
+            completed: text(config.kuraTopicCompleted) ?? DEFAULT_TOPICS.completed,
+          },
           requests: kuraRequestsOf(
             config.kuraRequests,
             kuraSecretsOf(node.credentials?.kuraSecrets, RED._(T + "errors.kura-secrets")),

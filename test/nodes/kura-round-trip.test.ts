@@ -52,7 +52,11 @@ describe("nodes: Everyware / Kura round trip, provision-request against provisio
     await stopServer();
   });
 
-  function flow(serving: Record<string, unknown>, brokerUrl: string): unknown[] {
+  function flow(
+    serving: Record<string, unknown>,
+    brokerUrl: string,
+    device: Record<string, unknown> = {},
+  ): unknown[] {
     return [
       { id: "tab", type: "tab", label: "t" },
       { id: "st", type: "credential-store-config", z: "tab" },
@@ -95,6 +99,7 @@ describe("nodes: Everyware / Kura round trip, provision-request against provisio
         retryMax: 1,
         store: "st",
         wires: [["out"]],
+        ...device,
       },
       { id: "out", type: "helper", z: "tab" },
       { id: "catcher", type: "catch", z: "tab", scope: ["pr"], uncaught: false, wires: [["caught"]] },
@@ -118,7 +123,15 @@ describe("nodes: Everyware / Kura round trip, provision-request against provisio
   const next = (id: string, what: string) =>
     within<Msg>(20000, what, (resolve) => helper.getNode(id).once("input", resolve));
 
-  const modes: Array<[string, () => Promise<{ serving: Record<string, unknown>; url: string }>]> = [
+  /** Templates other than namespace.ts's, the same on both sides, as a user matching a given broker sets them. */
+  const TOPICS = {
+    kuraTopicRequest: "$EDC/{account}/{clientId}/{appId}/PUT/enrol",
+    kuraTopicReply: "$EDC/{account}/{clientId}/{appId}/ANSWER/{requestId}",
+    kuraTopicCompleted: "$EDC/{account}/{clientId}/{appId}/PUT/enrolled",
+  };
+
+  type Setup = { serving: Record<string, unknown>; url: string; device?: Record<string, unknown> };
+  const modes: Array<[string, () => Promise<Setup>]> = [
     [
       "the embedded broker",
       async () => {
@@ -126,6 +139,17 @@ describe("nodes: Everyware / Kura round trip, provision-request against provisio
         return {
           serving: { mqtt: "embedded", mqttHost: "127.0.0.1", mqttPort: port },
           url: `mqtt://127.0.0.1:${port}`,
+        };
+      },
+    ],
+    [
+      "the embedded broker with other topic templates on both sides",
+      async () => {
+        const port = await freeTcpPort();
+        return {
+          serving: { mqtt: "embedded", mqttHost: "127.0.0.1", mqttPort: port, ...TOPICS },
+          url: `mqtt://127.0.0.1:${port}`,
+          device: TOPICS,
         };
       },
     ],
@@ -138,8 +162,8 @@ describe("nodes: Everyware / Kura round trip, provision-request against provisio
   for (const [name, setup] of modes)
     it(`through ${name}: the device gets what the request hands out, and the request is consumed`, async () => {
       store = new MemoryBackend();
-      const { serving, url } = await setup();
-      await helper.load(modules, flow(serving, url), creds);
+      const { serving, url, device } = await setup();
+      await helper.load(modules, flow(serving, url, device), creds);
       const srv = helper.getNode("srv") as unknown as TestNode;
       const ready = await statusOf(srv, ["green", "red"]);
       assert.equal(ready.fill, "green", ready.text);
