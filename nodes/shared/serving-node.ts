@@ -176,6 +176,9 @@ export function runServingNode<Settings, Service extends RunningService>(
     try {
       s = await o.dialect.start(settings, built.ctx);
     } catch (err) {
+      // Closed while starting (a redeploy): the store it was opening was closed under it,
+      // which is no fault to report.
+      if (closed) return undefined;
       return void fail(t("errors.start", { detail: (err as Error).message }));
     }
     if (closed) {
@@ -192,7 +195,10 @@ export function runServingNode<Settings, Service extends RunningService>(
     showStatus();
     return s;
   };
-  const started = start().catch((err: Error) => void fail(t("errors.start", { detail: err.message })));
+  const started = start().catch((err: Error) => {
+    if (!closed) fail(t("errors.start", { detail: err.message }));
+    return undefined;
+  });
 
   node.on("input", (msg: Msg, send, done) => {
     void (async () => {

@@ -227,9 +227,15 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     await page.locator("#red-ui-clipboard-dialog-import-tabs a", { hasText: "Examples" }).click();
     const tab = page.locator("#red-ui-clipboard-dialog-import-tab-examples");
     const pkgEntry = tab.locator(".red-ui-treeList-label", { hasText: pkg.name });
-    // The package's folder stays open once opened: a second click would close it.
+    // The package's folder stays open once opened: a second click would close it. Whether it
+    // is open is the treeList's own "expanded" mark, not whether an entry shows yet (the
+    // listing may still be loading: a click then closed the open folder, in CI).
     const entry = tab.locator(".red-ui-treeList-label", { hasText: name });
-    if (!(await entry.isVisible())) await pkgEntry.click();
+    await pkgEntry.waitFor({ state: "visible" });
+    // (treeList marks the label's container: red.js, treeList expand().)
+    if (!(await pkgEntry.evaluate((e) => !!e.parentElement?.classList.contains("expanded"))))
+      await pkgEntry.click();
+    await entry.waitFor({ state: "visible" });
     // The folder may still be unfolding under the first click: the example is chosen once
     // the editor has loaded it and enabled Import.
     const enabled = "#red-ui-clipboard-dialog-ok:not(.ui-button-disabled)";
