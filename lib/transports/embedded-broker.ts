@@ -69,6 +69,9 @@ export interface ConnectionLimits {
   evictIdleAfterMs?: number;
 }
 
+/** Six days: aedes' heartbeat, and four times it its will check, both within setInterval's range. */
+export const HEARTBEAT_MS = 6 * 24 * 3600 * 1000;
+
 export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = Object.freeze({
   maxConnections: 1000,
   maxPerRemote: 100,
@@ -339,6 +342,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const aedes = await Aedes.createBroker({
     ...hooks,
     connectTimeout: limits.connectTimeoutMs > 0 ? limits.connectTimeoutMs : 10000,
+    // aedes publishes a $SYS heartbeat every minute (and checks peer brokers' wills at four
+    // times that) for brokers clustered over a shared persistence; this one stands alone, so
+    // an idle gateway should not wake for it. Four times this must stay under setInterval's
+    // 2^31-1 ms, beyond which Node fires it every millisecond.
+    heartbeatInterval: HEARTBEAT_MS,
     preConnect: (client, packet, cb) => {
       const slot = byConn.get(client.conn as unknown as MeteredConnection);
       if (!slot?.conn) {
