@@ -266,6 +266,10 @@ export function tbFlow(o: {
       mqttPort: o.mqttPort ?? 0,
       mqttTls: o.tls ? "bench-tls" : "",
       mqttMaxSessions: o.maxSessions ?? 1000,
+      // The storm clients all come from 127.0.0.1: one address stands for every device, so
+      // the per-address cap (100 by default, against one host taking every slot) is raised
+      // with the session cap, as a user serving a gateway's children from one address would.
+      mqttPerRemote: o.maxSessions ?? 1000,
       http: o.http ?? false,
       httpPath: "/api/v1/provision",
       coap: o.coapPort !== undefined,
