@@ -3,6 +3,8 @@
  * buffers any packet up to the protocol's 256 MB before handing it over, and has no limit
  * of its own for MQTT 3.1.1, so a hostile or broken broker could hold a gateway's memory.
  */
+import type { Readable } from "node:stream";
+import { finalError, type ProvisioningError } from "../model/errors";
 
 /**
  * Watches the bytes a broker sends for MQTT fixed headers (OASIS MQTT 3.1.1, 2.2: one byte
@@ -56,4 +58,30 @@ export function packetSizeGuard(
       }
     }
   };
+}
+
+/**
+ * Watches what a client reads from `where` (mqtt.js's `client.stream`) and calls `fail` with
+ * a final TOO_LARGE error, naming neither bytes nor secrets, once a packet announces more
+ * than `max` bytes or a length that does not parse.
+ */
+export function guardIncomingPackets(
+  stream: Readable | undefined,
+  max: number,
+  where: string,
+  fail: (err: ProvisioningError) => void,
+): void {
+  stream?.on(
+    "data",
+    packetSizeGuard(max, (size) =>
+      fail(
+        finalError(
+          "TOO_LARGE",
+          size === undefined
+            ? `${where} sent an MQTT packet whose length does not parse`
+            : `${where} sent an MQTT packet of ${size} bytes, more than ${max}`,
+        ),
+      ),
+    ),
+  );
 }

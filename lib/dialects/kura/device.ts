@@ -29,7 +29,7 @@ import {
   type KuraTopics,
 } from "./namespace";
 import { decodeKuraPayload, DEFAULT_MAX_BYTES, encodeKuraPayload, KuraPayloadError } from "./payload";
-import { packetSizeGuard } from "../../transports/mqtt-packet-guard";
+import { guardIncomingPackets } from "../../transports/mqtt-packet-guard";
 import { tlsSocketOptions } from "../../transports/tls-client";
 
 export interface KuraDeviceSettings {
@@ -341,19 +341,7 @@ export function provisionKuraDevice(
       return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }
     const maxPacket = maxAnswer + PACKET_OVERHEAD;
-    client.stream?.on(
-      "data",
-      packetSizeGuard(maxPacket, (size) =>
-        finish(
-          finalError(
-            "TOO_LARGE",
-            size === undefined
-              ? `${where} sent an MQTT packet whose length does not parse`
-              : `${where} sent an MQTT packet of ${size} bytes, more than ${maxPacket}`,
-          ),
-        ),
-      ),
-    );
+    guardIncomingPackets(client.stream, maxPacket, where, finish);
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
         const status = `CONNACK ${err.code}`;

@@ -2,7 +2,7 @@ import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { randomAlphanumeric } from "../../util/secrets";
 import { finalError, transientError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
-import { packetSizeGuard } from "../../transports/mqtt-packet-guard";
+import { guardIncomingPackets } from "../../transports/mqtt-packet-guard";
 import { classifyNetworkFailure } from "../../transports/network-failure";
 import { MAX_RESPONSE_BYTES, PROVISION_USERNAME, TOPIC_REQUEST, TOPIC_RESPONSE } from "./wire";
 import { describeUri, tlsSocketOptions, type TbExchange, type TbExchangeOptions } from "./client-common";
@@ -70,19 +70,7 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     }
     // A server announcing a packet past the answer's limit is dropped at its header, before
     // mqtt.js buffers it (up to 256 MB otherwise).
-    client.stream?.on(
-      "data",
-      packetSizeGuard(MAX_PACKET_BYTES, (size) =>
-        finish(
-          finalError(
-            "TOO_LARGE",
-            size === undefined
-              ? `${where} sent an MQTT packet whose length does not parse`
-              : `${where} sent an MQTT packet of ${size} bytes, more than ${MAX_PACKET_BYTES}`,
-          ),
-        ),
-      ),
-    );
+    guardIncomingPackets(client.stream, MAX_PACKET_BYTES, where, finish);
     client.on("error", (err: Error & { code?: unknown }) => {
       if (typeof err.code === "number") {
         const status = `CONNACK ${err.code}`;
