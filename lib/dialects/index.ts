@@ -7,6 +7,8 @@
 import type { DeviceDialect } from "../client/dialect";
 import type { DialectId } from "../model/result";
 import type { RunningService, ServingDialect } from "../service/dialect";
+import { azureDpsDialect } from "./azure-dps/device-dialect";
+import { azureDpsServing } from "./azure-dps/serving";
 import { kuraDialect } from "./kura/device-dialect";
 import { kuraServing } from "./kura/serving";
 import { mainfluxDialect } from "./mainflux/device-dialect";
@@ -22,6 +24,7 @@ export const DEVICE_DIALECTS: Readonly<Record<DialectId, DeviceDialect<any, any>
   mainflux: mainfluxDialect,
   "plgd-dps": plgdDpsDialect,
   kura: kuraDialect,
+  "azure-dps": azureDpsDialect,
 });
 
 export const SERVING_DIALECTS: Readonly<Record<DialectId, ServingDialect<any, RunningService>>> =
@@ -30,5 +33,6 @@ export const SERVING_DIALECTS: Readonly<Record<DialectId, ServingDialect<any, Ru
     mainflux: mainfluxServing,
     "plgd-dps": plgdDpsServing,
     kura: kuraServing,
+    "azure-dps": azureDpsServing,
   });
 /* eslint-enable @typescript-eslint/no-explicit-any */

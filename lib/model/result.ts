@@ -7,21 +7,24 @@
  * One word per protocol: its folder under lib/dialects/, the first segment of its store
  * keys, `result.dialect` and `audit.dialect`.
  */
-export type DialectId = "thingsboard" | "mainflux" | "plgd-dps" | "kura";
+export type DialectId = "thingsboard" | "mainflux" | "plgd-dps" | "kura" | "azure-dps";
 
 /** How the device proved it may be provisioned. */
 export type Proof =
   | "provision-key" // ThingsBoard provisionDeviceKey + secret
   | "external-key" // Mainflux external key
   | "manufacturer-certificate" // plgd DPS mutual TLS
-  | "provision-request"; // Everyware / Kura: a provision request's client id, user name and password
+  | "provision-request" // Everyware / Kura: a provision request's client id, user name and password
+  | "symmetric-key" // Azure DPS: a SAS token signed with the device's key (its own or derived from its group's)
+  | "x509-certificate"; // Azure DPS: the device's client certificate
 
 export type CredentialsType =
   | "ACCESS_TOKEN"
   | "MQTT_BASIC"
   | "X509_CERTIFICATE"
   | "THING_KEY" // Mainflux thing key (with optional client certificate)
-  | "IDENTITY_CERTIFICATE"; // plgd identity certificate (with access token)
+  | "IDENTITY_CERTIFICATE" // plgd identity certificate (with access token)
+  | "SYMMETRIC_KEY"; // Azure IoT Hub: the device key it signs SAS tokens with
 
 /** Flat on purpose: a flow reads `msg.payload.credentials.token` whatever the dialect. */
 export interface Credentials {
@@ -34,6 +37,10 @@ export interface Credentials {
   certificate?: string;
   /** PEM of the device's private key, when the device holds one. */
   privateKey?: string;
+  /** Base64 symmetric key the device signs its hub's SAS tokens with (Azure). */
+  key?: string;
+  /** Azure IoT Hub's device connection string (`HostName=...;DeviceId=...;SharedAccessKey=...`). */
+  connectionString?: string;
   /** PEMs of the CAs to trust for the service the credentials are for. */
   caCertificates?: string[];
 }
