@@ -9,7 +9,18 @@ import type { Credentials } from "../model/result";
 import { setLongTimeout, type LongTimer } from "../util/long-timer";
 
 export type FlowAnswer =
-  | { approve: true; credentials?: Partial<Credentials>; attributes?: Record<string, unknown> }
+  | {
+      approve: true;
+      credentials?: Partial<Credentials>;
+      attributes?: Record<string, unknown>;
+      /**
+       * Azure DPS custom allocation, as Azure's webhook answers: the hub to assign (one of
+       * the linked hubs), the initial twin, and the payload handed to the device.
+       */
+      iotHubHostName?: string;
+      initialTwin?: unknown;
+      payload?: unknown;
+    }
   | { approve: false; reason?: string; timedOut?: boolean };
 
 export type AnswerResult = "answered" | "unknown" | "invalid";
@@ -38,6 +49,12 @@ export function parseFlowAnswer(payload: unknown): FlowAnswer | undefined {
     if (!isPlainObject(payload.attributes)) return undefined;
     out.attributes = payload.attributes;
   }
+  if (payload.iotHubHostName !== undefined) {
+    if (typeof payload.iotHubHostName !== "string") return undefined;
+    out.iotHubHostName = payload.iotHubHostName;
+  }
+  if (payload.initialTwin !== undefined) out.initialTwin = payload.initialTwin;
+  if (payload.payload !== undefined) out.payload = payload.payload;
   return out;
 }
 

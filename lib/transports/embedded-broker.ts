@@ -117,6 +117,8 @@ export interface EmbeddedBroker {
   tls: boolean;
   /** The peer address of a client's connection. */
   remoteOf(client: Client): string | undefined;
+  /** The socket under a client's connection (a TLSSocket under TLS), for its peer certificate. */
+  socketOf(client: Client): Socket | undefined;
   /** The session works on a request: its first-request deadline is met and its slot is kept. */
   beginRequest(client: Client): void;
   /** One request of the session is answered; with none left in progress its slot may be taken. */
@@ -152,7 +154,8 @@ class MeteredConnection extends Duplex {
   private hard = false;
 
   constructor(
-    private readonly socket: Socket,
+    /** The peer's socket (a TLSSocket under TLS): its certificate, for dialects that check one. */
+    readonly socket: Socket,
     private readonly budget: number,
   ) {
     super({ allowHalfOpen: false });
@@ -498,6 +501,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     port,
     tls: opts.tls !== undefined,
     remoteOf: (client) => remotes.get(client.conn as unknown as MeteredConnection),
+    socketOf: (client) => {
+      const conn = client.conn as unknown;
+      return conn instanceof MeteredConnection ? conn.socket : undefined;
+    },
     beginRequest: (client) => {
       const slot = slotOf(client);
       if (!slot) return;
