@@ -78,8 +78,8 @@ interface Operation {
 
 type Outcome = ServiceAuditEvent["outcome"];
 
-/** What watchers hear: a poll or lookup answered 429, a registration stored. */
-export type DpsEvent = "poll-throttled" | "assigned";
+/** What watchers hear: a poll or lookup answered 429, a registration stored, an operation's end (any). */
+export type DpsEvent = "poll-throttled" | "assigned" | "ended";
 
 export class AzureDpsService {
   readonly records: Records<AzureRegistrationRecord>;
@@ -337,6 +337,7 @@ export class AzureDpsService {
         "The registration could not be stored.",
       );
     }
+    this.tell("ended", who.registrationId);
   }
 
   private ended(
