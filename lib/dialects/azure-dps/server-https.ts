@@ -109,6 +109,8 @@ export async function startAzureHttpsServer(
   server.requestTimeout = opts.requestTimeoutMs ?? 10000;
   server.headersTimeout = Math.min(server.requestTimeout, 10000);
   server.keepAliveTimeout = 5000;
+  // A connection silent after its handshake (no request, or one left half-sent) is closed.
+  server.timeout = 2 * (opts.requestTimeoutMs ?? 10000);
   server.maxHeadersCount = 50;
   server.maxConnections = opts.maxConnections ?? 1000;
   server.on("connection", (s: Socket) => {
