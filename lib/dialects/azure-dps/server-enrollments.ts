@@ -158,7 +158,7 @@ export class Enrollments {
     const leaf = chain[0];
     if (!leaf) return { ok: false, why: "proof", detail: "no client certificate" };
     const cn = commonName(leaf);
-    if (cn === undefined || cn !== registrationId)
+    if (cn === undefined || cn.toLowerCase() !== registrationId.toLowerCase())
       return { ok: false, why: "proof", detail: "the certificate's CN is not the registration id" };
     const mine = this.individual.get(registrationId.toLowerCase());
     const candidates = (mine ? [mine] : this.groups).filter((e) => e.attestation === "x509");

@@ -84,7 +84,7 @@ export async function manageAzure(
       return { operation: op, idScope: scope, registrations: await service.records.list(scope) };
     case "get": {
       const registrationId = registrationIdOf(p);
-      const r = await service.records.get({ group: scope, id: registrationId });
+      const r = await service.records.get(service.addressOf(registrationId));
       return r ? { operation: op, registrationId, registration: r } : { operation: op, registrationId };
     }
     case "delete": {
@@ -92,7 +92,7 @@ export async function manageAzure(
       return {
         operation: op,
         registrationId,
-        deleted: await service.records.remove({ group: scope, id: registrationId }),
+        deleted: await service.records.remove(service.addressOf(registrationId)),
       };
     }
     case "enrollments":

@@ -120,6 +120,14 @@ export class AzureDpsService {
     return this.ctx.decide !== undefined;
   }
 
+  /**
+   * Where a registration is stored: Azure's registration ids are case-insensitive, so one
+   * device is one record whatever case it writes its id in.
+   */
+  addressOf(registrationId: string): { group: string; id: string } {
+    return { group: this.idScope, id: registrationId.toLowerCase() };
+  }
+
   get idScope(): string {
     return this.settings.idScope;
   }
@@ -228,15 +236,25 @@ export class AzureDpsService {
     const v =
       c.idScope !== this.idScope
         ? ({ ok: false, why: "unknown", detail: "another id scope" } as const)
-        : c.chain && c.chain.length > 0
-          ? this.enrollments.byCertificate(c.registrationId, c.chain, now)
-          : this.enrollments.bySas(c.registrationId, c.token, now);
+        : this.prove(c, now);
     if (!v.ok) {
       f?.failed(subject);
       this.refuse(c, "refused", v.why === "unknown" ? "not-found" : "unauthorized", v.detail, { delayedMs });
       return { ok: false, answer: this.error(DPS_ERRORS.unauthorized) };
     }
     return { ok: true, who: v.who };
+  }
+
+  /**
+   * The certificate when the peer sent one; the SAS token when it sent none, or when its
+   * certificate proves nothing and it sent a token too (a TLS stack may offer a
+   * certificate of its own to any server that asks).
+   */
+  private prove(c: DpsCaller, now: number) {
+    if (!c.chain || c.chain.length === 0) return this.enrollments.bySas(c.registrationId, c.token, now);
+    const byCert = this.enrollments.byCertificate(c.registrationId, c.chain, now);
+    if (byCert.ok || c.token === undefined || c.token === "") return byCert;
+    return this.enrollments.bySas(c.registrationId, c.token, now);
   }
 
   /** A registration request (body as sent): 202 with a new operation, or the refusal. Never rejects. */
@@ -270,7 +288,7 @@ export class AzureDpsService {
       this.refuse(c, "throttled", "throttled", "registrations per minute over the quota", { retryAfterS });
       return this.error(DPS_ERRORS.throttled, retryAfterS);
     }
-    const op = this.newOperation(who.registrationId);
+    const op = this.newOperation(who.registrationId.toLowerCase());
     void this.track(this.complete(op, who, c, parsed.payload));
     const answer: OperationStatusBody = { operationId: op.id, status: "assigning" };
     return { status: 202, body: answer, retryAfterS: this.retryAfterS };
@@ -281,7 +299,7 @@ export class AzureDpsService {
     const throttled = this.pollThrottled(who.registrationId);
     if (throttled) return throttled;
     const op = this.operations.get(operationId);
-    if (!op || op.registrationId !== who.registrationId || this.expired(op))
+    if (!op || op.registrationId !== who.registrationId.toLowerCase() || this.expired(op))
       return this.error(DPS_ERRORS.operationNotFound);
     if (op.done) return op.done;
     const body: OperationStatusBody = { operationId: op.id, status: "assigning" };
@@ -296,7 +314,7 @@ export class AzureDpsService {
     const throttled = this.pollThrottled(who.registrationId);
     if (throttled) return throttled;
     try {
-      const rec = await this.track(this.records.get({ group: this.idScope, id: who.registrationId }));
+      const rec = await this.track(this.records.get(this.addressOf(who.registrationId)));
       if (!rec) return this.error(DPS_ERRORS.notFound);
       return { status: 200, body: stateOf(rec) };
     } catch {
@@ -361,7 +379,7 @@ export class AzureDpsService {
 
   private async assign(op: Operation, who: Attested, c: DpsCaller, payload: unknown): Promise<DpsAnswer> {
     const e = who.enrollment;
-    const addr = { group: this.idScope, id: who.registrationId };
+    const addr = this.addressOf(who.registrationId);
     if (!e.enabled) {
       this.refuse(c, "refused", "disabled", "the enrollment is disabled");
       return this.ended(op, who, "disabled");
@@ -402,7 +420,8 @@ export class AzureDpsService {
       const place = reprovision(cur, chosen, cur?.deviceId ?? deviceId, e.reprovision ?? "migrate");
       const next: AzureRegistrationRecord = {
         ...place,
-        registrationId: who.registrationId,
+        // The id as the device first wrote it (Azure's ids are case-insensitive).
+        registrationId: cur?.registrationId ?? who.registrationId,
         enrollment: { kind: e.kind, id: e.id },
         attestation: who.attestation,
         status: "assigned",

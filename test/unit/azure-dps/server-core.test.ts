@@ -6,6 +6,7 @@
  * removed at runtime, never a key), and the settings check.
  */
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { describe, it } from "mocha";
 import { AzureDpsService, type DpsAnswer, type DpsCaller } from "../../../lib/dialects/azure-dps/server";
 import { hashedHub, reprovision } from "../../../lib/dialects/azure-dps/server-allocate";
@@ -19,6 +20,7 @@ import type {
 } from "../../../lib/dialects/azure-dps/settings";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { buildServiceContext } from "../../../lib/service/context";
+import { makeAzurePki } from "../../support/azure-dps-fixtures";
 import { HUB_A, HUB_B, ID_SCOPE, key } from "../../support/azure-dps-service";
 
 const K = key();
@@ -163,6 +165,33 @@ describe("Azure DPS service core", () => {
     assert.equal((a.body as { status: string }).status, "failed");
     assert.equal(audits.at(-1)?.reason, "denied");
     assert.equal(await service.records.get({ group: ID_SCOPE, id: "c1" }), undefined);
+  });
+
+  it("registration ids are case-insensitive: one device, one record, whatever case it writes", async () => {
+    const { service } = core({ enrollments: [individual("case-dev")] });
+    const a = stateOf(await registerNow(service, "case-dev"));
+    const b = stateOf(await registerNow(service, "CASE-Dev"));
+    assert.equal(b.createdDateTimeUtc, a.createdDateTimeUtc);
+    assert.equal((await service.records.list(ID_SCOPE)).length, 1);
+  });
+
+  it("a certificate that proves nothing does not hide a valid SAS token sent with it", async () => {
+    const { service } = core({ enrollments: [individual("both")] });
+    const pem = makeAzurePki("127.0.0.1").device("someone-else", "self").leaf;
+    const caller = (token: string): DpsCaller => ({
+      transport: "https",
+      idScope: ID_SCOPE,
+      registrationId: "both",
+      token,
+      chain: [new X509Certificate(pem)],
+    });
+    const good = signSas(dpsResource(ID_SCOPE, "both"), K, Date.now() / 1000 + 600);
+    assert.equal((await service.attest(caller(good))).ok, true);
+    assert.equal(
+      (await service.attest(caller(signSas(dpsResource(ID_SCOPE, "both"), key(), Date.now() / 1000 + 600))))
+        .ok,
+      false,
+    );
   });
 
   it("custom allocation without the flow's decision does not start", () => {
