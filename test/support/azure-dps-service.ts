@@ -8,7 +8,11 @@ import { azureDpsServing, type AzureRunningService } from "../../lib/dialects/az
 import type { AzureServeSettings } from "../../lib/dialects/azure-dps/settings";
 import type { ProvisioningRequest } from "../../lib/model/service";
 import type { ServiceAuditEvent } from "../../lib/service/audit";
-import { buildServiceContext, type BuiltServiceContext } from "../../lib/service/context";
+import {
+  buildServiceContext,
+  type BuiltServiceContext,
+  type ServiceSettings,
+} from "../../lib/service/context";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { MemoryBackend } from "../../lib/stores/memory";
 import type { AzurePki } from "./azure-dps-fixtures";
@@ -87,7 +91,12 @@ export interface TestService {
  */
 export async function startTestService(
   settings: AzureServeSettings,
-  opts: { store?: StoreBackend; flow?: (r: ProvisioningRequest) => Promise<unknown> } = {},
+  opts: {
+    store?: StoreBackend;
+    flow?: (r: ProvisioningRequest) => Promise<unknown>;
+    rateLimit?: ServiceSettings["rateLimit"];
+    failureLimit?: ServiceSettings["failureLimit"];
+  } = {},
 ): Promise<TestService> {
   const audits: ServiceAuditEvent[] = [];
   const asked: ProvisioningRequest[] = [];
@@ -95,8 +104,8 @@ export async function startTestService(
   const built: BuiltServiceContext = buildServiceContext({
     dialect: "azure-dps",
     store: opts.store ?? new MemoryBackend(),
-    rateLimit: false,
-    failureLimit: { enabled: false },
+    rateLimit: opts.rateLimit ?? false,
+    failureLimit: opts.failureLimit ?? { enabled: false },
     lockAccount: azureDpsServing.lockAccount,
     decide: flow
       ? {

@@ -182,4 +182,73 @@ describe("Azure DPS serving over MQTT: hostile and careless peers", () => {
     );
     await once(plain, "close");
   });
+
+  it("labels its listener 'mqtts :<port>'", () => {
+    assert.deepEqual(s.running.labels, [`mqtts :${port()}`]);
+  });
+});
+
+describe("Azure DPS serving over MQTT: failed proofs lock, floods are refused at CONNECT", () => {
+  let ip = "";
+  let pki: AzurePki;
+  const started: TestService[] = [];
+  before(() => {
+    ip = randomLoopback();
+    pki = makeAzurePki(ip);
+  });
+  after(async () => {
+    await Promise.allSettled(started.map((t) => t.stop()));
+  });
+
+  const serve = async (over: Parameters<typeof startTestService>[1]) => {
+    const t = await startTestService(
+      {
+        idScope: ID_SCOPE,
+        linkedHubs: [HUB_A, HUB_B],
+        enrollments: enrollments(pki).filter((e) => e.allocation !== "custom"),
+        mqtt: { host: ip, port: 0, tls: { key: pki.serverKey, cert: pki.serverCert } },
+      },
+      over,
+    );
+    started.push(t);
+    return t;
+  };
+  const connackOf = async (t: TestService, id: string, password: string) => {
+    const opts: IClientOptions = {
+      host: ip,
+      port: t.running.mqttPort as number,
+      protocol: "mqtts",
+      ca: readFileSync(pki.serverCaPath),
+      clientId: id,
+      username: mqttUserName(ID_SCOPE, id),
+      password,
+      reconnectPeriod: 0,
+    };
+    try {
+      const c = await connectAsync(opts);
+      await c.endAsync(true);
+      return 0;
+    } catch (err) {
+      return (err as { code?: number }).code;
+    }
+  };
+  const token = (id: string, k: string) => signSas(dpsResource(ID_SCOPE, id), k, Date.now() / 1000 + 600);
+
+  it("after the lock threshold the right key gets CONNACK 3 unread, audited 'locked'", async () => {
+    const t = await serve({ failureLimit: { enabled: true, slowAfter: 100, lockAfter: 2, lockMs: 60000 } });
+    const wrong = token("dev-individual", deriveDeviceKey(KEYS.groupPrimary, "x"));
+    assert.equal(await connackOf(t, "dev-individual", wrong), 5);
+    assert.equal(await connackOf(t, "dev-individual", wrong), 5);
+    assert.equal(await connackOf(t, "dev-individual", token("dev-individual", KEYS.individualPrimary)), 3);
+    assert.ok(t.audits.some((e) => e.outcome === "locked"));
+    assert.ok(t.running.counts().locked >= 1);
+  });
+
+  it("CONNECTs past the per-address rate get CONNACK 3", async () => {
+    const t = await serve({ rateLimit: { perSecond: 0.01, burst: 2 } });
+    const good = token("dev-individual", KEYS.individualPrimary);
+    const codes = [];
+    for (let i = 0; i < 3; i++) codes.push(await connackOf(t, "dev-individual", good));
+    assert.deepEqual(codes, [0, 0, 3]);
+  });
 });
