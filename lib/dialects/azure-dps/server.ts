@@ -43,10 +43,12 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_OPERATIONS = 10000;
 const OPERATION_TTL_MS = 10 * 60 * 1000;
 /**
- * The errorCode of a registration the allocation refused (a custom allocation the flow
- * refused, a hub not linked). Ours: the SDKs read only the status "failed".
+ * A registration the allocation refused (the flow refused, named a hub not linked, or gave
+ * no answer): Azure ends such an operation 200 with status "failed" and errorCode 400209,
+ * "Custom allocation failed ..." in registrationState (as Azure's answers show in the Node
+ * SDK's debug logs). The SDKs read only the status.
  */
-export const ALLOCATION_FAILED = { errorCode: 400209, message: "The allocation was refused." } as const;
+export const ALLOCATION_FAILED = { errorCode: 400209, message: "Custom allocation failed." } as const;
 
 /** Who asks, as a transport read it: the registration id of the path or the MQTT user name. */
 export interface DpsCaller {
@@ -401,7 +403,7 @@ export class AzureDpsService {
       if (!answer.approve) {
         const detail = answer.timedOut ? "no decision in time" : (answer.reason ?? "refused by the flow");
         this.refuse(c, "refused", "denied", detail.slice(0, 200));
-        return this.ended(op, who, "failed", ALLOCATION_FAILED.errorCode, "The allocation was refused.");
+        return this.ended(op, who, "failed", ALLOCATION_FAILED.errorCode, ALLOCATION_FAILED.message);
       }
       if (answer.iotHubHostName !== undefined) hub = answer.iotHubHostName;
       if (answer.initialTwin !== undefined) initialTwin = answer.initialTwin;
@@ -411,7 +413,7 @@ export class AzureDpsService {
       const detail =
         hub === undefined ? "no hub to assign" : "the hub named is not one of the enrollment's linked hubs";
       this.refuse(c, "refused", "denied", detail);
-      return this.ended(op, who, "failed", ALLOCATION_FAILED.errorCode, "No linked hub was chosen.");
+      return this.ended(op, who, "failed", ALLOCATION_FAILED.errorCode, ALLOCATION_FAILED.message);
     }
     const deviceId = e.kind === "individual" && e.deviceId ? e.deviceId : who.registrationId;
     const chosen = hub;

@@ -20,6 +20,7 @@ import type {
 } from "../../../lib/dialects/azure-dps/settings";
 import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { buildServiceContext } from "../../../lib/service/context";
+import { parseFlowAnswer } from "../../../lib/service/pending";
 import { makeAzurePki } from "../../support/azure-dps-fixtures";
 import { HUB_A, HUB_B, ID_SCOPE, key } from "../../support/azure-dps-service";
 
@@ -163,6 +164,7 @@ describe("Azure DPS service core", () => {
     }));
     const a = await registerNow(service, "c1");
     assert.equal((a.body as { status: string }).status, "failed");
+    assert.equal(stateOf(a).errorCode, 400209);
     assert.equal(audits.at(-1)?.reason, "denied");
     assert.equal(await service.records.get({ group: ID_SCOPE, id: "c1" }), undefined);
   });
@@ -192,6 +194,19 @@ describe("Azure DPS service core", () => {
         .ok,
       false,
     );
+  });
+
+  it("the flow's answer may carry Azure's iotHubHostName, initialTwin and payload (a hub must be a string)", () => {
+    assert.deepEqual(
+      parseFlowAnswer({ approve: true, iotHubHostName: HUB_A, initialTwin: { a: 1 }, payload: [1] }),
+      {
+        approve: true,
+        iotHubHostName: HUB_A,
+        initialTwin: { a: 1 },
+        payload: [1],
+      },
+    );
+    assert.equal(parseFlowAnswer({ approve: true, iotHubHostName: 7 }), undefined);
   });
 
   it("custom allocation without the flow's decision does not start", () => {
