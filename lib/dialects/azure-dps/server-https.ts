@@ -15,7 +15,7 @@ import type { TLSSocket, TlsOptions } from "node:tls";
 import { readRequestBody, sendAnswer } from "../../transports/http-body";
 import { serverTlsOptions } from "../../transports/tls-policy";
 import { MAX_REQUEST_BYTES, type AzureDpsService, type DpsAnswer, type DpsCaller } from "./server";
-import { peerChain } from "./server-x509";
+import { clientCertificateTls, peerChain } from "./server-x509";
 import { DPS_ERRORS, errorBody, parseHttpRequest } from "./wire";
 
 export interface AzureHttpsOptions {
@@ -94,10 +94,8 @@ export async function startAzureHttpsServer(
   };
   const server: Server = createServer(
     serverTlsOptions({
-      ...opts.tls,
       // The client certificate is asked for and checked here, against the enrollments.
-      requestCert: true,
-      rejectUnauthorized: false,
+      ...clientCertificateTls(opts.tls),
       handshakeTimeout: opts.requestTimeoutMs ?? 10000,
     }),
     (req, res) => {

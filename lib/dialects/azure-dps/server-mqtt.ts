@@ -25,7 +25,7 @@ import {
 import { attachMqtt } from "../../transports/mqtt-listener";
 import { MAX_REQUEST_BYTES, type AzureDpsService, type DpsAnswer, type DpsCaller } from "./server";
 import type { Attested } from "./server-enrollments";
-import { peerChain } from "./server-x509";
+import { clientCertificateTls, peerChain } from "./server-x509";
 import { parseMqttUserName, parseRequestTopic, RESPONSE_FILTER, responseTopic } from "./wire";
 
 export interface AzureMqttOptions {
@@ -101,7 +101,7 @@ export async function startAzureMqttServer(
     {
       host: opts.host,
       port: opts.port,
-      tls: { ...opts.tls, requestCert: true, rejectUnauthorized: false },
+      tls: clientCertificateTls(opts.tls),
       maxConnectionBytes: AZURE_SESSION_BYTES,
       limits: { ...DEFAULT_CONNECTION_LIMITS, ...(opts.limits ?? {}) },
     },

@@ -7,11 +7,27 @@
  * because an enrollment may trust an intermediate (OpenSSL wants a self-signed anchor) and
  * the same TLS listener also serves symmetric-key devices that send no certificate.
  */
-import { X509Certificate } from "node:crypto";
-import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
+import { constants, X509Certificate } from "node:crypto";
+import type { DetailedPeerCertificate, TLSSocket, TlsOptions } from "node:tls";
 
 /** Longest chain followed: leaf, a few intermediates, a root. */
 const MAX_CHAIN = 8;
+
+/**
+ * A listener's TLS options for X.509 attestation: the client certificate asked for, never
+ * required by TLS itself (symmetric-key devices send none), and no session resumption. A
+ * resumed session carries the peer's leaf but not the chain it sent (OpenSSL,
+ * SSL_get_peer_cert_chain: "If the session is resumed peers do not send certificates"),
+ * and Node's https.Agent resumes by default: a device's poll would lose its intermediate.
+ */
+export function clientCertificateTls(tls: TlsOptions): TlsOptions {
+  return {
+    ...tls,
+    requestCert: true,
+    rejectUnauthorized: false,
+    secureOptions: (tls.secureOptions ?? 0) | constants.SSL_OP_NO_TICKET,
+  };
+}
 
 /** The certificates a TLS peer sent, leaf first; empty when it sent none. */
 export function peerChain(socket: TLSSocket): X509Certificate[] {

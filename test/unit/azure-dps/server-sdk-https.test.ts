@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { request } from "node:https";
+import { Agent, request } from "node:https";
 import { it } from "mocha";
 import { deriveDeviceKey, dpsResource, signSas } from "../../../lib/dialects/azure-dps/sas";
 import { httpLookupPath, httpRegisterPath, httpStatusPath } from "../../../lib/dialects/azure-dps/wire";
@@ -25,6 +25,7 @@ function call(
   path: string,
   auth?: string,
   body?: string | Buffer,
+  client?: { cert: string; key: string; agent: Agent },
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -35,7 +36,8 @@ function call(
         path,
         ca: readFileSync(c.pki().serverCaPath),
         headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
-        agent: false,
+        agent: client?.agent ?? false,
+        ...(client ? { cert: client.cert, key: client.key } : {}),
       },
       (res) => {
         let text = "";
@@ -147,5 +149,37 @@ azureSdkSuite("https", (c) => {
     assert.equal(none.body.errorCode, 401002);
     const path = await call(c, "GET", "/nothing/here", token);
     assert.equal(path.status, 404);
+  });
+
+  it("X.509 over a client that resumes TLS sessions: every request still shows its whole chain", async () => {
+    // Node's https.Agent resumes sessions, and a resumed session carries no chain: the
+    // service turns resumption off, so the poll proves the intermediate again.
+    const d = c.pki().device("x509-resume-1", "intermediate");
+    const client = {
+      cert: d.cert,
+      key: d.key,
+      agent: new Agent({ keepAlive: false, maxCachedSessions: 10 }),
+    };
+    const id = "x509-resume-1";
+    const reg = await call(
+      c,
+      "PUT",
+      httpRegisterPath(ID_SCOPE, id),
+      undefined,
+      JSON.stringify({ registrationId: id }),
+      client,
+    );
+    assert.equal(reg.status, 202, JSON.stringify(reg.body));
+    const poll = await call(
+      c,
+      "GET",
+      httpStatusPath(ID_SCOPE, id, reg.body.operationId as string),
+      undefined,
+      undefined,
+      client,
+    );
+    assert.equal(poll.status, 200, JSON.stringify(poll.body));
+    assert.equal(poll.body.status, "assigned");
+    client.agent.destroy();
   });
 });
