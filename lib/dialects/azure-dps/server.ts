@@ -207,7 +207,8 @@ export class AzureDpsService {
       this.refuse(c, "refused", "invalid", "the registration id is not one Azure allows");
       return { ok: false, answer: this.error(DPS_ERRORS.invalidRegistrationId) };
     }
-    const subject: AttemptSubject = { remote: c.remote, account: c.registrationId };
+    // Case-insensitive, as registration ids are: another spelling is the same account.
+    const subject: AttemptSubject = { remote: c.remote, account: c.registrationId.toLowerCase() };
     const f = this.ctx.failures;
     let delayedMs: number | undefined;
     if (f) {
