@@ -61,6 +61,8 @@ export interface Reply {
   rid?: string;
   /** HTTPS: the content-type header (default application/json). */
   contentType?: string;
+  /** MQTT: answers published first (under other rids: meant for someone else). */
+  before?: Reply[];
 }
 
 export type Script = (req: Seen, index: number) => Reply | undefined;
@@ -127,6 +129,8 @@ export interface ResponderOptions {
 /** The service's answers and what it saw. Emits "request" (Seen) as each one arrives. */
 export class AzureResponder extends EventEmitter {
   script: Script = () => undefined;
+  /** MQTT: refuse every CONNECT with this CONNACK return code. */
+  refuseConnect?: 2 | 3 | 4 | 5;
   readonly seen: Seen[] = [];
   readonly connects: ConnectSeen[] = [];
   readonly subscriptions: Array<{ topic: string; qos: number }> = [];
@@ -177,6 +181,10 @@ export class AzureResponder extends EventEmitter {
         });
         this.connects.push(conns.get(client) as ConnectSeen);
         cb(null, true);
+      },
+      authenticate: (_client, _user, _pass, done) => {
+        if (this.refuseConnect === undefined) return done(null, true);
+        done(Object.assign(new Error("refused"), { returnCode: this.refuseConnect }), null);
       },
     });
     this.broker = broker;
