@@ -22,6 +22,8 @@ import { httpRegisterPath, httpStatusPath } from "./wire";
 /** What we say we are (the SDK: `azure-iot-provisioning-device/<version> (<node>; <os>)`). */
 export const USER_AGENT = "node-red-contrib-provisioning (azure-dps)";
 
+const STATUS_BODY = "{}";
+
 export function openHttpsSession(p: AzurePrepared, o: SessionOptions): DpsSession {
   const where = p.target.endpoint;
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -40,7 +42,10 @@ export function openHttpsSession(p: AzurePrepared, o: SessionOptions): DpsSessio
         "user-agent": USER_AGENT,
       };
       if (o.password !== undefined) headers.authorization = o.password;
-      if (register) headers["content-length"] = Buffer.byteLength(p.body);
+      // The Node SDK's status GET carries `{}` (RestApiClient serializes the empty object it
+      // is given): what Azure takes from every device on that SDK, so ours sends the same.
+      const body = register ? p.body : STATUS_BODY;
+      headers["content-length"] = Buffer.byteLength(body);
       const options: RequestOptions = {
         host: p.target.hostname,
         port: p.target.port,
@@ -86,7 +91,7 @@ export function openHttpsSession(p: AzurePrepared, o: SessionOptions): DpsSessio
         told = true;
       });
       o.signal.addEventListener("abort", onAbort, { once: true });
-      req.end(register ? p.body : undefined);
+      req.end(body);
     });
 
   return {
