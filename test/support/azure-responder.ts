@@ -241,6 +241,7 @@ export class AzureResponder extends EventEmitter {
   }
 
   private track(s: Socket): void {
+    s.setNoDelay(true);
     this.sockets.add(s);
     s.on("close", () => this.sockets.delete(s));
   }

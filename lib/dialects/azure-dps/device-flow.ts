@@ -48,6 +48,8 @@ export interface SessionOptions {
 
 /** The Node SDK's wait between polls when the service names none (ProvisioningDeviceConstants.defaultPollingInterval). */
 export const DEFAULT_POLL_MS = 2000;
+/** Requests one attempt makes at most (register, polls, retries after 429 and 5xx). */
+export const MAX_REQUESTS = 64;
 
 export interface FlowOptions {
   /** Where the service is, as a person reads it. */
@@ -169,17 +171,28 @@ function readOperation(status: number, body: unknown, where: string): Reading {
 export async function runRegistration(ex: DpsExchange, o: FlowOptions): Promise<RegistrationState> {
   const now = o.now ?? Date.now;
   let step: DpsStep = { kind: "register" };
-  for (;;) {
+  for (let n = 1; ; n++) {
+    // A service that answers "wait 0 s" for ever would have us ask without pause until
+    // the attempt's end; a bounded number of requests leaves the rest to the conductor.
+    if (n > MAX_REQUESTS)
+      throw transientError(
+        "TIMEOUT",
+        `${o.where} did not finish the registration in ${MAX_REQUESTS} requests`,
+      );
     const a = await ex.send(step);
-    if (a.status === 429 || a.status >= 500) {
+    // The Node SDK retries every status from 429 up (mqtt.ts, http.ts: `status >= 429`).
+    if (a.status >= 429) {
       const wait = Math.min(a.retryAfterMs ?? DEFAULT_POLL_MS, MAX_RETRY_AFTER_MS);
       if (now() + wait < o.deadline) {
         await abortableDelay(wait, o.signal);
         continue;
       }
       const asked = a.retryAfterMs === undefined ? {} : { retryAfterMs: wait };
-      if (a.status === 429)
-        throw transientError("BUSY", `${o.where} is throttling (429), try later`, { status: 429, ...asked });
+      if (a.status < 500)
+        throw transientError("BUSY", `${o.where} is throttling (${a.status}), try later`, {
+          status: a.status,
+          ...asked,
+        });
       throw transientError("UNAVAILABLE", `${o.where} answered ${a.status}, try later`, {
         status: a.status,
         ...asked,

@@ -99,6 +99,9 @@ export function openMqttSession(p: AzurePrepared, o: SessionOptions): DpsSession
   }
   if (client) {
     const c = client;
+    // Small request after small acknowledgement: without this, Nagle's algorithm holds each
+    // request until the service's delayed ACK (about 40 ms a step).
+    (c.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     guardIncomingPackets(c.stream, p.maxAnswerBytes + PACKET_OVERHEAD, where, fail);
     c.on("error", (err: Error & { code?: unknown }) => {
       fail(

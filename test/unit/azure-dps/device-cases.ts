@@ -10,13 +10,16 @@ import { after, before, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import type { ConnectionOptions } from "node:tls";
 import { conduct } from "../../../lib/client/conductor";
+import { once } from "node:events";
 import { attemptAzureDps } from "../../../lib/dialects/azure-dps/device-attempt";
+import { MAX_REQUESTS } from "../../../lib/dialects/azure-dps/device-flow";
 import { azureDpsDialect } from "../../../lib/dialects/azure-dps/device-dialect";
 import { prepareAzureDevice } from "../../../lib/dialects/azure-dps/device-prepare";
 import { deriveDeviceKey, dpsResource, verifySas } from "../../../lib/dialects/azure-dps/sas";
 import type { AzureDeviceSettings } from "../../../lib/dialects/azure-dps/settings";
 import { ProvisioningError } from "../../../lib/model/errors";
 import type { ProvisioningResult } from "../../../lib/model/result";
+import { AbortedError } from "../../../lib/retry/run";
 import { MemoryBackend } from "../../../lib/stores/memory";
 import {
   assignedState,
@@ -397,6 +400,37 @@ export function azureDeviceCases(transport: "mqtt" | "https"): void {
         assert.match(e.message, text);
       });
     }
+
+    it('a service that says "assigning, wait 0 s" for ever: at most MAX_REQUESTS requests, then TIMEOUT (retried)', async () => {
+      r.script = () => ({
+        status: 202,
+        retryAfterS: 0,
+        body: { operationId: "op-loop", status: "assigning" },
+      });
+      const from = r.seen.length;
+      const e = await failure(attempt(newId(), {}, { timeoutMs: 60_000 }));
+      assert.equal(e.code, "TIMEOUT");
+      assert.equal(e.final, false);
+      assert.equal(r.seen.length - from, MAX_REQUESTS);
+    });
+
+    it("an abort while waiting to poll ends the attempt with AbortedError", async () => {
+      r.script = () => ({
+        status: 202,
+        retryAfterS: 3600,
+        body: { operationId: "op-wait", status: "assigning" },
+      });
+      const ac = new AbortController();
+      const asked = once(r, "request");
+      const pending = attemptAzureDps(prepareAzureDevice(settings(), newId()), {
+        signal: ac.signal,
+        timeoutMs: 3_600_000,
+        tls,
+      });
+      await asked;
+      ac.abort();
+      await assert.rejects(pending, AbortedError);
+    });
 
     it("an answer larger than maxAnswerBytes is TOO_LARGE", async () => {
       const big: Reply = { status: 200, body: { status: "assigned", filler: "x".repeat(200_000) } };
