@@ -15,13 +15,13 @@ import { checkCertificateIdentity, type AzurePrepared } from "./device-prepare";
 import { azureResultOf } from "./device-result";
 import { dpsResource, signSas, TOKEN_LIFETIME_S } from "./sas";
 
-/** The SAS token for this attempt (symmetric keys), valid TOKEN_LIFETIME_S from now, as the Node SDK signs it. */
+/** The SAS token for this attempt (symmetric keys), valid TOKEN_LIFETIME_S from now, rounded up as the Node SDK's anHourFromNow (azure-iot-common authorization.ts). */
 export function attemptToken(p: AzurePrepared, nowMs: number): string | undefined {
   if (p.deviceKey === undefined) return undefined;
   return signSas(
     dpsResource(p.idScope, p.registrationId),
     p.deviceKey,
-    Math.round(nowMs / 1000) + TOKEN_LIFETIME_S,
+    Math.ceil(nowMs / 1000 + TOKEN_LIFETIME_S),
   );
 }
 

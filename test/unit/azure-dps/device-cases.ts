@@ -288,7 +288,7 @@ export function azureDeviceCases(transport: "mqtt" | "https"): void {
       const inner = assigningThenAssigned();
       r.script = (req, i) =>
         req.kind === "register" && n++ === 0
-          ? { ...errorBodyOf(429, 429001, "throttled"), retryAfterS: 1 }
+          ? { ...errorBodyOf(429, 429001, "throttled"), retryAfterS: 2 }
           : inner(req, i);
       const from = r.seen.length;
       const retries: number[] = [];
@@ -296,15 +296,15 @@ export function azureDeviceCases(transport: "mqtt" | "https"): void {
         identity: { setting: newId() },
         env: () => undefined,
         // The attempt's time is shorter than the wait, so the conductor waits it.
-        timeoutMs: 900,
+        timeoutMs: 1900,
         policy: { intervals: [0.01], jitter: 0, maxAttempts: 3 },
         tls,
         signal: new AbortController().signal,
         hooks: { onRetry: ({ delayMs }) => retries.push(delayMs) },
       });
-      assert.deepEqual(retries, [1000]);
+      assert.deepEqual(retries, [2000]);
       const seen = since(from);
-      assert.ok(seen[1].at - seen[0].at >= 990, `asked again after ${seen[1].at - seen[0].at} ms`);
+      assert.ok(seen[1].at - seen[0].at >= 1990, `asked again after ${seen[1].at - seen[0].at} ms`);
     });
 
     it("5xx is retried after retry-after; when it does not fit, UNAVAILABLE and not final", async () => {
