@@ -162,7 +162,17 @@ export class AzureResponder extends EventEmitter {
     return this.script(req, this.seen.length - 1);
   }
 
+  /** Starts both listeners; on failure (443 without root), what was started is stopped again. */
   async start(o: ResponderOptions): Promise<this> {
+    try {
+      return await this.listen(o);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async listen(o: ResponderOptions): Promise<this> {
     this.ip = o.ip ?? randomLoopback();
     const tls = o.serverTls ?? issueServerCert(o.pki, this.ip);
     const serverTls = { ...tls, ca: o.pki.caCert, requestCert: true, rejectUnauthorized: false };
@@ -280,7 +290,7 @@ export class AzureResponder extends EventEmitter {
     for (const s of this.sockets) s.destroy();
     await Promise.all(
       [this.tlsServer, this.httpsServer].map(
-        (srv) => new Promise<void>((r) => (srv ? srv.close(() => r()) : r())),
+        (srv) => new Promise<void>((r) => (srv?.listening ? srv.close(() => r()) : r())),
       ),
     );
     await new Promise<void>((r) => (this.broker ? this.broker.close(() => r()) : r()));
