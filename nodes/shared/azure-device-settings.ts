@@ -7,11 +7,11 @@
  * later deploy and restart, so a device registers once; msg.reprovision registers again
  * (after a factory reset, or when the hub refused the credentials).
  */
-import { X509Certificate } from "node:crypto";
 import type { ConnectionOptions } from "node:tls";
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { credentialValue, type EnvLookup } from "../../lib/client/env-ref";
 import { azureDpsDialect } from "../../lib/dialects/azure-dps/device-dialect";
+import { certificateCn } from "../../lib/dialects/azure-dps/device-prepare";
 import type { AzureAttestation, AzureDeviceSettings } from "../../lib/dialects/azure-dps/settings";
 import { AZURE_DPS_GLOBAL_HOST } from "../../lib/dialects/azure-dps/wire";
 import { finalError, type ProvisioningError } from "../../lib/model/errors";
@@ -61,12 +61,11 @@ function certificateOf(tls: ConnectionOptions | undefined): string | undefined {
   return Buffer.isBuffer(cert) ? cert.toString("utf8") : String(cert);
 }
 
-/** The subject CN of a PEM certificate: X.509 enrollments take it as the registration id. */
+/** The subject CN of a PEM certificate (X.509 enrollments take it as the registration id); undefined when unreadable. */
 export function commonNameOf(pem: string | undefined): string | undefined {
   if (!pem) return undefined;
   try {
-    const subject = new X509Certificate(pem).subject;
-    return /(?:^|\n)CN=([^\n]+)/u.exec(subject)?.[1];
+    return certificateCn(pem);
   } catch {
     return undefined;
   }
