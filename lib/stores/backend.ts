@@ -42,7 +42,7 @@ export interface EntrySummary {
 }
 
 export interface StoreBackend {
-  /** "file", "token-file", "context". */
+  /** "memory", "file", "journal", "token-file", "context", "postgres". */
   readonly kind: string;
   /** A human description without secrets, for status and errors ("file /data/creds"). */
   describe(): string;
@@ -59,7 +59,9 @@ export interface StoreBackend {
   /**
    * Read-modify-write of one key, serialised with every other write to that key through
    * this backend instance. `fn` returns the new value and meta, or undefined to leave the
-   * entry as it is. Used by registries: "create unless present" without a race.
+   * entry as it is. Used by registries: "create unless present" without a race. On
+   * PostgreSQL the write is checked against the version read and `fn` is called again after
+   * a lost race with another instance, so `fn` must not act outside its answer.
    */
   update(
     key: string,
