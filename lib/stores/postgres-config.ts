@@ -118,6 +118,16 @@ function parseUrl(text: string): Partial<Connection> {
   return out;
 }
 
+/** True when `url` parses and holds a password (the config node refuses one there). */
+export function urlHasPassword(url: string | undefined): boolean {
+  if (!url?.trim()) return false;
+  try {
+    return new URL(url.trim()).password !== "";
+  } catch {
+    return false;
+  }
+}
+
 export function readConnection(opts: PostgresBackendOptions): Connection {
   const fromUrl = opts.url?.trim() ? parseUrl(opts.url.trim()) : {};
   const pick = <T>(field: T | undefined, url: T | undefined): T | undefined =>
