@@ -73,7 +73,12 @@ export interface PgServer {
 
 const READY = /database system is ready to accept connections/;
 
-export async function startPostgres(): Promise<PgServer> {
+export interface PgServerOptions {
+  /** PEM server certificate and key: the server then offers TLS (ssl=on) beside plain TCP. */
+  tls?: { cert: string; key: string };
+}
+
+export async function startPostgres(options: PgServerOptions = {}): Promise<PgServer> {
   const bin = postgresBin();
   if (!bin) throw new Error(POSTGRES_MISSING);
   const owner = serverUser();
@@ -85,7 +90,17 @@ export async function startPostgres(): Promise<PgServer> {
   const adminPassword = `admin-${process.pid}-${Date.now()}`;
   const pwfile = join(dir, "pwfile");
   writeFileSync(pwfile, adminPassword + "\n", { mode: 0o600 });
-  if (owner) for (const p of [dir, sock, pwfile]) chownSync(p, owner.uid, owner.gid);
+  const tlsFiles: string[] = [];
+  if (options.tls) {
+    // The server refuses a key file others can read ("has group or world access").
+    writeFileSync(join(dir, "server.crt"), options.tls.cert, { mode: 0o600 });
+    writeFileSync(join(dir, "server.key"), options.tls.key, { mode: 0o600 });
+    tlsFiles.push(join(dir, "server.crt"), join(dir, "server.key"));
+  }
+  if (owner) for (const p of [dir, sock, pwfile, ...tlsFiles]) chownSync(p, owner.uid, owner.gid);
+  const tlsArgs = options.tls
+    ? ["-c", "ssl=on", "-c", `ssl_cert_file=${tlsFiles[0]}`, "-c", `ssl_key_file=${tlsFiles[1]}`]
+    : [];
   const asOwner = owner ? { uid: owner.uid, gid: owner.gid } : {};
   const init = await run(
     join(bin, "initdb"),
@@ -167,6 +182,7 @@ export async function startPostgres(): Promise<PgServer> {
           "max_connections=40",
           "-c",
           "shared_buffers=16MB",
+          ...tlsArgs,
         ],
         READY,
         { ...asOwner, env: { ...process.env, LC_ALL: "C" }, timeoutMs: 60000 },
