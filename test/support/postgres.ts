@@ -13,7 +13,16 @@
  */
 import { spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { Client } from "pg";
 import { join } from "node:path";
@@ -61,8 +70,12 @@ export interface PgServer {
   query(sql: string, params?: unknown[], database?: string): Promise<Record<string, unknown>[]>;
   /** The postmaster's pid while it runs. */
   pid(): number | undefined;
-  /** Kills the postmaster and every backend of it at once (a crash, not a shutdown). */
+  /** Kills the postmaster and every process of it at once (a crash, not a shutdown). */
   kill(): Promise<void>;
+  /** Freezes the postmaster and its backends (SIGSTOP): a server that answers nothing. */
+  pause(): void;
+  /** Lets a paused server run on (SIGCONT). */
+  resume(): void;
   /** Starts it again on the same port and data (after kill or stop); resolves once it accepts connections. */
   start(): Promise<void>;
   /** A fast shutdown (SIGINT: sessions are ended), waiting for it to exit. */
@@ -72,6 +85,40 @@ export interface PgServer {
 }
 
 const READY = /database system is ready to accept connections/;
+
+/**
+ * The postmaster's children (backends, checkpointer, ...), from /proc. Each of them calls
+ * setsid() at start (postmaster.c / miscinit.c InitPostmasterChild: "make this process a
+ * group leader"), so a signal to the postmaster's process group does not reach them.
+ */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      // "pid (comm) state ppid ...": comm may hold spaces, so read after its last ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Signals the postmaster, then every child of it. */
+function signalServer(pid: number, signal: NodeJS.Signals): void {
+  const children = childrenOf(pid);
+  process.kill(pid, signal);
+  for (const c of children) {
+    try {
+      process.kill(c, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
 
 export interface PgServerOptions {
   /** PEM server certificate and key: the server then offers TLS (ssl=on) beside plain TCP. */
@@ -159,9 +206,17 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
       const child = proc?.child;
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, "exit");
-      // The whole process group: the postmaster and its backends, as a machine crash would.
-      process.kill(-(child.pid as number), "SIGKILL");
+      // The postmaster and every backend at once, as a machine crash would.
+      signalServer(child.pid as number, "SIGKILL");
       await exited;
+    },
+    pause() {
+      const pid = server.pid();
+      if (pid !== undefined) signalServer(pid, "SIGSTOP");
+    },
+    resume() {
+      const pid = server.pid();
+      if (pid !== undefined) signalServer(pid, "SIGCONT");
     },
     async start() {
       if (server.pid() !== undefined) return;
@@ -204,6 +259,7 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
       clearTimeout(killer);
     },
     async remove() {
+      server.resume();
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },

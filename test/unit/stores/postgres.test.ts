@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { Client } from "pg";
 import { StoreError, type EntryChange, type JsonValue } from "../../../lib/stores/backend";
 import { PostgresBackend, type PostgresBackendOptions } from "../../../lib/stores/postgres";
+import { PROJECT_ROOT } from "../../support/node-red";
+import { run } from "../../support/process";
 import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../../support/postgres";
 
 function coded(code: StoreError["code"]) {
@@ -242,6 +244,26 @@ describe("unit/stores/postgres", () => {
     assert.equal((await b.updateMany(["k"], () => new Map([["k", null]])))?.get("k"), undefined);
   });
 
+  it("a server that answers nothing: operations fail with IO after their timeout, then work again", async () => {
+    const b = backend(options({ connectTimeoutMs: 1000, queryTimeoutMs: 1000 }));
+    await b.set("k", { v: 1 });
+    pg.pause();
+    try {
+      // An idle pooled connection (query timeout) and a new one (connect timeout) both give up.
+      const results = await Promise.allSettled([b.get("k"), b.set("k", { v: 2 }), b.list()]);
+      for (const r of results) {
+        assert.equal(r.status, "rejected");
+        coded("IO")((r as PromiseRejectedResult).reason);
+      }
+    } finally {
+      pg.resume();
+    }
+    // Whichever of them reached the server before it froze may have been applied.
+    assert.ok([1, 2].includes(((await b.get("k"))?.value as { v: number }).v));
+    await b.set("k", { v: 3 });
+    assert.deepEqual((await b.get("k"))?.value, { v: 3 });
+  });
+
   it("errors and descriptions never hold the password, from the fields or from a URL", async () => {
     const secret = "pa:ss@w/rd%secret";
     const viaUrl = backend({
@@ -278,6 +300,19 @@ describe("unit/stores/postgres", () => {
           return true;
         },
       );
+  });
+
+  it("pg is loaded when a store opens, not when the backend module is", async () => {
+    const probe = `
+      const { createStore } = require("./dist/lib/stores/open");
+      const loaded = () => Object.keys(require.cache).some((k) => /[\\/]node_modules[\\/]pg[\\/]/.test(k));
+      const s = createStore({ backend: "postgres", pgHost: "127.0.0.1", pgPort: ${pg.port}, pgDatabase: "x" }, { userDir: "/tmp" });
+      const before = loaded();
+      s.open().catch(() => undefined).then(() => { console.log(JSON.stringify({ before, after: loaded() })); return s.close(); });
+    `;
+    const r = await run(process.execPath, ["-e", probe], { cwd: PROJECT_ROOT });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.toString()), { before: false, after: true });
   });
 
   it("namespaces: checked, quoted, one table each; list escapes LIKE's wildcards", async () => {
