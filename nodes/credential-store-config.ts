@@ -1,6 +1,6 @@
 /**
- * credential-store-config: owns ONE store backend (file, token file or Node-RED
- * context) for every node that names it. Exposes `backend` and, when the backend is
+ * credential-store-config: owns ONE store backend (journal, file, token file, Node-RED
+ * context or PostgreSQL) for every node that names it. Exposes `backend` and, when the backend is
  * unusable, `failure` (see nodes/shared/store-ref.ts); deploy never fails because of it.
  */
 import { homedir } from "node:os";
@@ -11,6 +11,7 @@ import type { ContextApi } from "../lib/stores/context";
 import { createStore, type OpenableStore } from "../lib/stores/open";
 import { asStoreError } from "../lib/stores/operations";
 import { credentialValue } from "../lib/client/env-ref";
+import { tlsClientOptionsOf } from "./shared/config";
 
 interface StoreConfigDef extends NodeDef {
   backend?: string;
@@ -24,10 +25,26 @@ interface StoreConfigDef extends NodeDef {
   contextStore?: string;
   contextPrefix?: string;
   encrypt?: boolean | string;
+  pgUrl?: string;
+  pgHost?: string;
+  pgPort?: string | number;
+  pgDatabase?: string;
+  pgUser?: string;
+  /** The id of a tls-config node. */
+  pgTls?: string;
+  pgNamespace?: string;
+  pgPoolSize?: string | number;
 }
 
 interface StoreConfigCreds {
   encryptionKey?: string;
+  pgPassword?: string;
+}
+
+/** A number field of the dialog: empty is undefined; anything else is left to the backend to refuse. */
+function numberField(v: string | number | undefined): number | undefined {
+  if (v === undefined || String(v).trim() === "") return undefined;
+  return Number(v);
 }
 
 /** What other nodes read (store-ref.ts), plus the code of the failure for msg.error.code. */
@@ -80,6 +97,7 @@ export = function (RED: NodeAPI) {
         return typeof v === "string" ? v : undefined;
       };
       const encrypt = config.encrypt === true || config.encrypt === "true";
+      const postgres = config.backend === "postgres";
       store = createStore(
         {
           backend: config.backend,
@@ -90,6 +108,23 @@ export = function (RED: NodeAPI) {
           contextPrefix: config.contextPrefix,
           encrypt,
           encryptionKey: encrypt ? credentialValue(node.credentials?.encryptionKey, env) : undefined,
+          ...(postgres
+            ? {
+                pgUrl: config.pgUrl,
+                pgHost: config.pgHost,
+                pgPort: numberField(config.pgPort),
+                pgDatabase: config.pgDatabase,
+                pgUser: config.pgUser,
+                pgPassword: credentialValue(node.credentials?.pgPassword, env) || undefined,
+                pgTls: tlsClientOptionsOf(
+                  RED,
+                  config.pgTls,
+                  RED._("credential-store-config.errors.tls-missing"),
+                ),
+                pgNamespace: config.pgNamespace,
+                pgPoolSize: numberField(config.pgPoolSize),
+              }
+            : {}),
         },
         {
           userDir,
@@ -117,6 +152,6 @@ export = function (RED: NodeAPI) {
   RED.nodes.registerType<Node<StoreConfigCreds>, StoreConfigDef, unknown, StoreConfigCreds>(
     "credential-store-config",
     CredentialStoreConfigNode,
-    { credentials: { encryptionKey: { type: "password" } } },
+    { credentials: { encryptionKey: { type: "password" }, pgPassword: { type: "password" } } },
   );
 };

@@ -1,7 +1,8 @@
 /**
  * provision-request: the device side of ThingsBoard provisioning (protocol "thingsboard",
- * the default: flows saved without `protocol` stay ThingsBoard) and of Everyware / Kura
- * provisioning (protocol "kura", its settings in ./shared/kura-device-settings.ts). Reads
+ * the default: flows saved without `protocol` stay ThingsBoard), of Everyware / Kura
+ * provisioning (protocol "kura", its settings in ./shared/kura-device-settings.ts) and of
+ * Azure IoT Hub DPS (protocol "azure-dps", ./shared/azure-device-settings.ts). Reads
  * its settings and the message's overrides; the conductor (through
  * nodes/shared/device-requests.ts) reuses stored credentials when it may, otherwise asks
  * the server with the protocol's dialect, and the ProvisioningResult is sent on.
@@ -27,9 +28,15 @@ import {
   type KuraRequestCreds,
   type KuraRequestDef,
 } from "./shared/kura-device-settings";
+import {
+  AZURE_CREDENTIALS,
+  serveAzureRequest,
+  type AzureRequestCreds,
+  type AzureRequestDef,
+} from "./shared/azure-device-settings";
 
-interface ProvisionRequestDef extends NodeDef, KuraRequestDef {
-  /** "thingsboard" (also when absent) or "kura". */
+interface ProvisionRequestDef extends NodeDef, KuraRequestDef, AzureRequestDef {
+  /** "thingsboard" (also when absent), "kura" or "azure-dps". */
   protocol?: string;
   scheme?: string;
   host?: string;
@@ -51,7 +58,7 @@ interface ProvisionRequestDef extends NodeDef, KuraRequestDef {
   onDeploy?: boolean;
 }
 
-interface ProvisionRequestCreds extends KuraRequestCreds {
+interface ProvisionRequestCreds extends KuraRequestCreds, AzureRequestCreds {
   provisionKey?: string;
   provisionSecret?: string;
   token?: string;
@@ -70,6 +77,7 @@ export = function (RED: NodeAPI) {
     const node = this;
     const env = envOf(RED, node);
     if (config.protocol === "kura") return serveKuraRequest(RED, node, config, env);
+    if (config.protocol === "azure-dps") return serveAzureRequest(RED, node, config, env);
     // "local": ThingsBoard's HTTP API on this Node-RED (a provision-response in the same
     // runtime), over https when the runtime serves https; host and port are not used then.
     const local = config.scheme === "local";
@@ -184,6 +192,7 @@ export = function (RED: NodeAPI) {
         x509Certificate: { type: "text" },
         x509PrivateKey: { type: "password" },
         ...KURA_CREDENTIALS,
+        ...AZURE_CREDENTIALS,
       },
     },
   );

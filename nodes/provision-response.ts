@@ -1,7 +1,8 @@
 /**
- * provision-response: the serving side of ThingsBoard device provisioning, and of
- * Everyware / Kura provisioning when its dialect says "kura" (a flow saved before the
- * dialect choice has none and stays ThingsBoard). Reads its
+ * provision-response: the serving side of ThingsBoard device provisioning, of
+ * Everyware / Kura provisioning when its dialect says "kura", and of Azure IoT Hub DPS
+ * when it says "azure-dps" (a flow saved before the dialect choice has none and stays
+ * ThingsBoard). Reads its
  * settings, builds the service core over a registry in a credential store, starts the
  * transports (embedded or attached MQTT, CoAP; HTTP on Node-RED's own server), and maps
  * decisions, audit events and management messages to and from the flow.
@@ -18,10 +19,30 @@ import { runServingNode, type ServingNodeConfig } from "./shared/serving-node";
 import { kuraServing, type KuraMqttConfig, type KuraServeSettings } from "../lib/dialects/kura/serving";
 import { DEFAULT_TOPICS } from "../lib/dialects/kura/namespace";
 import { kuraRequestsOf, kuraSecretsOf } from "./shared/kura-serving-settings";
+import { azureDpsServing } from "../lib/dialects/azure-dps/serving";
+import type { AzureAllocation, AzureServeSettings } from "../lib/dialects/azure-dps/settings";
+import { azureEnrollmentsOf, azureHubsOf, azureKeysOf } from "./shared/azure-serving-settings";
+import { azureDemoPkiOf } from "./shared/azure-demo-pki";
 
 interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
-  /** "thingsboard" (also when absent: flows saved before the choice) or "kura". */
+  /** "thingsboard" (also when absent: flows saved before the choice), "kura" or "azure-dps". */
   dialect?: string;
+  /** Azure DPS: the service's id scope, linked hubs, enrollments (keys in the credentials). */
+  azureIdScope?: string;
+  azureHubs?: string;
+  azureAllocation?: string;
+  azureEnrollments?: unknown;
+  azureListenHost?: string;
+  azureMqtt?: boolean;
+  azureMqttPort?: string | number;
+  azureHttps?: boolean;
+  azureHttpsPort?: string | number;
+  /** Serve with the demo PKI's certificate (for trying out only) instead of mqttTls. */
+  azureDemoPki?: boolean;
+  azureRetryAfter?: string | number;
+  azurePollCount?: string | number;
+  azurePollWindow?: string | number;
+  azureRegistrationsPerMinute?: string | number;
   /** Everyware / Kura: the provision account, and the requests (their secrets in the credentials). */
   kuraAccount?: string;
   kuraRequests?: unknown;
@@ -61,6 +82,8 @@ interface ProvisionResponseCreds {
   attachedPassword?: string;
   /** Everyware / Kura: every request's secrets, JSON by client id (nodes/shared/kura-serving-settings.ts). */
   kuraSecrets?: string;
+  /** Azure DPS: every enrollment's keys, JSON by `individual:<id>` / `group:<id>` (nodes/shared/azure-serving-settings.ts). */
+  azureKeys?: string;
 }
 
 interface ProfileNodeShape {
@@ -189,6 +212,82 @@ export = function (RED: NodeAPI) {
       return;
     }
 
+    if (config.dialect === "azure-dps") {
+      const env = envOf(RED, node);
+      const allocation: AzureAllocation =
+        config.azureAllocation === "static" || config.azureAllocation === "custom"
+          ? config.azureAllocation
+          : "hashed";
+      const rows = Array.isArray(config.azureEnrollments) ? (config.azureEnrollments as unknown[]) : [];
+      // Custom allocation is the flow's decision (Azure calls a webhook): the decision output is on then.
+      const custom =
+        allocation === "custom" || rows.some((r) => (r as { allocation?: unknown })?.allocation === "custom");
+      const serverTls = () => {
+        if (config.azureDemoPki) {
+          const pki = azureDemoPkiOf(RED, (dir) => RED._(T + "warn.azure-demo-pki", { dir }));
+          return { cert: pki.serverCert, key: pki.serverKey };
+        }
+        const tls = tlsServerOptionsOf(RED, config.mqttTls, {
+          missing: RED._(T + "errors.tls-missing"),
+          invalid: RED._(T + "errors.tls-invalid"),
+        });
+        if (!tls) throw finalError("CONFIG", RED._(T + "errors.azure-tls"));
+        return tls;
+      };
+      runServingNode({
+        RED,
+        node,
+        config: { ...config, decide: config.decide === true || custom },
+        type: "provision-response",
+        dialect: azureDpsServing,
+        outputs: { count: 2, decisions: 0, audit: 1, manage: 1 },
+        settings: (): AzureServeSettings => {
+          const host = text(config.azureListenHost) ?? "127.0.0.1";
+          const tls = config.azureMqtt !== false || config.azureHttps ? serverTls() : undefined;
+          const limits = mqttSessionLimits(config);
+          const hubs = azureHubsOf(config.azureHubs, env);
+          return {
+            idScope: text(config.azureIdScope) ?? "",
+            linkedHubs: hubs.linkedHubs,
+            hubWeights: hubs.hubWeights,
+            allocation,
+            enrollments: azureEnrollmentsOf(
+              rows,
+              azureKeysOf(node.credentials?.azureKeys, RED._(T + "errors.azure-keys")),
+              env,
+              (id) => RED._(T + "errors.azure-twin", { id }),
+            ),
+            retryAfterS: num(config.azureRetryAfter, 3, 0),
+            pollLimit: {
+              count: Math.floor(num(config.azurePollCount, 5, 1)),
+              windowMs: seconds(config.azurePollWindow, 10, 0.001),
+            },
+            registrationsPerMinute: Math.floor(num(config.azureRegistrationsPerMinute, 1000, 1)),
+            decisionTimeoutMs: seconds(config.decideTimeout, 10, 0.1),
+            mqtt:
+              config.azureMqtt !== false && tls
+                ? {
+                    host,
+                    port: portOf(config.azureMqttPort, 8883, unset),
+                    tls,
+                    limits: {
+                      maxConnections: limits.maxSessions,
+                      maxPerRemote: limits.maxSessionsPerRemote,
+                      firstRequestMs: limits.firstRequestMs,
+                      maxLifetimeMs: limits.sessionLifetimeMs,
+                    },
+                  }
+                : undefined,
+            https:
+              config.azureHttps && tls
+                ? { host, port: portOf(config.azureHttpsPort, 443, unset), tls }
+                : undefined,
+          };
+        },
+      });
+      return;
+    }
+
     runServingNode({
       RED,
       node,
@@ -216,6 +315,7 @@ export = function (RED: NodeAPI) {
         attachedUsername: { type: "text" },
         attachedPassword: { type: "password" },
         kuraSecrets: { type: "text" },
+        azureKeys: { type: "text" },
       },
     },
   );

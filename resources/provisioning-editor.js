@@ -23,6 +23,9 @@
   var MQTT_URL =
     /^(mqtts?|ssl|tcp):\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|\$\{[A-Za-z_]\w*\})(:(\d{1,5}|\$\{[A-Za-z_]\w*\}))?\/?$/;
 
+  var REF = "\\$\\{[A-Za-z_]\\w*\\}";
+  var HOST_PORT = new RegExp("^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]|" + REF + ")(:(\\d{1,5}|" + REF + "))?$");
+
   function text(v) {
     return v === undefined || v === null ? "" : String(v).trim();
   }
@@ -85,6 +88,35 @@
     mqttUrl: function (v) {
       var s = text(v);
       return s === "" || envRef(s) || MQTT_URL.test(s);
+    },
+    /**
+     * A service's host with an optional port (`name`, `10.0.0.1:8883`, `[::1]:443`), where host
+     * and port may be `${NAME}`; empty is left to the field's own rule.
+     */
+    hostPort: function (v) {
+      var s = text(v);
+      return s === "" || HOST_PORT.test(s);
+    },
+    /** An Azure DPS id scope (`0ne00000A0A`: letters and digits) or a `${NAME}`. */
+    idScope: function (v) {
+      var s = text(v);
+      return envRef(s) || /^[A-Za-z0-9]{1,64}$/.test(s);
+    },
+    /** An Azure DPS registration id (letters, digits, `-._:`, at most 128), a `${NAME}`, or empty. */
+    registrationId: function (v) {
+      var s = text(v);
+      return s === "" || envRef(s) || /^[A-Za-z0-9\-._:]{0,127}[A-Za-z0-9-]$/.test(s);
+    },
+    /** JSON text, or empty. */
+    json: function (v) {
+      var s = text(v);
+      if (s === "") return true;
+      try {
+        JSON.parse(s);
+        return true;
+      } catch {
+        return false;
+      }
     },
     /** A valid tls-config node is chosen, unless the node uses the demo PKI (its `demoPki`). */
     tlsOrDemoPki: function (v) {

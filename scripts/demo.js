@@ -13,6 +13,7 @@ const DEMO_EXAMPLES = [
   "plgd-dps-local.json",
   "mainflux-bootstrap-secure.json",
   "everyware-kura-local.json",
+  "azure-dps-local.json",
   "credential-store-operations.json",
 ];
 
@@ -31,6 +32,10 @@ const DEFAULTS = {
   EVERYWARE_USERNAME: "MYDEVICE01-SN0001",
   EVERYWARE_PASSWORD: "my-device-password",
   EVERYWARE_ACTIVATION_KEY: "demoActivationKey0123456789abcdef",
+  AZURE_DPS_ID_SCOPE: "0ne00000A0A",
+  AZURE_DPS_GROUP_KEY:
+    "SSr31G7Zupm0miZTq0mN4Z3XHKJWksRskLeqoYOpjnFd7OgmdU+6EVGFcq/K9Cp1TbU5+iCK70N8O2JzdP4j3w==",
+  AZURE_DPS_IOT_HUB: "demo-hub.azure-devices.net",
 };
 
 /**
@@ -62,6 +67,10 @@ const DEMO_CREDENTIALS = {
     }),
   },
   "kura-device": { kuraPassword: "${EVERYWARE_DEMO_PASSWORD}" },
+  "azure-server": {
+    azureKeys: JSON.stringify({ "group:demo-group": { primaryKey: "${AZURE_DPS_GROUP_KEY}" } }),
+  },
+  "azure-device": { azureKey: "${AZURE_DPS_GROUP_KEY}" },
 };
 
 function environment(userDir) {
@@ -75,12 +84,16 @@ function environment(userDir) {
 }
 
 /**
- * Creates the demo PKI of the plgd DPS example (once; FOR TRYING OUT ONLY) in the user
- * directory, where the example's nodes with "demo PKI" ticked find it (they would make it
- * themselves at deploy: nodes/shared/demo-pki.ts; the same folder).
+ * Creates the demo PKIs of the plgd DPS and Azure DPS examples (once; FOR TRYING OUT ONLY)
+ * in the user directory, where the examples' nodes with "demo PKI" / "demo certificate"
+ * ticked find them (they would make them themselves at deploy: nodes/shared/demo-pki.ts,
+ * nodes/shared/azure-demo-pki.ts; the same folders), so that the Azure service's CA is in
+ * `azure-dps-demo-pki/ca.pem` for Microsoft's SDK from the first start.
  */
 function prepare(userDir) {
   const { ensureDemoPki } = require(path.join(root, "dist", "lib", "pki", "demo-pki.js"));
+  const { ensureAzureDemoPki } = require(path.join(root, "dist", "lib", "pki", "azure-demo-pki.js"));
+  ensureAzureDemoPki(path.join(userDir, AZURE_DEMO_PKI_DIR));
   return ensureDemoPki(path.join(userDir, DEMO_PKI_DIR));
 }
 
@@ -90,10 +103,11 @@ function prepare(userDir) {
  * value of its own environment there. Node-RED's own port needs nothing: the examples'
  * devices name "this Node-RED" (provision-request's "local", bootstrap-fetch's "/").
  */
-const PORT_VARIABLES = ["PROVISION_MQTT_PORT", "DPS_PORT", "EVERYWARE_ACCOUNT_PORT"];
+const PORT_VARIABLES = ["PROVISION_MQTT_PORT", "DPS_PORT", "EVERYWARE_ACCOUNT_PORT", "AZURE_DPS_MQTT_PORT"];
 
 /** Where the demo PKI lives: inside the user directory, the working directory of Node-RED. */
 const DEMO_PKI_DIR = "plgd-dps-demo-pki";
+const AZURE_DEMO_PKI_DIR = "azure-dps-demo-pki";
 
 function flows() {
   const out = [];
@@ -174,7 +188,14 @@ function servedEndpoints(flowList, env, port) {
   for (const n of flowList) {
     if (n.d || tabs.get(n.z)?.disabled) continue;
     const at = (k, fallback) => resolve(n, n[k] === undefined || n[k] === "" ? fallback : n[k]);
-    if (n.type === "provision-response" && n.dialect === "kura") {
+    if (n.type === "provision-response" && n.dialect === "azure-dps") {
+      const host = at("azureListenHost", "127.0.0.1");
+      const ca = n.azureDemoPki ? ` (CA: ${AZURE_DEMO_PKI_DIR}/ca.pem)` : "";
+      if (n.azureMqtt !== false)
+        lines.push(`Azure IoT Hub DPS       mqtts://${host}:${at("azureMqttPort", 8883)}${ca}`);
+      if (n.azureHttps)
+        lines.push(`Azure IoT Hub DPS       https://${host}:${at("azureHttpsPort", 443)}${ca}`);
+    } else if (n.type === "provision-response" && n.dialect === "kura") {
       if (at("mqtt", "embedded") === "embedded")
         lines.push(
           `Everyware / Kura        ${n.mqttTls ? "mqtts" : "mqtt"}://${at("mqttHost", "127.0.0.1")}:${at("mqttPort", 1883)} (provision broker)`,

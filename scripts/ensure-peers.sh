@@ -2,7 +2,9 @@
 # Installs the real peers the test suite talks to, when missing: Debian's mosquitto,
 # libcoap3-bin (coap-client/-server with OpenSSL), paho-mqtt and cryptography for
 # /usr/bin/python3, openssl, protobuf-compiler (protoc, the independent KuraPayload codec of
-# test/unit/kura), and chromium (test/browser drives it with playwright-core).
+# test/unit/kura), chromium (test/browser drives it with playwright-core) and postgresql
+# (the server of the PostgreSQL store tests, test/support/postgres.ts; Debian keeps its
+# binaries in /usr/lib/postgresql/<major>/bin, off PATH).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -11,6 +13,7 @@ command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -54,15 +54,17 @@ Made by node-red-contrib-provisioning (lib/pki/demo-pki.ts) for the plgd DPS exa
 The private keys are unencrypted (mode 0600). Delete this folder to start over.
 `;
 
-function ecKey(): { privateKey: KeyObject; publicKey: KeyObject } {
+/** A fresh P-256 key pair (every demo certificate here is ECDSA P-256). */
+export function ecKey(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync("ec", { namedCurve: "P-256" });
 }
 
-function keyPem(k: KeyObject): string {
+export function keyPem(k: KeyObject): string {
   return k.export({ type: "pkcs8", format: "pem" }).toString();
 }
 
-function write(dir: string, name: string, text: string, secret: boolean): void {
+/** Writes one file atomically (a temporary name, then rename), mode 0600 when secret. */
+export function writeDemoFile(dir: string, name: string, text: string, secret: boolean): void {
   const tmp = join(dir, `.${name}.tmp`);
   writeFileSync(tmp, text, { mode: secret ? 0o600 : 0o644 });
   renameSync(tmp, join(dir, name));
@@ -131,7 +133,7 @@ export function ensureDemoPki(dir: string, now = new Date()): DemoPki {
     secret: false,
   };
   files[FILES.dpsServerKey] = { text: keyPem(server.privateKey), secret: true };
-  write(dir, "README.txt", README, false);
-  for (const [name, f] of Object.entries(files)) write(dir, name, f.text, f.secret);
+  writeDemoFile(dir, "README.txt", README, false);
+  for (const [name, f] of Object.entries(files)) writeDemoFile(dir, name, f.text, f.secret);
   return { dir, created: true, ...paths(dir) };
 }

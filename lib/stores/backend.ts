@@ -42,7 +42,7 @@ export interface EntrySummary {
 }
 
 export interface StoreBackend {
-  /** "file", "token-file", "context". */
+  /** "memory", "file", "journal", "token-file", "context", "postgres". */
   readonly kind: string;
   /** A human description without secrets, for status and errors ("file /data/creds"). */
   describe(): string;
@@ -59,7 +59,9 @@ export interface StoreBackend {
   /**
    * Read-modify-write of one key, serialised with every other write to that key through
    * this backend instance. `fn` returns the new value and meta, or undefined to leave the
-   * entry as it is. Used by registries: "create unless present" without a race.
+   * entry as it is. Used by registries: "create unless present" without a race. On
+   * PostgreSQL the write is checked against the version read and `fn` is called again after
+   * a lost race with another instance, so `fn` must not act outside its answer.
    */
   update(
     key: string,
@@ -78,8 +80,52 @@ export interface StoreBackend {
     fn: (current: StoredEntry | undefined) => { value: JsonValue; meta?: EntryMetaInput } | undefined,
     before: () => Array<{ key: string; value: JsonValue; meta?: EntryMetaInput }>,
   ): Promise<StoredEntry | undefined>;
+  /**
+   * Writes `value` unless `key` holds an entry (expired or not); one atomic step on every
+   * backend: across instances on PostgreSQL, within this process elsewhere. `entry` is
+   * what the key holds afterwards: ours when `created`, else the one that was there.
+   */
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult>;
+  /**
+   * A read-modify-write over several keys at once: `fn` sees every key's current entry
+   * (undefined when absent) and returns the changes (a value to write, null to delete) for
+   * some of those keys, or undefined to change nothing. No other write of this backend to
+   * any of the keys comes in between (PostgreSQL: one transaction over rows locked in key
+   * order; the others: the per-key locks in key order). `fn` may be called again after a
+   * lost race, so it must not act outside its answer. Resolves with the entries after the
+   * changes, or undefined when `fn` returned undefined.
+   */
+  updateMany(
+    keys: readonly string[],
+    fn: ManyUpdate,
+  ): Promise<Map<string, StoredEntry | undefined> | undefined>;
+  /**
+   * Single use: true when this caller took `key` (it was absent, or an earlier claim's
+   * `ttlMs` had run out), false while an earlier claim holds it. The entry (value
+   * `{ claimedAt }`, meta.kind "store-claim") expires after `ttlMs` and is pruned later.
+   */
+  claimOnce(key: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Adds one hit to the counter `key` and resolves with the hits in its window, this one
+   * included: a fixed window that starts at the first hit and lasts `windowMs`, then the
+   * count starts again at 1 (value `{ n, since }`, meta.kind "store-count"). For failure
+   * limits that must hold across instances.
+   */
+  count(key: string, windowMs: number): Promise<number>;
   close(): Promise<void>;
 }
+
+export interface CreateResult {
+  created: boolean;
+  entry: StoredEntry;
+}
+
+/** A change of updateMany(): the new value and meta, or null to delete the entry. */
+export type EntryChange = { value: JsonValue; meta?: EntryMetaInput } | null;
+
+export type ManyUpdate = (
+  current: ReadonlyMap<string, StoredEntry | undefined>,
+) => ReadonlyMap<string, EntryChange> | undefined;
 
 /** Thrown by backends; `code` is stable for flows and tests, `message` holds no secret. */
 export class StoreError extends Error {

@@ -7,16 +7,19 @@
  */
 import {
   StoreError,
+  type CreateResult,
   type EntryMeta,
   type EntryMetaInput,
   type EntrySummary,
   type JsonValue,
+  type ManyUpdate,
   type StoreBackend,
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
+import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyUnder } from "./primitives";
 
 /** The part of Node-RED's context object used here (global.get/set/keys with callbacks). */
 export interface ContextApi {
@@ -86,6 +89,7 @@ export class ContextBackend implements StoreBackend {
   private readonly prefix: string;
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());
+  private readonly pruner = new TransientPruner(this);
 
   constructor(opts: ContextBackendOptions) {
     this.ctx = opts.context;
@@ -164,8 +168,50 @@ export class ContextBackend implements StoreBackend {
     );
   }
 
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult> {
+    return createIfAbsentVia((k, fn) => this.update(k, fn), key, value, meta);
+  }
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const taken = await claimOnceVia((k, fn) => this.update(k, fn), key, ttlMs);
+    this.pruner.touched(key);
+    return taken;
+  }
+
+  async count(key: string, windowMs: number): Promise<number> {
+    const n = await countVia((k, fn) => this.update(k, fn), key, windowMs);
+    this.pruner.touched(key);
+    return n;
+  }
+
+  /**
+   * Context stores have no transaction: the changes are written one after the other under
+   * the keys' locks, so no write of this process comes between, but a crash (or a failing
+   * store) in the middle can leave some of them written.
+   */
+  async updateMany(
+    keys: readonly string[],
+    fn: ManyUpdate,
+  ): Promise<Map<string, StoredEntry | undefined> | undefined> {
+    return this.inFlight.run(() =>
+      updateManyUnder(this.lock, keys, fn, {
+        read: async (key) => {
+          const rec = await this.read(key);
+          return rec && toEntry(key, rec.value, rec.meta);
+        },
+        commit: async (changes) => {
+          for (const [key, c] of changes) {
+            if (c === null) await this.put(contextName(this.prefix, key), undefined);
+            else await this.write(key, c.value, c.meta);
+          }
+        },
+      }),
+    );
+  }
+
   /** Waits for operations under way; later calls are refused. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.pruner.idle();
     return this.inFlight.close();
   }
 

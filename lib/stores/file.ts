@@ -12,16 +12,19 @@ import { chmod, mkdir, readFile, readdir, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   StoreError,
+  type CreateResult,
   type EntryMeta,
   type EntryMetaInput,
   type EntrySummary,
   type JsonValue,
+  type ManyUpdate,
   type StoreBackend,
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
+import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyUnder } from "./primitives";
 import { atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
 import { fileNameFor, isEntryFileName, keyOfFileName } from "./file-names";
 import { isSealedBox, seal, unseal, type SealedBox } from "./crypto-box";
@@ -75,6 +78,7 @@ export class FileBackend implements StoreBackend {
   private readonly dir: string;
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());
+  private readonly pruner = new TransientPruner(this);
   private cryptoKey?: Buffer;
   private opening?: Promise<void>;
 
@@ -203,8 +207,65 @@ export class FileBackend implements StoreBackend {
     );
   }
 
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult> {
+    return createIfAbsentVia((k, fn) => this.update(k, fn), key, value, meta);
+  }
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const taken = await claimOnceVia((k, fn) => this.update(k, fn), key, ttlMs);
+    this.pruner.touched(key);
+    return taken;
+  }
+
+  async count(key: string, windowMs: number): Promise<number> {
+    const n = await countVia((k, fn) => this.update(k, fn), key, windowMs);
+    this.pruner.touched(key);
+    return n;
+  }
+
+  /**
+   * One file per key: the changes are written one after the other (each atomic) under the
+   * keys' locks, so no write of this process comes between; a crash in the middle can
+   * leave some of them written.
+   */
+  async updateMany(
+    keys: readonly string[],
+    fn: ManyUpdate,
+  ): Promise<Map<string, StoredEntry | undefined> | undefined> {
+    return this.inFlight.run(async () => {
+      await this.ready();
+      return updateManyUnder(this.lock, keys, fn, {
+        read: async (key) => {
+          const rec = await this.readRecord(key);
+          return rec && toEntry(key, rec.value, { ...rec.meta });
+        },
+        commit: async (changes) => {
+          let deleted = false;
+          for (const [key, c] of changes) {
+            if (c !== null) {
+              await this.write(key, c.value, c.meta);
+              continue;
+            }
+            try {
+              await unlink(this.pathFor(key));
+              deleted = true;
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+                throw ioError(err, `cannot delete "${key}"`);
+            }
+          }
+          if (deleted)
+            await fsyncDir(this.dir).catch((err: unknown) => {
+              throw ioError(err, `cannot flush ${this.dir}`);
+            });
+        },
+      });
+    });
+  }
+
   /** Waits for operations under way; later calls are refused. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.pruner.idle();
     return this.inFlight.close();
   }
 

@@ -39,16 +39,19 @@ import { performance } from "node:perf_hooks";
 import * as zlib from "node:zlib";
 import {
   StoreError,
+  type CreateResult,
   type EntryMeta,
   type EntryMetaInput,
   type EntrySummary,
   type JsonValue,
+  type ManyUpdate,
   type StoreBackend,
   type StoredEntry,
 } from "./backend";
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
+import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyUnder } from "./primitives";
 import { fsyncDir, ioError, processAlive } from "./fs-util";
 import { isSealedBox, seal, unseal, type SealedBox } from "./crypto-box";
 import { openStoreKey } from "./store-header";
@@ -501,6 +504,7 @@ export class JournalBackend implements StoreBackend {
   private readonly dir: string;
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());
+  private readonly pruner = new TransientPruner(this);
   private readonly segmentBytes: number;
   private readonly compactMinBytes: number;
   private readonly compactLiveRatio: number;
@@ -647,19 +651,67 @@ export class JournalBackend implements StoreBackend {
         if (!next) return undefined;
         const v = checkValue(next.value);
         const m = makeMeta(next.meta);
-        const frames: { key: string; payload: Buffer }[] = [];
+        const frames: { type: number; key: string; payload: Buffer }[] = [];
         for (const e of before?.() ?? []) {
           checkKey(e.key);
           const ev = checkValue(e.value);
           // As set(): an entry we cannot read is not replaced.
           await this.readRecord(e.key);
-          frames.push({ key: e.key, payload: this.payloadFor(e.key, ev, makeMeta(e.meta)) });
+          frames.push({ type: TYPE_PUT, key: e.key, payload: this.payloadFor(e.key, ev, makeMeta(e.meta)) });
         }
-        frames.push({ key, payload: this.payloadFor(key, v, m) });
-        await this.appendAll(TYPE_PUT, frames);
+        frames.push({ type: TYPE_PUT, key, payload: this.payloadFor(key, v, m) });
+        await this.appendAll(frames);
         return toEntry(key, v, { ...m });
       }),
     );
+  }
+
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult> {
+    return createIfAbsentVia((k, fn) => this.update(k, fn), key, value, meta);
+  }
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const taken = await claimOnceVia((k, fn) => this.update(k, fn), key, ttlMs);
+    this.pruner.touched(key);
+    return taken;
+  }
+
+  async count(key: string, windowMs: number): Promise<number> {
+    const n = await countVia((k, fn) => this.update(k, fn), key, windowMs);
+    this.pruner.touched(key);
+    return n;
+  }
+
+  /**
+   * The changes go into the log as one batch under one fdatasync, as updateWith's do: a
+   * crash keeps a prefix of them (in key order), never a later one without an earlier.
+   */
+  async updateMany(
+    keys: readonly string[],
+    fn: ManyUpdate,
+  ): Promise<Map<string, StoredEntry | undefined> | undefined> {
+    return this.inFlight.run(async () => {
+      await this.ready();
+      return updateManyUnder(this.lock, keys, fn, {
+        read: async (key) => {
+          const rec = await this.readRecord(key);
+          return rec && toEntry(key, rec.value, { ...rec.meta });
+        },
+        commit: async (changes) => {
+          this.checkWritable();
+          const frames: { type: number; key: string; payload?: Buffer }[] = [];
+          for (const [key, c] of changes) {
+            if (c !== null)
+              frames.push({ type: TYPE_PUT, key, payload: this.payloadFor(key, c.value, c.meta) });
+            else {
+              const kb = Buffer.from(key, "utf8");
+              if (this.index.find(hash1(kb), hash2(kb)) >= 0) frames.push({ type: TYPE_DELETE, key });
+            }
+          }
+          if (frames.length > 0) await this.appendAll(frames);
+        },
+      });
+    });
   }
 
   /**
@@ -732,6 +784,7 @@ export class JournalBackend implements StoreBackend {
 
   /** Waits for operations under way and a compaction in progress; later calls are refused. */
   async close(): Promise<void> {
+    await this.pruner.idle();
     await this.inFlight.close();
     this.closing = true;
     await this.opening?.catch(() => undefined);
@@ -821,14 +874,14 @@ export class JournalBackend implements StoreBackend {
   }
 
   /** Queues records at once (one batch, in this order); resolves once an fdatasync covers them all. */
-  private appendAll(type: number, records: { key: string; payload: Buffer }[]): Promise<void> {
-    if (records.length === 1) return this.append(type, records[0].key, records[0].payload);
+  private appendAll(records: { type: number; key: string; payload?: Buffer }[]): Promise<void> {
+    if (records.length === 1) return this.append(records[0].type, records[0].key, records[0].payload);
     const done = records.map((r) => {
       const kb = Buffer.from(r.key, "utf8");
-      const frame = encodeFrame(type, kb, r.payload);
+      const frame = encodeFrame(r.type, kb, r.payload);
       return new Promise<void>((resolve, reject) => {
         this.queue.push({
-          type,
+          type: r.type,
           key: kb,
           h1: hash1(kb),
           h2: hash2(kb),

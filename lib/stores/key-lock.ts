@@ -12,4 +12,16 @@ export class KeyLock {
     });
     return next;
   }
+
+  /**
+   * Runs `job` holding the locks of all `keys`, taken one after the other in key order: two
+   * jobs over overlapping keys then always queue in the same order, so none waits for a
+   * lock the other holds while holding one it wants (the classic lock-ordering rule).
+   */
+  runMany<T>(keys: readonly string[], job: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const step = (i: number): Promise<T> =>
+      i === sorted.length ? job() : this.run(sorted[i], () => step(i + 1));
+    return step(0);
+  }
 }

@@ -1,7 +1,17 @@
-import type { EntryMeta, EntrySummary, JsonValue, StoreBackend, StoredEntry } from "./backend";
+import type {
+  CreateResult,
+  EntryMeta,
+  EntryMetaInput,
+  EntrySummary,
+  JsonValue,
+  ManyUpdate,
+  StoreBackend,
+  StoredEntry,
+} from "./backend";
 import { checkKey, checkValue, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
+import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyUnder } from "./primitives";
 
 /** Keeps entries in this process only: for tests, and for stores that must not persist. */
 export class MemoryBackend implements StoreBackend {
@@ -9,6 +19,7 @@ export class MemoryBackend implements StoreBackend {
   private readonly entries = new Map<string, { value: JsonValue; meta: EntryMeta }>();
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());
+  private readonly pruner = new TransientPruner(this);
 
   describe(): string {
     return "memory";
@@ -62,8 +73,45 @@ export class MemoryBackend implements StoreBackend {
     );
   }
 
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult> {
+    return createIfAbsentVia((k, fn) => this.update(k, fn), key, value, meta);
+  }
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const taken = await claimOnceVia((k, fn) => this.update(k, fn), key, ttlMs);
+    this.pruner.touched(key);
+    return taken;
+  }
+
+  async count(key: string, windowMs: number): Promise<number> {
+    const n = await countVia((k, fn) => this.update(k, fn), key, windowMs);
+    this.pruner.touched(key);
+    return n;
+  }
+
+  async updateMany(
+    keys: readonly string[],
+    fn: ManyUpdate,
+  ): Promise<Map<string, StoredEntry | undefined> | undefined> {
+    return this.inFlight.run(() =>
+      updateManyUnder(this.lock, keys, fn, {
+        read: async (key) => {
+          const e = this.entries.get(key);
+          return e && toEntry(key, structuredClone(e.value), { ...e.meta });
+        },
+        commit: async (changes) => {
+          for (const [key, c] of changes) {
+            if (c === null) this.entries.delete(key);
+            else this.entries.set(key, { value: structuredClone(c.value), meta: { ...c.meta } });
+          }
+        },
+      }),
+    );
+  }
+
   /** Waits for writes under way; later writes are refused, as every backend does. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.pruner.idle();
     return this.inFlight.close();
   }
 }

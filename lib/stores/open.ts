@@ -1,18 +1,22 @@
 /** Builds the backend a credential-store-config node describes. */
 import { join } from "node:path";
+import type { ConnectionOptions } from "node:tls";
 import { StoreError, type StoreBackend } from "./backend";
 import { ContextBackend, type ContextApi } from "./context";
 import { FileBackend } from "./file";
 import { JournalBackend } from "./journal";
+import { PostgresBackend } from "./postgres";
+import { urlHasPassword } from "./postgres-config";
 import { TokenFileBackend } from "./token-file";
 
 /**
  * file: one file per entry (easy to inspect, for a device's few entries); journal: one
  * append-only log with group commit (for a registry of many devices: each write durable
  * before it resolves, many writes per fsync); token-file: ThingsBoard's tb_access_token;
- * context: a Node-RED context store.
+ * context: a Node-RED context store; postgres: a table in a PostgreSQL database, shared by
+ * several Node-RED instances.
  */
-export type StoreKind = "file" | "journal" | "token-file" | "context";
+export type StoreKind = "file" | "journal" | "token-file" | "context" | "postgres";
 
 export interface StoreConfig {
   backend?: string;
@@ -29,7 +33,20 @@ export interface StoreConfig {
   /** context: a store name from settings.js contextStorage; empty = the default store. */
   contextStore?: string;
   contextPrefix?: string;
-  /** file and journal: values sealed with a key derived from `encryptionKey`. */
+  /** postgres: a URL (postgres://user@host:port/database) with no password in it, or the fields below. */
+  pgUrl?: string;
+  pgHost?: string;
+  pgPort?: number;
+  pgDatabase?: string;
+  pgUser?: string;
+  /** postgres: the password (a credential; `${ENV}` resolved by the node). */
+  pgPassword?: string;
+  /** postgres: TLS from a tls-config node; the server's certificate is always verified. */
+  pgTls?: ConnectionOptions;
+  /** postgres: the store's table. */
+  pgNamespace?: string;
+  pgPoolSize?: number;
+  /** file, journal and postgres: values sealed with a key derived from `encryptionKey`. */
   encrypt?: boolean;
   encryptionKey?: string;
   /** For tests: scrypt cost of a new encrypted directory. */
@@ -75,7 +92,7 @@ export function fileDirectory(cfg: StoreConfig, userDir: string): string {
 
 export function storeKind(v: unknown): StoreKind {
   if (v === undefined || v === "" || v === "file") return "file";
-  if (v === "journal" || v === "token-file" || v === "context") return v;
+  if (v === "journal" || v === "token-file" || v === "context" || v === "postgres") return v;
   throw new StoreError("UNSUPPORTED", `unknown store backend "${String(v).slice(0, 40)}"`);
 }
 
@@ -88,6 +105,29 @@ export function createStore(cfg: StoreConfig, deps: StoreDeps): OpenableStore {
       throw new StoreError("WRONG_KEY", "encryption is on but no encryption key is set");
     const opts = { directory, passphrase: cfg.encrypt ? cfg.encryptionKey : undefined, scryptN: cfg.scryptN };
     return kind === "file" ? new FileBackend(opts) : new JournalBackend(opts);
+  }
+  if (kind === "postgres") {
+    if (cfg.encrypt && !cfg.encryptionKey)
+      throw new StoreError("WRONG_KEY", "encryption is on but no encryption key is set");
+    // The URL is kept in the flow file: a password there would be readable by anyone with it.
+    if (urlHasPassword(cfg.pgUrl))
+      throw new StoreError(
+        "UNSUPPORTED",
+        "the PostgreSQL URL is kept in the flow file: give the password in the password field, not in the URL",
+      );
+    return new PostgresBackend({
+      url: cfg.pgUrl,
+      host: cfg.pgHost?.trim() || undefined,
+      port: cfg.pgPort,
+      database: cfg.pgDatabase?.trim() || undefined,
+      user: cfg.pgUser?.trim() || undefined,
+      password: cfg.pgPassword || undefined,
+      tls: cfg.pgTls,
+      namespace: cfg.pgNamespace?.trim() || undefined,
+      poolSize: cfg.pgPoolSize,
+      passphrase: cfg.encrypt ? cfg.encryptionKey : undefined,
+      scryptN: cfg.scryptN,
+    });
   }
   if (kind === "token-file")
     return new TokenFileBackend({ path: cfg.tokenPath?.trim(), env: deps.env, cwd: deps.cwd });

@@ -23,11 +23,54 @@ const HEADER_FORMAT = "node-red-contrib-provisioning/credential-store";
 const KEY_CHECK = "credential-store key check v1";
 const HEADER_AAD = "header";
 
-interface Header {
+export interface StoreHeader {
   format: string;
   version: 1;
   kdf: KdfParams;
   check: SealedBox;
+}
+
+/** A new header for `passphrase` (fresh salt), and the key it holds the check of. */
+export async function newStoreHeader(
+  passphrase: string,
+  scryptN?: number,
+): Promise<{ key: Buffer; header: StoreHeader }> {
+  const kdf = newKdfParams(scryptN);
+  const key = await deriveKey(passphrase, kdf);
+  const header: StoreHeader = {
+    format: HEADER_FORMAT,
+    version: 1,
+    kdf,
+    check: seal(key, Buffer.from(KEY_CHECK), HEADER_AAD),
+  };
+  return { key, header };
+}
+
+/**
+ * The key a stored header (parsed JSON, or undefined when it did not parse) gives for
+ * `passphrase`: CORRUPT when it is damaged, WRONG_KEY when the key check does not open.
+ * `header` and `store` name them in messages ("the store header <header>", "the store <store>").
+ */
+export async function keyFromHeader(
+  parsed: unknown,
+  passphrase: string,
+  header: string,
+  store: string,
+): Promise<Buffer> {
+  const h = parsed as Partial<StoreHeader> | undefined;
+  if (
+    typeof h !== "object" ||
+    h === null ||
+    h.format !== HEADER_FORMAT ||
+    !isKdfParams(h.kdf) ||
+    !isSealedBox(h.check)
+  )
+    throw new StoreError("CORRUPT", `the store header ${header} is damaged`);
+  const key = await deriveKey(passphrase, h.kdf);
+  const check = unseal(key, h.check, HEADER_AAD);
+  if (!check || check.toString() !== KEY_CHECK)
+    throw new StoreError("WRONG_KEY", `the encryption key does not open the store ${store}`);
+  return key;
 }
 
 /**
@@ -44,14 +87,7 @@ export async function openStoreKey(dir: string, passphrase: string, scryptN?: nu
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(err, `cannot read ${path}`);
     }
     if (text === undefined) {
-      const kdf = newKdfParams(scryptN);
-      const key = await deriveKey(passphrase, kdf);
-      const header: Header = {
-        format: HEADER_FORMAT,
-        version: 1,
-        kdf,
-        check: seal(key, Buffer.from(KEY_CHECK), HEADER_AAD),
-      };
+      const { key, header } = await newStoreHeader(passphrase, scryptN);
       const created = await atomicCreate(path, JSON.stringify(header, null, 2) + "\n").catch(
         (err: unknown) => {
           throw ioError(err, `cannot create ${path}`);
@@ -60,18 +96,12 @@ export async function openStoreKey(dir: string, passphrase: string, scryptN?: nu
       if (created) return key;
       continue; // another instance created it at the same moment: use theirs
     }
-    let header: Partial<Header>;
+    let parsed: unknown;
     try {
-      header = JSON.parse(text) as Partial<Header>;
+      parsed = JSON.parse(text);
     } catch {
       throw new StoreError("CORRUPT", `the store header ${path} is not valid JSON`);
     }
-    if (header.format !== HEADER_FORMAT || !isKdfParams(header.kdf) || !isSealedBox(header.check))
-      throw new StoreError("CORRUPT", `the store header ${path} is damaged`);
-    const key = await deriveKey(passphrase, header.kdf);
-    const check = unseal(key, header.check, HEADER_AAD);
-    if (!check || check.toString() !== KEY_CHECK)
-      throw new StoreError("WRONG_KEY", `the encryption key does not open the store in ${dir}`);
-    return key;
+    return keyFromHeader(parsed, passphrase, path, `in ${dir}`);
   }
 }

@@ -12,6 +12,7 @@ import { readFile, readdir, stat, unlink } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import {
   StoreError,
+  type CreateResult,
   type EntryMeta,
   type EntryMetaInput,
   type EntrySummary,
@@ -22,6 +23,7 @@ import {
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
+import { createIfAbsentVia } from "./primitives";
 import { TEMP_MARK, atomicWrite, fsyncDir, ioError, removeStaleTemps } from "./fs-util";
 
 export interface TokenFileOptions {
@@ -167,6 +169,26 @@ export class TokenFileBackend implements StoreBackend {
         return this.write(key, tokenFromValue(checkValue(next.value)), makeMeta(next.meta));
       }),
     );
+  }
+
+  /** The one token, unless the file holds one already (any key names it). */
+  createIfAbsent(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<CreateResult> {
+    return createIfAbsentVia((k, fn) => this.update(k, fn), key, value, meta);
+  }
+
+  /** The token file holds one token: there are no several keys to change together. */
+  async updateMany(): Promise<never> {
+    throw new StoreError("UNSUPPORTED", "the token file holds one token: updateMany needs another backend");
+  }
+
+  /** The token file holds one token: no claims beside it. */
+  async claimOnce(): Promise<never> {
+    throw new StoreError("UNSUPPORTED", "the token file holds one token: claims need another backend");
+  }
+
+  /** The token file holds one token: no counters beside it. */
+  async count(): Promise<never> {
+    throw new StoreError("UNSUPPORTED", "the token file holds one token: counters need another backend");
   }
 
   /** Waits for operations under way; later calls are refused. */

@@ -6,7 +6,7 @@
  */
 import type { ConnectionOptions, SecureContextOptions } from "node:tls";
 import type { Node, NodeAPI } from "node-red";
-import type { EnvLookup } from "../../lib/client/env-ref";
+import { resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
 import { finalError } from "../../lib/model/errors";
 import { DEFAULT_RETRY_POLICY, parseIntervals, type RetryPolicy } from "../../lib/retry/policy";
 
@@ -79,6 +79,19 @@ function seconds0(s: string): boolean {
 
 /** A whole-value environment reference, as Node-RED replaces it in a node's properties. */
 export const ENV_REF = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+
+/**
+ * A dialog text with `${NAME}` references inside it (`127.0.0.1:${PORT}`, a port kept in
+ * one place). Node-RED replaces only a whole-value reference whose variable is set (flows
+ * util mapEnvVarProperties): a whole one still here, or one inside whose variable is not
+ * set, is a final CONFIG error naming the variable; the others are replaced from `env`.
+ */
+export function resolveInline(value: string, env: EnvLookup, unsetText: (name: string) => string): string {
+  if (ENV_REF.test(value)) throw finalError("CONFIG", unsetText(value.slice(2, -1)));
+  for (const m of value.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g))
+    if (env(m[1]) === undefined) throw finalError("CONFIG", unsetText(m[1]));
+  return resolveEnvRefs(value, env);
+}
 
 /** An MQTT broker URL as the dialogs accept it (resources/provisioning-editor.js MQTT_URL). */
 // A host or a port may be a whole `${NAME}` (resolved at deploy), as the examples keep ports.

@@ -30,13 +30,15 @@ export interface DemoPkiMaterial {
 
 let logged = false;
 
+/** Node-RED's user directory (~/.node-red when the settings name none). */
+export function userDirOf(RED: NodeAPI): string {
+  const userDir = (RED.settings as unknown as { userDir?: unknown }).userDir;
+  return typeof userDir === "string" && userDir ? userDir : join(homedir(), ".node-red");
+}
+
 /** The folder the demo PKI lives in for this runtime. */
 export function demoPkiDir(RED: NodeAPI): string {
-  const userDir = (RED.settings as unknown as { userDir?: unknown }).userDir;
-  return join(
-    typeof userDir === "string" && userDir ? userDir : join(homedir(), ".node-red"),
-    DEMO_PKI_FOLDER,
-  );
+  return join(userDirOf(RED), DEMO_PKI_FOLDER);
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import { arch, cpus, hostname, release, totalmem, type as osType } from "node:os";
 import type { Node, NodeAPI, NodeDef } from "node-red";
-import { credentialValue, resolveEnvRefs, type EnvLookup } from "../../lib/client/env-ref";
+import { credentialValue, type EnvLookup } from "../../lib/client/env-ref";
 import { defaultKuraClientId, provisionBrokerOf } from "../../lib/dialects/kura/device";
 import {
   isMissingRequest,
@@ -22,8 +22,7 @@ import type { ProvisioningError } from "../../lib/model/errors";
 import type { ProvisioningResult } from "../../lib/model/result";
 import type { RetryPolicy } from "../../lib/retry/policy";
 import { splitCertificates } from "../../lib/pki/pem";
-import { ENV_REF, num, seconds, str, text, tlsClientOptionsOf } from "./config";
-import { finalError } from "../../lib/model/errors";
+import { num, resolveInline, seconds, str, text, tlsClientOptionsOf } from "./config";
 import { serveDevice, type DeviceMsg } from "./device-requests";
 import { storeFromConfig } from "./store-ref";
 import { storeKeyFor } from "../../lib/client/reuse";
@@ -202,15 +201,8 @@ export function serveKuraRequest(
   let configError: Error | undefined;
   let secure = true;
   try {
-    // Node-RED replaces a whole `${NAME}` whose variable is set (flows util
-    // mapEnvVarProperties): one still here names a variable that is not. One inside the
-    // URL (mqtt://127.0.0.1:${PROVISION_MQTT_PORT}, a port kept in one place, as the
-    // example does) is replaced here, from the same environment.
-    if (ENV_REF.test(brokerUrl))
-      throw finalError("CONFIG", RED._(T + "errors.env-unset", { name: brokerUrl.slice(2, -1) }));
-    for (const m of brokerUrl.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g))
-      if (env(m[1]) === undefined) throw finalError("CONFIG", RED._(T + "errors.env-unset", { name: m[1] }));
-    brokerUrl = resolveEnvRefs(brokerUrl, env);
+    // mqtt://127.0.0.1:${PROVISION_MQTT_PORT}, as the example does: a port kept in one place.
+    brokerUrl = resolveInline(brokerUrl, env, (name) => RED._(T + "errors.env-unset", { name }));
     secure = provisionBrokerOf(brokerUrl).secure;
   } catch (err) {
     configError = err as Error;

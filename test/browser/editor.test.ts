@@ -499,6 +499,39 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
     covered.push("everyware-kura-local");
 
+    await importExample("azure-dps-local");
+    assert.deepEqual(await invalidAmong("azure-"), [], "as imported, nothing is marked");
+    await movePort("azure-tab", "AZURE_DPS_MQTT_PORT", await freeTcpPort());
+    result = await deployFromEditor("azure-dps-local");
+    assert.ok(result.ok, `deploy said: ${result.text}`);
+    await show("azure-tab");
+    await statusShown("azure-device", /^assigned$/);
+    await statusShown("azure-server", /1 provisioned/);
+    await shot("ok-azure-dps-local");
+    // The enrollments' list editor shows the group, its keys as password fields.
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as Red).RED;
+      red.editor.edit(red.nodes.node("azure-server"));
+    });
+    await page.waitForSelector("#node-dialog-cancel", { state: "visible" });
+    await page.waitForFunction(
+      () => document.querySelectorAll("#node-input-azure-enrollments > li").length === 1,
+      undefined,
+      { timeout: 10000 },
+    );
+    const keyFields = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('#node-input-azure-enrollments [data-az$="Key"]')).map(
+        (e) => (e as HTMLInputElement).type,
+      ),
+    );
+    assert.deepEqual(keyFields, ["password", "password"]);
+    assert.ok(await page.isHidden("#node-input-mqtt"), "Azure DPS has no MQTT mode choice");
+    assert.ok(await page.isVisible("#node-input-azureIdScope"));
+    await shot("dialog-azure-dps-enrollments");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    covered.push("azure-dps-local");
+
     // It needs a real server: it shows its missing host red before deploy, and is not deployed.
     await show("browser-tab");
     await importExample("thingsboard-real-server-device");
@@ -608,6 +641,51 @@ describe("browser/editor: the package in the Node-RED editor, in chromium", () =
     await page.dispatchEvent("#node-input-kuraBrokerUrl", "change");
     assert.ok(await page.isVisible(".pr-kura-plain-warning"), "plain mqtt is warned about");
     await shot("provision-request-kura");
+    await page.click("#node-dialog-cancel");
+    await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  it("provision-request: the protocol Azure IoT Hub DPS shows its settings, the key row follows the attestation", async () => {
+    await page.evaluate(() => {
+      const red = (
+        globalThis as unknown as {
+          RED: { nodes: { node: (id: string) => unknown }; editor: { edit: (n: unknown) => void } };
+        }
+      ).RED;
+      red.editor.edit(red.nodes.node("n-provision-request"));
+    });
+    await page.waitForSelector("#node-dialog-cancel", { state: "visible" });
+    await page.selectOption("#node-input-protocol", "azure-dps");
+    for (const f of [
+      "azureHost",
+      "azureTransport",
+      "tls",
+      "azureIdScope",
+      "azureRegistrationId",
+      "azureAttestation",
+      "azureKey",
+      "azurePayload",
+      "timeout",
+      "retryIntervals",
+      "retryJitter",
+      "retryMax",
+      "store",
+      "onDeploy",
+    ])
+      assert.ok(await page.isVisible(`#node-input-${f}`), `${f} is shown`);
+    for (const f of ["scheme", "host", "provisionKey", "deviceName", "kuraBrokerUrl", "retryRefusals"])
+      assert.ok(await page.isHidden(`#node-input-${f}`), `${f} is hidden`);
+    assert.equal(await page.textContent("#pr-az-key-label"), "Device key");
+    await page.selectOption("#node-input-azureAttestation", "group-key");
+    assert.equal(await page.textContent("#pr-az-key-label"), "Group key");
+    await page.selectOption("#node-input-azureAttestation", "x509");
+    assert.ok(await page.isHidden("#node-input-azureKey"), "X.509 needs no key");
+    assert.ok(await page.isVisible(".pr-az-x509"), "X.509 says where the certificate comes from");
+    await page.fill("#node-input-azureIdScope", "not a scope!");
+    await page.dispatchEvent("#node-input-azureIdScope", "change");
+    await page.waitForSelector("#node-input-azureIdScope.input-error");
+    await shot("provision-request-azure");
     await page.click("#node-dialog-cancel");
     await page.waitForSelector("#node-dialog-cancel", { state: "detached" });
     assert.deepEqual(consoleErrors, []);

@@ -194,6 +194,194 @@ export function storeBackendContract(under: BackendUnderTest): void {
       });
     }
 
+    it("createIfAbsent: of parallel creators exactly one writes, every one gets the winner", async () => {
+      const b = await under.make();
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          b.createIfAbsent("contract/once", value(i), { kind: "ACCESS_TOKEN" }),
+        ),
+      );
+      const winners = results.filter((r) => r.created);
+      assert.equal(winners.length, 1);
+      for (const r of results) assert.deepEqual(r.entry.value, winners[0].entry.value);
+      assert.deepEqual((await b.get("contract/once"))?.value, winners[0].entry.value);
+      assert.equal((await b.get("contract/once"))?.meta.kind, "ACCESS_TOKEN");
+      // Present, even when expired: nothing is replaced.
+      const again = await b.createIfAbsent("contract/once", value(99));
+      assert.equal(again.created, false);
+      assert.deepEqual(again.entry.value, winners[0].entry.value);
+      await assert.rejects(b.createIfAbsent("tab\there", value(1)), coded("INVALID_KEY"));
+      await assert.rejects(
+        b.createIfAbsent("contract/x", undefined as unknown as JsonValue),
+        coded("INVALID_VALUE"),
+      );
+      await b.close();
+    });
+
+    if (single) {
+      it("updateMany, claimOnce and count are refused as UNSUPPORTED (one token only)", async () => {
+        const b = await under.make();
+        await assert.rejects(
+          b.updateMany(["a", "b"], () => undefined),
+          coded("UNSUPPORTED"),
+        );
+        await assert.rejects(b.claimOnce("contract/req-1", 60000), coded("UNSUPPORTED"));
+        await assert.rejects(b.count("contract/fail", 60000), coded("UNSUPPORTED"));
+        await b.close();
+      });
+    } else {
+      const num = (e: { value: JsonValue } | undefined) => (e ? Number((e.value as { n: number }).n) : 0);
+      const next = (e: { value: JsonValue } | undefined) => ({ value: { n: num(e) + 1 } });
+
+      it("updateMany: parallel changes of two keys, with update() of one, lose nothing", async () => {
+        const b = await under.make();
+        const N = 20;
+        await Promise.all([
+          ...Array.from({ length: N }, () =>
+            b.updateMany(["contract/m/b", "contract/m/a"], (cur) => {
+              assert.deepEqual([...cur.keys()], ["contract/m/a", "contract/m/b"]);
+              return new Map([
+                ["contract/m/a", next(cur.get("contract/m/a"))],
+                ["contract/m/b", next(cur.get("contract/m/b"))],
+              ]);
+            }),
+          ),
+          ...Array.from({ length: N }, () => b.update("contract/m/a", (cur) => next(cur))),
+        ]);
+        assert.equal(num(await b.get("contract/m/a")), 2 * N);
+        assert.equal(num(await b.get("contract/m/b")), N);
+        await b.close();
+      });
+
+      it("updateMany: two uniques taken together, by exactly one of parallel claimants", async () => {
+        const b = await under.make();
+        // Claimants of one external id, each with its own thing id, and one claimant of a
+        // thing id already taken: each unique ends with exactly one owner.
+        const claim = (ext: string, thing: string, owner: string) =>
+          b.updateMany([`contract/u/ext/${ext}`, `contract/u/thing/${thing}`], (cur) =>
+            [...cur.values()].some((e) => e !== undefined)
+              ? undefined
+              : new Map([
+                  [`contract/u/ext/${ext}`, { value: { owner } }],
+                  [`contract/u/thing/${thing}`, { value: { owner } }],
+                ]),
+          );
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => claim("e1", `t${i}`, `o${i}`)),
+        );
+        const won = results.flatMap((r, i) => (r ? [i] : []));
+        assert.equal(won.length, 1);
+        const after = results[won[0]] as Map<string, { value: JsonValue } | undefined>;
+        assert.deepEqual(after.get("contract/u/ext/e1")?.value, { owner: `o${won[0]}` });
+        assert.equal(await claim("e2", `t${won[0]}`, "late"), undefined, "the thing id is taken");
+        assert.equal(await b.get("contract/u/ext/e2"), undefined, "nothing of a refused claim is written");
+        const keys = (await b.list("contract/u/")).map((e) => e.key);
+        assert.deepEqual(keys, ["contract/u/ext/e1", `contract/u/thing/t${won[0]}`]);
+        await b.close();
+      });
+
+      it("updateMany: null deletes, undefined changes nothing, only its own keys may change", async () => {
+        const b = await under.make();
+        await b.set("contract/d/a", { n: 1 });
+        await b.set("contract/d/b", { n: 2 });
+        assert.equal(await b.updateMany(["contract/d/a"], () => undefined), undefined);
+        const after = await b.updateMany(["contract/d/a", "contract/d/b", "contract/d/c"], (cur) => {
+          assert.equal(cur.get("contract/d/c"), undefined);
+          assert.equal(cur.size, 3);
+          return new Map([
+            ["contract/d/a", null],
+            ["contract/d/c", { value: { n: 3 }, meta: { kind: "x" } }],
+          ]);
+        });
+        assert.equal(after?.get("contract/d/a"), undefined);
+        assert.equal(num(after?.get("contract/d/b")), 2);
+        assert.equal(after?.get("contract/d/c")?.meta.kind, "x");
+        assert.deepEqual(
+          (await b.list("contract/d/")).map((e) => e.key),
+          ["contract/d/b", "contract/d/c"],
+        );
+        await assert.rejects(
+          b.updateMany(["contract/d/b"], () => new Map([["contract/d/other", { value: 1 }]])),
+          coded("INVALID_KEY"),
+        );
+        await assert.rejects(
+          b.updateMany(
+            ["contract/d/b", "contract/d/e"],
+            () =>
+              new Map([
+                ["contract/d/e", { value: { n: 5 } }],
+                ["contract/d/b", { value: undefined as unknown as JsonValue }],
+              ]),
+          ),
+          coded("INVALID_VALUE"),
+        );
+        assert.equal(await b.get("contract/d/e"), undefined, "a refused answer writes nothing");
+        await assert.rejects(
+          b.updateMany([], () => undefined),
+          coded("INVALID_KEY"),
+        );
+        await assert.rejects(
+          b.updateMany(["ok", "tab\there"], () => undefined),
+          coded("INVALID_KEY"),
+        );
+        await b.close();
+      });
+
+      it("claimOnce: one of parallel claimants takes a key; a run-out claim can be taken again", async () => {
+        const b = await under.make();
+        const got = await Promise.all(
+          Array.from({ length: 12 }, () => b.claimOnce("contract/c/req-1", 60000)),
+        );
+        assert.equal(got.filter((g) => g).length, 1);
+        assert.equal(await b.claimOnce("contract/c/req-1", 60000), false);
+        const e = await b.get("contract/c/req-1");
+        assert.equal(e?.meta.kind, "store-claim");
+        assert.equal(e?.expired, false);
+        // A claim whose time ran out (written as one, expired): taken again, once.
+        await b.set(
+          "contract/c/req-2",
+          { claimedAt: "2001-01-01T00:00:00.000Z" },
+          {
+            kind: "store-claim",
+            expiresAt: "2001-01-01T00:01:00.000Z",
+          },
+        );
+        const again = await Promise.all(
+          Array.from({ length: 6 }, () => b.claimOnce("contract/c/req-2", 60000)),
+        );
+        assert.equal(again.filter((g) => g).length, 1);
+        for (const bad of [0, -1, 1.5, Number.NaN, "60" as unknown as number])
+          await assert.rejects(b.claimOnce("contract/c/req-3", bad), coded("INVALID_VALUE"));
+        assert.equal(await b.get("contract/c/req-3"), undefined);
+        await b.close();
+      });
+
+      it("count: parallel hits are each counted once; a run-out window starts again at 1", async () => {
+        const b = await under.make();
+        const counts = await Promise.all(
+          Array.from({ length: 15 }, () => b.count("contract/f/addr", 3600000)),
+        );
+        assert.deepEqual(
+          [...counts].sort((x, y) => x - y),
+          Array.from({ length: 15 }, (_, i) => i + 1),
+        );
+        assert.equal(await b.count("contract/f/addr", 3600000), 16);
+        assert.equal((await b.get("contract/f/addr"))?.meta.kind, "store-count");
+        await b.set(
+          "contract/f/old",
+          { n: 50, since: "2001-01-01T00:00:00.000Z" },
+          {
+            kind: "store-count",
+            expiresAt: "2001-01-01T01:00:00.000Z",
+          },
+        );
+        assert.equal(await b.count("contract/f/old", 3600000), 1);
+        assert.equal(await b.count("contract/f/old", 3600000), 2);
+        await assert.rejects(b.count("contract/f/x", 0), coded("INVALID_VALUE"));
+        await b.close();
+      });
+    }
+
     it("close waits for writes under way and refuses later ones", async () => {
       const b = await under.make();
       const pending = Promise.all(

@@ -11,6 +11,8 @@ import { freeTcpPort } from "../support/ports";
 import { run, startProcess, type Started } from "../support/process";
 import { connectAsync } from "mqtt";
 import { provisionKuraDevice } from "../../lib/dialects/kura/device";
+import { deriveDeviceKey } from "../../lib/dialects/azure-dps/sas";
+import type { SdkRun } from "../support/azure-sdk-device";
 
 const KEY = "demo-provision-key";
 const SECRET = "demo-provision-secret";
@@ -29,6 +31,15 @@ const EVERYWARE = {
   accountPassword: "demo-account-password",
 };
 
+/** The demo's defaults for the Azure DPS tab (README). */
+const AZURE = {
+  idScope: "0ne00000A0A",
+  groupKey: "SSr31G7Zupm0miZTq0mN4Z3XHKJWksRskLeqoYOpjnFd7OgmdU+6EVGFcq/K9Cp1TbU5+iCK70N8O2JzdP4j3w==",
+  hub: "demo-hub.azure-devices.net",
+};
+const SDK_SCRIPT = join(__dirname, "..", "support", "azure-sdk-device.js");
+let azurePort = 0;
+
 /** `npm start` (scripts/start.js after the build) in a user directory of the test's own. */
 async function startDemo(
   dir: string,
@@ -37,6 +48,7 @@ async function startDemo(
   dpsPort: number,
   accountPort: number,
 ): Promise<{ demo: Started; comms: Comms }> {
+  azurePort ||= await freeTcpPort();
   const demo = await startProcess(
     process.execPath,
     [join(PROJECT_ROOT, "scripts", "start.js")],
@@ -49,6 +61,7 @@ async function startDemo(
         PROVISION_MQTT_PORT: String(mqttPort),
         DPS_PORT: String(dpsPort),
         EVERYWARE_ACCOUNT_PORT: String(accountPort),
+        AZURE_DPS_MQTT_PORT: String(azurePort),
         NODE_RED_DEMO_DIR: dir,
       },
       timeoutMs: 60000,
@@ -118,6 +131,40 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
       banner,
       new RegExp(`Everyware / Kura +mqtt://127\\.0\\.0\\.1:${accountPort} \\(demo account broker\\)\\n`),
     );
+    assert.match(
+      banner,
+      new RegExp(
+        `Azure IoT Hub DPS +mqtts://127\\.0\\.0\\.1:${azurePort} \\(CA: azure-dps-demo-pki/ca\\.pem\\)\\n`,
+      ),
+    );
+  });
+
+  it("Azure DPS: the demo device registers at deploy with a key derived from the group key", async () => {
+    await first.comms.waitForStatus("azure-device", /^assigned$/);
+    await first.comms.waitForStatus("azure-server", /1 provisioned/);
+  });
+
+  it("Azure DPS: Microsoft's device SDK registers with the demo CA from the user directory and a derived key", async () => {
+    const registrationId = "sdk-device-01";
+    const arg: SdkRun = {
+      transport: "mqtt",
+      host: `127.0.0.1:${azurePort}`,
+      idScope: AZURE.idScope,
+      registrationId,
+      key: deriveDeviceKey(AZURE.groupKey, registrationId),
+    };
+    const done = await run(process.execPath, [SDK_SCRIPT, JSON.stringify(arg)], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, "azure-dps-demo-pki", "ca.pem"), DEBUG: "" },
+    });
+    const line = done.stdout.toString("utf8").trim().split("\n").pop() ?? "";
+    const out = JSON.parse(line || "{}") as {
+      ok?: boolean;
+      result?: { assignedHub?: string; deviceId?: string };
+    };
+    assert.equal(out.ok, true, line + done.stderr.toString().slice(0, 1000));
+    assert.equal(out.result?.assignedHub, AZURE.hub);
+    assert.equal(out.result?.deviceId, registrationId);
+    await first.comms.waitForStatus("azure-server", /2 provisioned/);
   });
 
   it("Everyware / Kura: the demo device provisions on the broker ThingsBoard's devices use, and reconnects to the account broker", async () => {
@@ -283,6 +330,8 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
       await second.comms.waitForStatus("kura-device", /^provisioned/);
       await second.comms.waitForStatus("kura-account-in", /status\.connected$/);
       await second.comms.waitForStatus("kura-server", /0 provisioned/);
+      // The Azure device keeps its assignment: no registration at the service this time.
+      await second.comms.waitForStatus("azure-device", /^assigned \(stored\)$/);
       assert.doesNotMatch(second.demo.output(), /\[error\]/);
       assert.match(
         second.demo.output(),
@@ -308,6 +357,7 @@ describe("npm start: the demo serves ThingsBoard provisioning and a gateway prov
       EVERYWARE.password,
       EVERYWARE.activationKey,
       EVERYWARE.accountPassword,
+      AZURE.groupKey,
     ])
       assert.doesNotMatch(first.demo.output(), new RegExp(value));
   });

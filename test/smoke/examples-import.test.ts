@@ -33,6 +33,10 @@ const NO_DEMO_ENV: NodeJS.ProcessEnv = {
   EVERYWARE_USERNAME: "",
   EVERYWARE_PASSWORD: "",
   EVERYWARE_ACTIVATION_KEY: "",
+  AZURE_DPS_MQTT_PORT: "",
+  AZURE_DPS_ID_SCOPE: "",
+  AZURE_DPS_GROUP_KEY: "",
+  AZURE_DPS_IOT_HUB: "",
   THINGSBOARD_PROVISION_DEVICE_KEY: "",
   THINGSBOARD_PROVISION_DEVICE_SECRET: "",
 };
@@ -170,6 +174,31 @@ for (const rt of runtimes()) {
         "demoActivationKey",
       ])
         assert.equal(said.includes(s), false, "a Kura secret reached debug");
+    });
+
+    it("azure-dps-local: the device registers with the demo certificate it made itself, and keeps its hub", async () => {
+      const ex = example("azure-dps-local.json");
+      const mark = nr.problems().length;
+      await deploy(nr, withTakenPorts(ex, { AZURE_DPS_MQTT_PORT: await freeTcpPort() }, taken));
+      await comms.waitForStatus("azure-device", /^assigned$/);
+      await comms.waitForStatus("azure-server", /1 provisioned/);
+      // A second device by message, with the same node and the group key it derives from.
+      const seen = comms.waitFor(
+        "the second device's result",
+        (m) =>
+          m.topic === "debug" &&
+          (m.data as { id?: string })?.id === "azure-out" &&
+          String((m.data as { msg?: unknown }).msg).includes("demo-device-02"),
+      );
+      assert.equal((await fetch(`${nr.url}/inject/azure-another`, { method: "POST" })).status, 200);
+      const said = String(((await seen).data as { msg?: unknown }).msg);
+      assert.match(said, /demo-hub\.azure-devices\.net/);
+      await comms.waitForStatus("azure-server", /2 provisioned/);
+      assert.deepEqual(nr.problems().slice(mark), []);
+      noneSquatted();
+      const all = debugText(comms);
+      assert.equal(all.includes("SSr31G7Zupm0miZTq0mN4Z3XHKJWksRsk"), false, "the group key reached debug");
+      assert.equal(all.includes("SharedAccessKey="), false, "a device key reached debug");
     });
 
     it("credential-store-operations: set, get and list in the example's own folder; no value in debug", async () => {

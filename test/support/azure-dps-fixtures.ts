@@ -3,14 +3,14 @@
  * transport always dials 443, so each test file binds 443 on an address of its own), a
  * PKI made by openssl (a server certificate naming that address, a device CA with an
  * intermediate for group enrollments, device certificates whose CN is the registration
- * id), and Microsoft's SDK run in a child process (./azure-sdk-device.ts).
+ * id), and Microsoft's SDK run in a child process (./azure-sdk-registrant.ts).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { SdkOutcome, SdkRun } from "./azure-sdk-device";
+import type { SdkOutcome, SdkRun } from "./azure-sdk-registrant";
 
 /** 127.a.b.c, never 127.0.0.1: Linux routes all of 127/8 to lo. */
 export function randomLoopback(): string {
@@ -119,7 +119,7 @@ export function makeAzurePki(ip: string): AzurePki {
 /** Runs Microsoft's SDK once in a child process; resolves its outcome (the child is killed after `timeoutMs`). */
 export function runSdk(run: SdkRun, caPath: string, timeoutMs = 60000): Promise<SdkOutcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, "azure-sdk-device.js"), JSON.stringify(run)], {
+    const child = spawn(process.execPath, [join(__dirname, "azure-sdk-registrant.js"), JSON.stringify(run)], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, NODE_EXTRA_CA_CERTS: caPath },
     });

@@ -1,9 +1,9 @@
 /**
- * Microsoft's own device SDK (azure-iot-provisioning-device with its MQTT or HTTP
- * transport, azure-iot-security-symmetric-key or -x509) registering once, run as a child
- * process by the Azure DPS serving tests (the SDK keeps timers and sockets of its own; a
- * process of its own leaves nothing behind). Argument: one JSON object (SdkRun). Prints
- * one JSON line (SdkOutcome) and exits. The test CA comes in through NODE_EXTRA_CA_CERTS.
+ * Microsoft's Node device SDK (azure-iot-provisioning-device with its MQTT or HTTP
+ * transport, symmetric-key or X.509 security) registering once, in a child process of its
+ * own (it keeps timers and module state), so that a test can compare what it sends with
+ * what ours sends. Input: one JSON argument; output: one JSON line, the result or the
+ * error. The test CA comes in through NODE_EXTRA_CA_CERTS, set by the parent.
  */
 import { ProvisioningDeviceClient } from "azure-iot-provisioning-device";
 import { Http } from "azure-iot-provisioning-device-http";
@@ -12,50 +12,37 @@ import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
 import { X509Security } from "azure-iot-security-x509";
 
 export interface SdkRun {
-  /** `host:port` for MQTT; a bare address for HTTPS (the SDK always uses 443). */
+  transport: "mqtt" | "https";
+  /** `host:port` (MQTT) or a bare host (HTTPS: the SDK always uses 443). */
   host: string;
   idScope: string;
-  transport: "mqtt" | "https";
   registrationId: string;
-  /** The device's symmetric key (a group member's derived by the test). */
   key?: string;
-  /** X.509: the PEM chain the device sends, and its key. */
-  cert?: string;
-  certKey?: string;
+  x509?: { cert: string; key: string };
   payload?: unknown;
 }
 
-export type SdkOutcome =
-  | { ok: true; result: Record<string, unknown> }
-  | { ok: false; error: { name: string; message: string; statusCode?: number; result?: unknown } };
-
 function main(): void {
-  const run = JSON.parse(process.argv[2] ?? "{}") as SdkRun;
-  const transport = run.transport === "mqtt" ? new Mqtt() : new Http();
-  const security =
-    run.cert !== undefined
-      ? new X509Security(run.registrationId, { cert: run.cert, key: run.certKey as string })
-      : new SymmetricKeySecurityClient(run.registrationId, run.key as string);
+  const o = JSON.parse(process.argv[2]) as SdkRun;
+  const transport = o.transport === "mqtt" ? new Mqtt() : new Http();
+  const security = o.x509
+    ? new X509Security(o.registrationId, o.x509)
+    : new SymmetricKeySecurityClient(o.registrationId, o.key as string);
+  // Two copies of azure-iot-common under node_modules give the SDK's packages types that
+  // differ only in where they were declared.
+  type Security = Parameters<typeof ProvisioningDeviceClient.create>[3];
+  type Transport = Parameters<typeof ProvisioningDeviceClient.create>[2];
   const client = ProvisioningDeviceClient.create(
-    run.host,
-    run.idScope,
-    transport as never,
-    security as never,
+    o.host,
+    o.idScope,
+    transport as unknown as Transport,
+    security as unknown as Security,
   );
-  if (run.payload !== undefined) client.setProvisioningPayload(run.payload as never);
+  if (o.payload !== undefined) client.setProvisioningPayload(o.payload as Record<string, unknown>);
   client.register((err, result) => {
-    let out: SdkOutcome;
-    if (err) {
-      const e = err as Error & {
-        response?: { statusCode?: number };
-        result?: unknown;
-        transportObject?: unknown;
-      };
-      out = {
-        ok: false,
-        error: { name: e.name, message: e.message, statusCode: e.response?.statusCode, result: e.result },
-      };
-    } else out = { ok: true, result: result as unknown as Record<string, unknown> };
+    const out = err
+      ? { ok: false, name: err.name, message: err.message }
+      : { ok: true, result: result as unknown };
     process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
   });
 }

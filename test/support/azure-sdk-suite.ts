@@ -22,7 +22,7 @@ import {
   startTestService,
   type TestService,
 } from "./azure-dps-service";
-import type { SdkOutcome, SdkRun } from "./azure-sdk-device";
+import type { SdkOutcome, SdkRun } from "./azure-sdk-registrant";
 
 /** What a transport's own cases get (read once the suite's before() ran). */
 export interface SdkSuiteContext {

@@ -90,6 +90,10 @@ describe("unit/service/records-migration", () => {
       set: async (k, v, m) => (die(), inner.set(k, v, m)),
       delete: async (k) => (die(), inner.delete(k)),
       update: async (k, fn) => (die(), inner.update(k, fn)),
+      createIfAbsent: async (k, v, m) => (die(), inner.createIfAbsent(k, v, m)),
+      updateMany: async (ks, fn) => (die(), inner.updateMany(ks, fn)),
+      claimOnce: async (k, ttl) => (die(), inner.claimOnce(k, ttl)),
+      count: async (k, w) => (die(), inner.count(k, w)),
       close: () => inner.close(),
       dead: () => left <= 0,
     };
