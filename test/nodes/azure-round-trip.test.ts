@@ -48,8 +48,9 @@ describe("nodes: Azure DPS round trip, provision-request against provision-respo
     catchModule,
   ];
   before(async () => {
-    helper.settings({ userDir });
     await startServer();
+    // After the start: the helper's server takes its settings from here on.
+    helper.settings({ userDir });
   });
   afterEach(async () => {
     await helper.unload();
@@ -220,31 +221,41 @@ describe("nodes: Azure DPS round trip, provision-request against provision-respo
       assertNoKey(audits);
     });
 
-  it("a wrong group key is refused with Azure's 401 and counted, and the key shows nowhere", async () => {
-    store = new MemoryBackend();
-    const port = await freeTcpPort();
-    await helper.load(
-      modules,
-      flow({ azureMqttPort: port }, { azureHost: `127.0.0.1:${port}` }),
-      creds(WRONG_KEY),
-    );
-    await started();
-    const audits: Msg[] = [];
-    helper.getNode("audit").on("input", (m: Msg) => audits.push(m));
-    const refused = next("caught", "the refusal");
-    helper.getNode("pr").receive({});
-    const msg = await refused;
-    assert.equal((msg.error as { code?: string }).code, "DENIED");
-    assert.equal(msg.errorStatus, 401);
-    assert.match(String((msg.error as { message?: string }).message), /401002/);
-    const pr = helper.getNode("pr") as unknown as TestNode;
-    const red = await statusOf(pr, ["red"]);
-    assert.match(String(red.text), /401002/);
-    assert.ok(
-      audits.some((m) => m.topic === "audit" && (m.payload as { outcome?: string }).outcome === "refused"),
-    );
-    assertNoKey(audits);
-  });
+  for (const transport of ["mqtt", "https"] as const)
+    it(`over ${transport}: a wrong group key is refused as Azure refuses it, counted, and the key shows nowhere`, async () => {
+      store = new MemoryBackend();
+      const port = await freeTcpPort();
+      const serving =
+        transport === "mqtt"
+          ? { azureMqtt: true, azureMqttPort: port }
+          : { azureMqtt: false, azureHttps: true, azureHttpsPort: port };
+      await helper.load(
+        modules,
+        flow(serving, { azureHost: `127.0.0.1:${port}`, azureTransport: transport }),
+        creds(WRONG_KEY),
+      );
+      await started();
+      const audits: Msg[] = [];
+      helper.getNode("audit").on("input", (m: Msg) => audits.push(m));
+      const refused = next("caught", "the refusal");
+      helper.getNode("pr").receive({});
+      const msg = await refused;
+      assert.equal((msg.error as { code?: string }).code, "DENIED");
+      const pr = helper.getNode("pr") as unknown as TestNode;
+      await statusOf(pr, ["red"]);
+      if (transport === "https") {
+        // HTTPS carries Azure's error body: its code reaches the error and the status.
+        assert.equal(msg.errorStatus, 401);
+        assert.match(String((msg.error as { message?: string }).message), /401002/);
+      } else {
+        // DPS refuses a bad SAS token at CONNECT: "not authorized".
+        assert.equal(msg.errorStatus, "CONNACK 5");
+      }
+      assert.ok(
+        audits.some((m) => m.topic === "audit" && (m.payload as { outcome?: string }).outcome === "refused"),
+      );
+      assertNoKey(audits);
+    });
 
   it("custom allocation: the flow picks the hub and hands the device a payload", async () => {
     store = new MemoryBackend();
