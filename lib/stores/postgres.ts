@@ -335,19 +335,7 @@ export class PostgresBackend implements StoreBackend {
       });
       this.pool = pool;
     }
-    for (const [text, what] of [
-      [this.sql.create, "cannot create the store table"],
-      [this.sql.index, "cannot create the store index"],
-    ]) {
-      try {
-        await this.pool.query(text);
-      } catch (err) {
-        // Two instances creating the table at once: the loser's IF NOT EXISTS can still hit
-        // the catalogue's unique index (23505) or find it made (42P07); the table is there.
-        const code = (err as { code?: unknown }).code;
-        if (code !== "23505" && code !== "42P07") throw this.failure(err, what);
-      }
-    }
+    await this.createTable();
     const header = await this.readHeader();
     if (this.opts.passphrase === undefined) {
       if (header !== undefined)
@@ -414,6 +402,41 @@ export class PostgresBackend implements StoreBackend {
       ? JSON.stringify(seal(this.cryptoKey as Buffer, Buffer.from(JSON.stringify(value)), aadFor(key)))
       : JSON.stringify(value);
     return [key, stored, sealed, JSON.stringify(meta), meta.expiresAt ?? null];
+  }
+
+  /**
+   * Creates the table and its index once, whichever instance comes first. `CREATE ... IF NOT
+   * EXISTS` is not safe against itself: two sessions running it at once can both pass the
+   * existence check and the loser fails on the catalogue (23505 on pg_type's unique index,
+   * 42710 "type already exists", 42P07), which is exactly what N instances started together
+   * do. A transaction-scoped advisory lock keyed on the namespace serialises the DDL; the
+   * lock ends with the transaction, so a crashed instance never leaves it held.
+   * https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+   */
+  private async createTable(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) throw this.inFlight.refusal();
+    let what = "cannot create the store table";
+    let client: PoolClient | undefined;
+    try {
+      client = await pool.connect();
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+        `node-red-contrib-provisioning:${this.namespace}`,
+      ]);
+      await client.query(this.sql.create);
+      what = "cannot create the store index";
+      await client.query(this.sql.index);
+      await client.query("COMMIT");
+    } catch (err) {
+      await client?.query("ROLLBACK").catch(() => undefined);
+      // Belt and braces: should another program create the same table without the lock,
+      // the catalogue's "already there" means the table exists, which is all open needs.
+      const code = (err as { code?: unknown }).code;
+      if (code !== "23505" && code !== "42P07" && code !== "42710") throw this.failure(err, what);
+    } finally {
+      client?.release();
+    }
   }
 
   private async q(text: string, values: unknown[], what: string): Promise<QueryResult> {

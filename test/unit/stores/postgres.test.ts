@@ -61,6 +61,24 @@ describe("unit/stores/postgres", () => {
   };
   const rows = async (table: string) => pg.query(`SELECT * FROM "${table}" ORDER BY key`, [], pg.database);
 
+  it("six instances opening one new table at once all open it (the DDL is serialised)", async () => {
+    for (let round = 0; round < 5; round++) {
+      const opts = options({ passphrase: round % 2 ? "shared" : undefined, scryptN: 1 << 12, poolSize: 1 });
+      const many = Array.from({ length: 6 }, () => new PostgresBackend({ ...opts }));
+      try {
+        await Promise.all(many.map((b) => b.open()));
+        await many[0]!.set("k", { round });
+        const seen = await Promise.all(many.map(async (b) => (await b.get("k"))?.value));
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 6 }, () => ({ round })),
+        );
+      } finally {
+        await Promise.all(many.map((b) => b.close()));
+      }
+    }
+  });
+
   it("two instances racing createIfAbsent on 200 keys: exactly one winner each, both see it", async () => {
     const [a, b] = await twoInstances();
     const results = await Promise.all(
