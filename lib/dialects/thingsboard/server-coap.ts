@@ -6,7 +6,7 @@
 
 import type { Socket } from "node:dgram";
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from "coap";
-import type { TbProvisioningService } from "./server";
+import { UNAVAILABLE_RETRY_S, type TbProvisioningService } from "./server";
 import { COAP_PATH, encodeResponse, MAX_REQUEST_BYTES } from "./wire";
 
 /** node-coap's default response cache grows without a bound that helps: 2 MiB of answers is plenty. */
@@ -137,8 +137,15 @@ export async function startTbCoapServer(
       .handle(req.payload ?? Buffer.alloc(0), { transport: "coap", remote: req.rsinfo.address })
       .finally(() => open.delete(res))
       .then(
-        ({ response }) => {
+        ({ response, unavailable }) => {
           if (closed) return;
+          if (unavailable) {
+            // RFC 7252 5.9.3.4: 5.03 Service Unavailable, Max-Age the seconds to wait.
+            res.code = "5.03";
+            res.setOption("Max-Age", UNAVAILABLE_RETRY_S);
+            res.end();
+            return;
+          }
           res.code = response.status === "SUCCESS" ? "2.01" : "4.00";
           res.setOption("Content-Format", "application/json");
           res.end(encodeResponse(response));

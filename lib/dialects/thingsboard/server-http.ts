@@ -10,7 +10,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { readRequestBody, sendAnswer, type BodyRefusal } from "../../transports/http-body";
-import type { TbProvisioningService } from "./server";
+import { UNAVAILABLE_RETRY_S, type TbProvisioningService } from "./server";
 import { encodeResponse, FAILURE_RESPONSE, MAX_REQUEST_BYTES } from "./wire";
 
 export interface HttpAnswer {
@@ -40,7 +40,17 @@ export async function answerHttp(
   remote?: string,
   retryAfterSeconds = 1,
 ): Promise<HttpAnswer> {
-  const { response, audit, retryAfterMs } = await service.handle(body, { transport: "http", remote });
+  const { response, audit, retryAfterMs, unavailable } = await service.handle(body, {
+    transport: "http",
+    remote,
+  });
+  // RFC 9110 15.6.4: 503 is "try again later"; ThingsBoard's own HTTP clients and ours retry it.
+  if (unavailable)
+    return {
+      status: 503,
+      body: encodeResponse(response),
+      headers: { "retry-after": String(UNAVAILABLE_RETRY_S) },
+    };
   // Over the rate, or slowed and locked after failed attempts: the failure guard knows
   // when its lock ends; the rate limiter's token comes back after 1/rate seconds.
   if (audit.reason === "throttled" || audit.reason === "locked") {

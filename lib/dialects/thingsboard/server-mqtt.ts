@@ -141,11 +141,16 @@ export async function startTbMqttServer(
       client.publish(packet, () => resolve());
     });
 
-  const queue = (client: Client, session: Session, answer: Promise<string>, counted: boolean) => {
+  const queue = (client: Client, session: Session, answer: Promise<string | null>, counted: boolean) => {
     const mine = session.tail
       .then(() => answer)
       .then(
-        (text) => write(client, session, text),
+        (text) => {
+          if (text !== null) return write(client, session, text);
+          // No verdict to give (the registry is unavailable): the session is closed with
+          // nothing said, which every device treats as "try again", unlike FAILURE.
+          session.closing = true;
+        },
         () => write(client, session, FAILURE_TEXT),
       );
     session.tail = mine;
@@ -254,7 +259,7 @@ export async function startTbMqttServer(
           const body = packet.payload;
           const answer = service
             .handle(Buffer.isBuffer(body) ? body : Buffer.from(body), { transport: "mqtt", remote })
-            .then(({ response }) => encodeResponse(response));
+            .then(({ response, unavailable }) => (unavailable ? null : encodeResponse(response)));
           queue(client, session, answer, true);
         },
         // Nothing published by a client can reach a provisioning session.

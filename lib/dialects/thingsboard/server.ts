@@ -67,11 +67,20 @@ export interface RequestContext {
   remote?: string;
 }
 
+/** What a device is told to wait, in seconds, while the registry is unavailable. */
+export const UNAVAILABLE_RETRY_S = 2;
+
 export interface TbOutcome {
   response: TbProvisionResponse;
   audit: ServiceAuditEvent;
   /** Set when the request was refused for a while ("locked", "throttled"): when to retry. */
   retryAfterMs?: number;
+  /**
+   * The registry could not be read or written (its database restarting, a full disk): no
+   * verdict on the device. The transports answer so that a device tries again: HTTP 503
+   * with Retry-After, CoAP 5.03 with Max-Age, MQTT the session closed without an answer.
+   */
+  unavailable?: true;
 }
 
 /** Registry for ThingsBoard profiles: keys `thingsboard/<profile>/<device name>`. */
@@ -189,7 +198,11 @@ export class TbProvisioningService {
       return await this.handleParsed(parsed.request, ctx);
     } catch (err) {
       const detail = err instanceof ProvisioningError ? `registry: ${err.message}` : "internal error";
-      return this.refuse(base, { status: "FAILURE", reason: "error", detail });
+      const out = this.refuse(base, { status: "FAILURE", reason: "error", detail });
+      // ThingsBoard's answer has no "try again": FAILURE is final to its devices, so a store
+      // outage must not be answered with it, or every device asking meanwhile gives up.
+      if (err instanceof ProvisioningError && err.code === "STORE") out.unavailable = true;
+      return out;
     }
   }
 
