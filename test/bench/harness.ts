@@ -235,6 +235,8 @@ export function tbFlow(o: {
   http?: boolean;
   coapPort?: number;
   maxSessions?: number;
+  /** Another registry than benchStoreBackend()'s: credential-store-config fields, and its credentials. */
+  store?: { config: Record<string, unknown>; credentials?: Record<string, unknown> };
 }): { flows: unknown[]; credentials: Record<string, unknown> } {
   const flows: Record<string, unknown>[] = [
     { id: "bench-tab", type: "tab", label: "bench" },
@@ -254,6 +256,7 @@ export function tbFlow(o: {
       directory: "",
       defaultFolder: "own",
       encrypt: false,
+      ...(o.store?.config ?? {}),
     },
     {
       id: "bench-server",
@@ -298,7 +301,9 @@ export function tbFlow(o: {
       caname: "",
       verifyservercert: false,
     });
-  return { flows, credentials: { "bench-profile": { key: TB_KEY, secret: TB_SECRET } } };
+  const credentials: Record<string, unknown> = { "bench-profile": { key: TB_KEY, secret: TB_SECRET } };
+  if (o.store?.credentials) credentials["bench-store"] = o.store.credentials;
+  return { flows, credentials };
 }
 
 // ---------------------------------------------------------------- storm clients
