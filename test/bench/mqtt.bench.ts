@@ -128,6 +128,24 @@ export async function run(): Promise<void> {
             printRow(row);
             process.stdout.write(`CPU profile of Node-RED under the storm: ${file}\ntop 15 self time:\n`);
             for (const l of topSelfTime(file)) process.stdout.write(`  ${l}\n`);
+            // The baseline under the same storm: what both pay (aedes, sockets) and what only
+            // the package does shows in the difference of the two.
+            const bareFile = join(profileDir, `bare-aedes-mqtt-storm-${Date.now()}.cpuprofile`);
+            await bare.profile("start");
+            printRow(
+              await measure(
+                `(profiled) bare aedes, ${kind}, ${n} at ${c}`,
+                bare,
+                clients,
+                { ...toBare, prefix: `pb${n}-${c}` },
+                { count: n, concurrency: c },
+              ),
+            );
+            await bare.profile("stop", bareFile);
+            process.stdout.write(
+              `CPU profile of bare aedes under the storm: ${bareFile}\ntop 15 self time:\n`,
+            );
+            for (const l of topSelfTime(bareFile)) process.stdout.write(`  ${l}\n`);
           }
         } finally {
           await bare.stop();
