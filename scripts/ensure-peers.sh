@@ -4,7 +4,8 @@
 # /usr/bin/python3, openssl, protobuf-compiler (protoc, the independent KuraPayload codec of
 # test/unit/kura), chromium (test/browser drives it with playwright-core) and postgresql
 # (the server of the PostgreSQL store tests, test/support/postgres.ts; Debian keeps its
-# binaries in /usr/lib/postgresql/<major>/bin, off PATH).
+# binaries in /usr/lib/postgresql/<major>/bin, off PATH) and haproxy (the TCP load balancer
+# of the PROXY protocol tests, test/support/haproxy.ts: /usr/sbin/haproxy).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -14,6 +15,7 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromi
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
 [ ${#need[@]} -eq 0 ] && exit 0
