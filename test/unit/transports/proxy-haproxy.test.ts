@@ -26,6 +26,7 @@ import { CONNACK, connectPacket, RawSession } from "../../support/mqtt-raw";
 import { makeTestPki, type TestPki } from "../../support/pki";
 import { proxyV2 } from "../../support/proxy-header";
 import { makeService, request } from "../../support/tbserve-fixtures";
+import { HUB_A, ID_SCOPE, startTestService } from "../../support/azure-dps-service";
 
 /** The CONNACK return code a raw session got, or undefined if it was closed without one. */
 async function connack(s: RawSession): Promise<number | undefined> {
@@ -213,6 +214,47 @@ describe("unit/transports/proxy-haproxy: behind HAProxy", function () {
       }
     });
   }
+
+  it("Azure DPS over HTTPS, send-proxy-v2: a registration is audited from the device's address", async () => {
+    const t = await startTestService({
+      idScope: ID_SCOPE,
+      linkedHubs: [HUB_A],
+      enrollments: [],
+      https: {
+        host: "127.0.0.1",
+        port: 0,
+        tls: { key: pki.serverKey, cert: pki.serverCert },
+        proxyProtocol: true,
+      },
+    });
+    try {
+      const front = await haproxy(t.running.httpsPort as number);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({
+          socket: netConnect({ host: "127.0.0.1", port: front, localAddress: "127.0.0.2" }),
+          ca: pki.caCert,
+          servername: "localhost",
+        });
+        let text = "";
+        s.on("data", (d: Buffer) => (text += d.toString()));
+        s.on("error", reject);
+        s.on("end", () => resolve(text));
+        s.once("secureConnect", () =>
+          s.write(
+            `PUT /${ID_SCOPE}/registrations/unknown-device/register?api-version=2021-06-01 HTTP/1.1\r\n` +
+              "Host: localhost\r\nContent-Type: application/json\r\nContent-Length: 36\r\nConnection: close\r\n\r\n" +
+              '{"registrationId":"unknown-device"}\n',
+          ),
+        );
+      });
+      // No proof for an unknown registration: Azure's 401, audited with the device's address.
+      assert.match(answer, /^HTTP\/1\.1 401/);
+      assert.equal(t.audits.at(-1)?.transport, "https");
+      assert.equal(t.audits.at(-1)?.remote, "127.0.0.2");
+    } finally {
+      await t.stop();
+    }
+  });
 
   it("option off: a PROXY header is garbage to MQTT (closed, no crash); option on: a client without one is cut", async () => {
     const plain = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, hooks: {} });
