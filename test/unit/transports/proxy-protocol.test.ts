@@ -9,7 +9,9 @@ import { once } from "node:events";
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { before, describe, it } from "mocha";
+import { attachMqtt } from "../../../lib/transports/mqtt-listener";
 import { acceptProxyProtocol } from "../../../lib/transports/proxy-listener";
+import { freeTcpPort } from "../../support/ports";
 import { ProxyHeaderReader, ipv6 } from "../../../lib/transports/proxy-protocol";
 import { proxyV1, proxyV2, tlv } from "../../support/proxy-header";
 import { makeTestPki, type TestPki } from "../../support/pki";
@@ -290,6 +292,24 @@ describe("unit/transports/proxy-protocol: the gate on a listener", () => {
       assert.match(refusals[0] ?? "", /no PROXY protocol header/);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe("unit/transports/proxy-protocol: a shared MQTT port", () => {
+  it("two dialects on one port must agree on the PROXY protocol: a CONFIG error names it", async () => {
+    const port = await freeTcpPort();
+    const first = await attachMqtt(
+      { host: "127.0.0.1", port, proxyProtocol: true },
+      { name: "first", claims: () => false, hooks: {} },
+    );
+    try {
+      await assert.rejects(
+        attachMqtt({ host: "127.0.0.1", port }, { name: "second", claims: () => false, hooks: {} }),
+        /expects a PROXY protocol header there/,
+      );
+    } finally {
+      await first.detach();
     }
   });
 });
