@@ -28,6 +28,8 @@ interface ServiceDef extends NodeDef, ServingNodeConfig {
   groups?: string[] | string;
   maxConnections?: string | number;
   maxConnectionsPerAddress?: string | number;
+  /** Expect a PROXY protocol header on every connection (absent in flows saved before it: off). */
+  proxyProtocol?: boolean;
 }
 
 /** Defaults of the connection caps (lib/transports/coap-tcp/server.ts has the same). */
@@ -118,6 +120,7 @@ export = function (RED: NodeAPI) {
         tls: { cert: tls.cert, key: tls.key, passphrase: tls.passphrase },
         maxConnections,
         maxConnectionsPerAddress,
+        proxyProtocol: config.proxyProtocol === true,
         onError: (err) => node.debug(err.message),
       };
     };

@@ -62,6 +62,10 @@ interface ProvisionResponseDef extends NodeDef, ServingNodeConfig {
   mqttHost?: string;
   mqttPort?: string | number;
   mqttTls?: string;
+  /** The embedded MQTT listener (and Azure's MQTT) expects a PROXY protocol header; absent before the option: off. */
+  mqttProxyProtocol?: boolean;
+  /** Azure's HTTPS listener expects a PROXY protocol header. */
+  azureHttpsProxyProtocol?: boolean;
   attachedUrl?: string;
   attachedTls?: string;
   http?: boolean;
@@ -143,6 +147,7 @@ export = function (RED: NodeAPI) {
             missing: RED._(T + "errors.tls-missing"),
             invalid: RED._(T + "errors.tls-invalid"),
           }),
+          proxyProtocol: config.mqttProxyProtocol === true,
           closeAfterMs: seconds(config.closeAfter, 60, 0),
           ...mqttSessionLimits(config),
         };
@@ -173,6 +178,7 @@ export = function (RED: NodeAPI) {
           host: m.host,
           port: m.port,
           tls: m.tls,
+          proxyProtocol: m.proxyProtocol,
           limits: {
             maxConnections: limits.maxSessions,
             maxPerRemote: limits.maxSessionsPerRemote,
@@ -270,6 +276,7 @@ export = function (RED: NodeAPI) {
                     host,
                     port: portOf(config.azureMqttPort, 8883, unset),
                     tls,
+                    proxyProtocol: config.mqttProxyProtocol === true,
                     limits: {
                       maxConnections: limits.maxSessions,
                       maxPerRemote: limits.maxSessionsPerRemote,
@@ -280,7 +287,12 @@ export = function (RED: NodeAPI) {
                 : undefined,
             https:
               config.azureHttps && tls
-                ? { host, port: portOf(config.azureHttpsPort, 443, unset), tls }
+                ? {
+                    host,
+                    port: portOf(config.azureHttpsPort, 443, unset),
+                    tls,
+                    proxyProtocol: config.azureHttpsProxyProtocol === true,
+                  }
                 : undefined,
           };
         },

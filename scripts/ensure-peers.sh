@@ -4,8 +4,8 @@
 # /usr/bin/python3, openssl, protobuf-compiler (protoc, the independent KuraPayload codec of
 # test/unit/kura), chromium (test/browser drives it with playwright-core) and postgresql
 # (the server of the PostgreSQL store tests, test/support/postgres.ts; Debian keeps its
-# binaries in /usr/lib/postgresql/<major>/bin, off PATH) and haproxy (the load balancer in
-# front of the fleet test's Node-RED instances, test/support/fleet.ts).
+# binaries in /usr/lib/postgresql/<major>/bin, off PATH) and haproxy (the TCP load balancer
+# of the PROXY protocol tests and of the fleet test, test/support/haproxy.ts and fleet.ts).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()

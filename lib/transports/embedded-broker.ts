@@ -30,6 +30,7 @@ import {
 import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { serverTlsOptions } from "./tls-policy";
+import { acceptProxyProtocol, proxyProtocolOptions, type ProxyProtocolSetting } from "./proxy-listener";
 import { pathToFileURL } from "node:url";
 
 // aedes 1.x is an ES module; TypeScript's CommonJS output would turn import() into
@@ -88,7 +89,14 @@ export interface ConnectIdentity {
 }
 
 /** Why the broker itself cut or refused a connection. */
-export type CutReason = "evicted" | "first-request deadline" | "lifetime" | "throttled" | "full";
+export type CutReason =
+  | "evicted"
+  | "first-request deadline"
+  | "lifetime"
+  | "throttled"
+  | "full"
+  /** PROXY protocol on, and the connection brought no valid header in time (./proxy-listener.ts). */
+  | "proxy header";
 
 export interface EmbeddedBrokerOptions {
   /** Bind address ("127.0.0.1", "0.0.0.0", "::"). */
@@ -101,12 +109,20 @@ export interface EmbeddedBrokerOptions {
   maxConnectionBytes?: number;
   limits?: ConnectionLimits;
   /**
+   * Expect a PROXY protocol header (v1 or v2, before TLS) on every connection, and take
+   * the client's address from it: the slots, admit(), onCut() and remoteOf() all see it.
+   */
+  proxyProtocol?: ProxyProtocolSetting;
+  /**
    * Asked at every CONNECT (with its user name and client id, to tell whose session it
    * is); false answers CONNACK "server unavailable" / "server busy".
    */
   admit?: (remote: string | undefined, connect: ConnectIdentity) => boolean;
-  /** Told (remote only, nothing the peer sent) when the broker cuts or refuses a connection. */
-  onCut?: (reason: CutReason, remote: string | undefined) => void;
+  /**
+   * Told (remote only, nothing the peer sent) when the broker cuts or refuses a connection;
+   * `detail` says more where there is more to say (why a PROXY header was refused).
+   */
+  onCut?: (reason: CutReason, remote: string | undefined, detail?: string) => void;
   hooks: BrokerHooks;
 }
 
@@ -282,9 +298,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const perRemote = new Map<string, number>();
   let held = 0;
   let refusing = 0;
-  const cutFor = (reason: CutReason, remote: string | undefined) => {
+  const cutFor = (reason: CutReason, remote: string | undefined, detail?: string) => {
     try {
-      opts.onCut?.(reason, remote);
+      opts.onCut?.(reason, remote, detail);
     } catch {
       // A listener's bug must not change how the broker treats the connection.
     }
@@ -477,6 +493,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   }
   // A backstop only: ended sockets still draining (LINGER_MS) hold no slot.
   server.maxConnections = 2 * limits.maxConnections + REFUSAL_HEADROOM;
+  // Before any slot is taken: the slot belongs to the client's address, not the proxy's.
+  const proxied = proxyProtocolOptions(opts.proxyProtocol);
+  const gate = proxied
+    ? acceptProxyProtocol(server, proxied, (why, remote) => cutFor("proxy header", remote, why))
+    : undefined;
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -524,6 +545,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         for (const slot of [...slots.values()]) release(slot);
         for (const s of sockets) s.destroy();
+        gate?.destroyPending();
         await serverClosed;
       })()),
   };

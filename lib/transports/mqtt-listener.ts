@@ -36,6 +36,8 @@ export interface MqttListenerSettings {
   tls?: TlsOptions;
   maxConnectionBytes?: number;
   limits?: ConnectionLimits;
+  /** Every connection begins with a PROXY protocol header (embedded-broker.ts). */
+  proxyProtocol?: boolean;
 }
 
 /** One dialect's part of a shared broker. */
@@ -47,7 +49,7 @@ export interface MqttDialectHandler {
   /** The dialect's rate limit at CONNECT for its own sessions; false refuses with CONNACK 3. */
   admit?(remote: string | undefined): boolean;
   /** Told when the broker cuts or refuses a connection (whoever's it was: it may have no owner yet). */
-  onCut?(reason: CutReason, remote: string | undefined): void;
+  onCut?(reason: CutReason, remote: string | undefined, detail?: string): void;
   /**
    * Told when a CONNECT is refused because no dialect on the port claims it (return code
    * 5), so a dialect that owns sessions by client id can audit an unknown one.
@@ -80,6 +82,10 @@ const stopping = new Map<string, Promise<void>>();
 /** Both settings must give the port the same TLS material and the same limits. */
 function conflict(a: MqttListenerSettings, b: MqttListenerSettings): string | undefined {
   if (Boolean(a.tls) !== Boolean(b.tls)) return a.tls ? "it serves TLS there" : "it serves plain MQTT there";
+  if (Boolean(a.proxyProtocol) !== Boolean(b.proxyProtocol))
+    return a.proxyProtocol
+      ? "it expects a PROXY protocol header there"
+      : "it expects no PROXY protocol header there";
   if (a.tls && b.tls && !isDeepStrictEqual(tlsMaterial(a.tls), tlsMaterial(b.tls)))
     return "it serves TLS there with another certificate";
   const la = { ...DEFAULT_CONNECTION_LIMITS, ...(a.limits ?? {}) };
@@ -119,14 +125,15 @@ function startHub(key: string, settings: MqttListenerSettings): Hub {
     tls: settings.tls,
     maxConnectionBytes: settings.maxConnectionBytes,
     limits: settings.limits,
+    proxyProtocol: settings.proxyProtocol === true,
     admit: (remote, connect) => {
       const h = ownerOf(connect);
       return !h?.admit || h.admit(remote);
     },
-    onCut: (reason, remote) => {
+    onCut: (reason, remote, detail) => {
       for (const h of hub.handlers) {
         try {
-          h.onCut?.(reason, remote);
+          h.onCut?.(reason, remote, detail);
         } catch {
           // One dialect's listener must not keep the others from hearing it.
         }

@@ -233,6 +233,33 @@ describe("dialogs: every bad value is marked before deploy", () => {
     assert.equal(load("dps-client.html").get("dps-client")!.defaults.autoStart.value, true);
   });
 
+  it("the PROXY protocol checkboxes are off by default and accept a flow saved before them; both locales name them", () => {
+    const fields: Array<[string, string, string[]]> = [
+      ["provision-response.html", "provision-response", ["mqttProxyProtocol", "azureHttpsProxyProtocol"]],
+      ["dps-service.html", "dps-service", ["proxyProtocol"]],
+    ];
+    for (const [file, type, names] of fields) {
+      const def = load(file).get(type);
+      assert.ok(def, type);
+      const html = readFileSync(join(NODES, file), "utf8");
+      for (const name of names) {
+        const p: Property | undefined = def.defaults[name];
+        assert.ok(p, `${type}.${name} is a setting`);
+        assert.equal(p.value, false, `${type}.${name} is off by default`);
+        // An imported older flow has no such field: nothing may mark it.
+        if (p.validate)
+          assert.equal(p.validate.call({}, undefined), true, `${type}.${name} accepts undefined`);
+        assert.match(html, new RegExp(`id="node-input-${name}"`), `${type}.${name} has its checkbox`);
+      }
+      for (const locale of ["en-US", "de"]) {
+        const text = readFileSync(join(NODES, "locales", locale, `${type}.json`), "utf8");
+        const help = readFileSync(join(NODES, "locales", locale, `${type}.html`), "utf8");
+        assert.match(text, /send-proxy-v2/, `${locale} ${type}.json names the option`);
+        assert.match(help, /PROXY/, `${locale} ${type}.html describes it`);
+      }
+    }
+  });
+
   it("dps-service names its enrollment groups in config slots; none, or a missing one, is marked", async () => {
     const groups = [
       { id: "g1", type: "dps-enrollment-group" },

@@ -13,7 +13,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { TLSSocket, TlsOptions } from "node:tls";
 import { readRequestBody, sendAnswer } from "../../transports/http-body";
+import { httpPeerAddress } from "../../transports/http-peer";
 import { serverTlsOptions } from "../../transports/tls-policy";
+import { acceptProxyProtocol } from "../../transports/proxy-listener";
 import { MAX_REQUEST_BYTES, type AzureDpsService, type DpsAnswer, type DpsCaller } from "./server";
 import { clientCertificateTls, peerChain } from "./server-x509";
 import { DPS_ERRORS, errorBody, parseHttpRequest } from "./wire";
@@ -27,6 +29,11 @@ export interface AzureHttpsOptions {
   requestTimeoutMs?: number;
   /** Most connections at once (default 1000). */
   maxConnections?: number;
+  /**
+   * Every connection begins with a PROXY protocol header, read before the TLS handshake
+   * (lib/transports/proxy-listener.ts): the requests' remote is the client's address.
+   */
+  proxyProtocol?: boolean;
   /** Told of requests refused before the core saw them (no peer bytes). */
   onViolation?: (what: string, remote: string | undefined) => void;
 }
@@ -57,7 +64,7 @@ export async function startAzureHttpsServer(
 ): Promise<AzureHttpsServer> {
   const sockets = new Set<Socket>();
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const remote = req.socket.remoteAddress;
+    const remote = httpPeerAddress(req);
     const parsed = parseHttpRequest(req.method ?? "", req.url ?? "");
     if (!parsed) {
       opts.onViolation?.("https: not a DPS request", remote);
@@ -117,6 +124,9 @@ export async function startAzureHttpsServer(
   });
   server.on("tlsClientError", (_err, s) => s.destroy());
   server.on("clientError", (_err, s) => s.destroy());
+  const gate = opts.proxyProtocol
+    ? acceptProxyProtocol(server, {}, (why, remote) => opts.onViolation?.(`https: ${why}`, remote))
+    : undefined;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => {
@@ -134,6 +144,7 @@ export async function startAzureHttpsServer(
         server.close(() => resolve());
         server.closeIdleConnections();
         for (const s of sockets) s.destroy();
+        gate?.destroyPending();
       })),
   };
 }

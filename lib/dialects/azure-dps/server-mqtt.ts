@@ -33,6 +33,8 @@ export interface AzureMqttOptions {
   /** 0 picks a free port (Azure: 8883). */
   port: number;
   tls: TlsOptions;
+  /** Every connection begins with a PROXY protocol header (behind HAProxy send-proxy-v2). */
+  proxyProtocol?: boolean;
   limits?: ConnectionLimits;
   /** Requests (register and polls) one session may send; past it the session is closed (default 200). */
   maxRequestsPerSession?: number;
@@ -67,6 +69,7 @@ const cutMessages: Record<CutReason, string> = {
   lifetime: "session cut: lifetime over",
   throttled: "connection refused: over the rate limit",
   full: "connection refused: every session slot is busy",
+  "proxy header": "connection refused: no valid PROXY protocol header",
 };
 
 export async function startAzureMqttServer(
@@ -104,12 +107,14 @@ export async function startAzureMqttServer(
       tls: clientCertificateTls(opts.tls),
       maxConnectionBytes: AZURE_SESSION_BYTES,
       limits: { ...DEFAULT_CONNECTION_LIMITS, ...(opts.limits ?? {}) },
+      proxyProtocol: opts.proxyProtocol,
     },
     {
       name: "azure-dps",
       claims: (c) => parseMqttUserName(c.username ?? "")?.idScope === service.idScope,
       admit: (remote) => !opts.serviceLimiter || opts.serviceLimiter.take(remote),
-      onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
+      onCut: (reason, remote, detail) =>
+        opts.onViolation?.(detail ? `${cutMessages[reason]} (${detail})` : cutMessages[reason], remote),
       hooks: {
         preConnect: (_client, packet, cb) => {
           // A will is a publish the session never asked permission for.

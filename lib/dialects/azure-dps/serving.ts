@@ -72,6 +72,7 @@ export const azureDpsServing: ServingDialect<AzureServeSettings, AzureRunningSer
           port: settings.mqtt.port,
           tls: settings.mqtt.tls,
           limits: settings.mqtt.limits,
+          proxyProtocol: settings.mqtt.proxyProtocol,
           serviceLimiter: ctx.limiter,
           onViolation: (what) => onViolation(`mqtt: ${what}`),
         });
@@ -84,6 +85,7 @@ export const azureDpsServing: ServingDialect<AzureServeSettings, AzureRunningSer
           host: settings.https.host,
           port: settings.https.port,
           tls: settings.https.tls,
+          proxyProtocol: settings.https.proxyProtocol,
           onViolation: (what) => onViolation(what),
         });
         httpsPort = h.port;

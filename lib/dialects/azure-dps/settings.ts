@@ -85,7 +85,8 @@ export interface AzureServiceSettings {
 
 export interface AzureServeSettings extends AzureServiceSettings {
   /** MQTT over TLS (Azure: 8883 only); absent, no MQTT listener. */
-  mqtt?: { host: string; port: number; tls: TlsOptions; limits?: ConnectionLimits };
+  /** proxyProtocol: every connection begins with a PROXY protocol header (behind HAProxy). */
+  mqtt?: { host: string; port: number; tls: TlsOptions; limits?: ConnectionLimits; proxyProtocol?: boolean };
   /** HTTPS (Azure: 443); absent, no HTTPS listener. */
-  https?: { host: string; port: number; tls: TlsOptions };
+  https?: { host: string; port: number; tls: TlsOptions; proxyProtocol?: boolean };
 }

@@ -28,6 +28,8 @@ export interface KuraMqttServerOptions {
   /** 0 picks a free port. */
   port: number;
   tls?: TlsOptions;
+  /** Every connection begins with a PROXY protocol header (behind HAProxy send-proxy-v2). */
+  proxyProtocol?: boolean;
   /** Provision messages one session may send (default 3); past it the session is closed. */
   maxRequestsPerSession?: number;
   /**
@@ -66,6 +68,7 @@ const cutMessages: Record<CutReason, string> = {
   lifetime: "session cut: lifetime over",
   throttled: "connection refused: over the rate limit",
   full: "connection refused: every session slot is busy",
+  "proxy header": "connection refused: no valid PROXY protocol header",
 };
 
 export async function startKuraMqttServer(
@@ -106,12 +109,14 @@ export async function startKuraMqttServer(
       tls: opts.tls,
       maxConnectionBytes: opts.maxSessionBytes ?? KURA_SESSION_BYTES,
       limits,
+      proxyProtocol: opts.proxyProtocol,
     },
     {
       name: "kura",
       claims: (c) => service.claims(c.clientId),
       admit: (remote) => !opts.serviceLimiter || opts.serviceLimiter.take(remote),
-      onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
+      onCut: (reason, remote, detail) =>
+        opts.onViolation?.(detail ? `${cutMessages[reason]} (${detail})` : cutMessages[reason], remote),
       // Refused by the port (return code 5): audited here, since client ids are this dialect's.
       onUnclaimed: (c, remote) =>
         service.refusedEarly(

@@ -20,6 +20,8 @@ export type KuraMqttConfig =
       host: string;
       port: number;
       tls?: TlsOptions;
+      /** Expect a PROXY protocol header on every connection. */
+      proxyProtocol?: boolean;
       maxRequestsPerSession?: number;
       limits?: ConnectionLimits;
     }
@@ -66,6 +68,7 @@ export const kuraServing: ServingDialect<KuraServeSettings, KuraRunningService> 
         host: m.host,
         port: m.port,
         tls: m.tls,
+        proxyProtocol: m.proxyProtocol,
         maxRequestsPerSession: m.maxRequestsPerSession,
         limits: m.limits,
         serviceLimiter: ctx.limiter,

@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RateLimiter } from "../../service/rate-limit";
 import { readRequestBody, sendAnswer, type BodyRefusal } from "../../transports/http-body";
+import { httpPeerAddress } from "../../transports/http-peer";
 import { json, type Answer, type ServiceRequest } from "./answers";
 import { route, type Route } from "./routes";
 import { errorJson, MAX_MANAGE_BODY_BYTES, MESSAGES as M } from "./wire";
@@ -78,7 +79,7 @@ export function bootstrapHandler(service: HttpServed, opts: HandlerOptions = {})
     const r = ours(url);
     if (!r) return pass();
     const path = pathOf(url) as string;
-    const remote = req.socket.remoteAddress;
+    const remote = httpPeerAddress(req);
     if (opts.limiter && !opts.limiter.take(remote)) {
       opts.onRefused?.("throttled");
       return send(res, throttled(), { close: true });

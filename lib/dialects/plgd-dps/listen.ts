@@ -16,6 +16,8 @@ export interface DpsListenOptions {
   maxConnectionsPerAddress?: number;
   /** A message that has begun must be complete within this long (default 10 s). */
   frameTimeoutMs?: number;
+  /** Every connection begins with a PROXY protocol header (behind HAProxy send-proxy-v2). */
+  proxyProtocol?: boolean;
   onError?: (err: Error) => void;
 }
 
@@ -47,6 +49,7 @@ export async function listenDps(opts: DpsListenOptions): Promise<DpsListener> {
       ? { maxConnectionsPerAddress: opts.maxConnectionsPerAddress }
       : {}),
     ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
+    proxyProtocol: opts.proxyProtocol === true,
   });
   server.on("error", (err: Error) => opts.onError?.(err));
   const { port } = await server.listen(opts.port, opts.host);

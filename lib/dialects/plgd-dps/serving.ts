@@ -17,6 +17,8 @@ export interface DpsServeSettings {
   maxConnectionsPerAddress?: number;
   inactivityTimeoutMs?: number;
   frameTimeoutMs?: number;
+  /** Every connection begins with a PROXY protocol header (behind HAProxy send-proxy-v2). */
+  proxyProtocol?: boolean;
   /** Listener trouble that does not stop serving (a peer's broken TLS), for the debug log. */
   onError?: (err: Error) => void;
 }
@@ -50,6 +52,7 @@ export const plgdDpsServing: ServingDialect<DpsServeSettings, DpsRunningService>
       maxConnectionsPerAddress: settings.maxConnectionsPerAddress,
       inactivityTimeoutMs: settings.inactivityTimeoutMs,
       frameTimeoutMs: settings.frameTimeoutMs,
+      proxyProtocol: settings.proxyProtocol,
       onError: settings.onError,
     });
     return {

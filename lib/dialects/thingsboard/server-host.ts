@@ -20,6 +20,8 @@ export type TbMqttConfig =
       host: string;
       port: number;
       tls?: TlsOptions;
+      /** Expect a PROXY protocol header on every connection. */
+      proxyProtocol?: boolean;
       closeAfterMs?: number;
       /** Session slots and deadlines (startTbMqttServer's options of the same names). */
       maxSessions?: number;
@@ -59,6 +61,7 @@ export async function startTbHost(service: TbProvisioningService, cfg: TbHostCon
         host: cfg.mqtt.host,
         port: cfg.mqtt.port,
         tls: cfg.mqtt.tls,
+        proxyProtocol: cfg.mqtt.proxyProtocol,
         closeAfterMs: cfg.mqtt.closeAfterMs,
         maxSessions: cfg.mqtt.maxSessions,
         maxSessionsPerRemote: cfg.mqtt.maxSessionsPerRemote,

@@ -10,6 +10,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { readRequestBody, sendAnswer, type BodyRefusal } from "../../transports/http-body";
+import { httpPeerAddress } from "../../transports/http-peer";
 import { UNAVAILABLE_RETRY_S, type TbProvisioningService } from "./server";
 import { encodeResponse, FAILURE_RESPONSE, MAX_REQUEST_BYTES } from "./wire";
 
@@ -71,7 +72,7 @@ export function tbHttpHandler(
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const limit = opts.limit ?? MAX_REQUEST_BYTES;
   return (req, res) => {
-    const remote = req.socket.remoteAddress;
+    const remote = httpPeerAddress(req);
     void (async () => {
       try {
         const read = await readRequestBody(req, { maxBytes: limit });

@@ -53,6 +53,8 @@ export interface TbMqttServerOptions {
   port: number;
   /** Serve MQTT over TLS with this key and certificate. */
   tls?: TlsOptions;
+  /** Every connection begins with a PROXY protocol header (behind HAProxy send-proxy-v2). */
+  proxyProtocol?: boolean;
   /** Close a session this long after answering it (ThingsBoard: 60 s). */
   closeAfterMs?: number;
   /** Requests one session may make; later ones are answered FAILURE, then it is closed (default 3). */
@@ -179,6 +181,7 @@ export async function startTbMqttServer(
     lifetime: "session cut: lifetime over",
     throttled: "connection refused: over the rate limit",
     full: "connection refused: every session slot is busy",
+    "proxy header": "connection refused: no valid PROXY protocol header",
   };
 
   // The hooks below only run for connections, which arrive after this assignment. The
@@ -199,6 +202,7 @@ export async function startTbMqttServer(
       tls: opts.tls,
       maxConnectionBytes: opts.maxSessionBytes ?? 4 * MAX_REQUEST_BYTES + 4096,
       limits,
+      proxyProtocol: opts.proxyProtocol,
     },
     {
       name: "thingsboard",
@@ -206,7 +210,8 @@ export async function startTbMqttServer(
       admit: (remote) =>
         (!opts.connectLimiter || opts.connectLimiter.take(remote)) &&
         (!opts.serviceLimiter || opts.serviceLimiter.take(remote)),
-      onCut: (reason, remote) => opts.onViolation?.(cutMessages[reason], remote),
+      onCut: (reason, remote, detail) =>
+        opts.onViolation?.(detail ? `${cutMessages[reason]} (${detail})` : cutMessages[reason], remote),
       hooks: {
         preConnect: (_client, packet, cb) => {
           // A will is a publish the session never asked permission for: it could forge a

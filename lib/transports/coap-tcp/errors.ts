@@ -10,6 +10,7 @@ export type CoapTcpErrorCode =
   | "COAP_PROTOCOL" // the peer broke RFC 8323 / 7252 / 7959
   | "COAP_TOO_LARGE" // a message or body exceeds a Max-Message-Size
   | "COAP_BUSY" // a connection limit of the server was reached
+  | "COAP_PROXY" // PROXY protocol on, and a connection brought no valid header in time
   | "COAP_BAD_REQUEST"; // the caller's request cannot be encoded
 
 export class CoapTcpError extends Error {

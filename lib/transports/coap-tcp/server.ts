@@ -9,6 +9,7 @@ import { CoapTcpError, errorText } from "./errors";
 import { ServerSession, type SessionCounters, type TlsPeer } from "./server-session";
 import type { CoapTcpServerOptions } from "./types";
 import { serverTlsOptions } from "../tls-policy";
+import { acceptProxyProtocol, proxyProtocolOptions, type ProxyProtocolGate } from "../proxy-listener";
 
 const DEFAULT_INACTIVITY_MS = 20000;
 /** A message that has begun must be complete within this long (slow-frame peers). */
@@ -49,6 +50,7 @@ export class CoapTcpServer extends EventEmitter {
   private refusedTotal = 0;
   private refusedSinceReport = 0;
   private lastRefusalReport = 0;
+  private readonly proxyGate: ProxyProtocolGate | undefined;
 
   constructor(opts: CoapTcpServerOptions) {
     super();
@@ -113,6 +115,15 @@ export class CoapTcpServer extends EventEmitter {
         if (this.admit(socket)) this.accept(socket, {});
       });
     }
+    // Before admit() counts the connection: the caps belong to the client's address.
+    const proxied = proxyProtocolOptions(opts.proxyProtocol);
+    this.proxyGate = proxied
+      ? acceptProxyProtocol(this.server, proxied, (why, remote) =>
+          this.report(
+            new CoapTcpError("COAP_PROXY", `connection from ${remote ?? "a client"} refused: ${why}`),
+          ),
+        )
+      : undefined;
     this.server.on("error", (err) => {
       if (this.listening)
         this.report(new CoapTcpError("COAP_CONNECT", `server socket: ${errorText(err)}`, { cause: err }));
@@ -148,6 +159,7 @@ export class CoapTcpServer extends EventEmitter {
     await Promise.all([...this.connections].map((c) => c.release("server shutting down")));
     // What is left never finished its TLS handshake: nothing to release, just close it.
     for (const s of this.sockets) s.destroy();
+    this.proxyGate?.destroyPending();
     await closed;
   }
 

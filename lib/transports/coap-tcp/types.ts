@@ -1,3 +1,4 @@
+import type { ProxyProtocolSetting } from "../proxy-listener";
 import type { X509Certificate } from "node:crypto";
 import type { ConnectionOptions, DetailedPeerCertificate, TlsOptions } from "node:tls";
 import type { CoapMethod } from "./codes";
@@ -77,6 +78,12 @@ export interface CoapTcpServerOptions {
   maxConnections?: number;
   /** Connections held at once from one remote address. Default 50. */
   maxConnectionsPerAddress?: number;
+  /**
+   * Every connection begins with a PROXY protocol header (v1 or v2, before TLS; behind
+   * HAProxy send-proxy-v2): the caps, the requests' remote and the reports see the
+   * client's address from it (lib/transports/proxy-listener.ts). Default off.
+   */
+  proxyProtocol?: ProxyProtocolSetting;
   /**
    * Decides whether a request may be served before anything of it is buffered or the
    * handler runs: called once per request, at the first block of a Block1 upload (RFC
