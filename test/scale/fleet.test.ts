@@ -23,6 +23,8 @@ import { tbMqtt, type TbAnswer } from "../support/soak-devices";
 
 interface DeviceRun {
   name: string;
+  /** The loopback address the device connects from; HAProxy passes it on in a PROXY v2 header. */
+  from: string;
   /** The final answer: SUCCESS, or FAILURE ("already provisioned") for the pair's loser. */
   final?: TbAnswer;
   /** Sessions that ended without a verdict (closed, cut, refused at CONNECT), retried. */
@@ -41,7 +43,7 @@ async function device(
   localAddress: string,
   deadline: number,
 ): Promise<DeviceRun> {
-  const run: DeviceRun = { name, retries: 0 };
+  const run: DeviceRun = { name, from: localAddress, retries: 0 };
   while (Date.now() < deadline) {
     try {
       const a = await tbMqtt(port, name, {
@@ -101,6 +103,19 @@ async function stored(fleet: Fleet, prefix: string): Promise<Map<string, string>
   return out;
 }
 
+/** name -> the remote addresses the instances audited its requests from (their logs). */
+function audited(fleet: Fleet, prefix: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const line = new RegExp(`audit (\\S+) (${prefix}-\\d+) `, "g");
+  for (const inst of fleet.instances)
+    for (const m of inst.log().matchAll(line)) {
+      const set = out.get(m[2]!) ?? new Set<string>();
+      set.add(m[1]!);
+      out.set(m[2]!, set);
+    }
+  return out;
+}
+
 interface Verdict {
   successes: number;
   failures: number;
@@ -138,6 +153,15 @@ async function check(fleet: Fleet, prefix: string, runs: DeviceRun[]): Promise<V
   assert.equal(table.size, NAMES);
   const allTokens = [...table.values()];
   assert.equal(new Set(allTokens).size, allTokens.length, "credentials are unique across devices");
+  // Behind HAProxy, each instance saw the device's own address (PROXY v2), never the proxy's.
+  const remotes = audited(fleet, prefix);
+  for (const name of table.keys()) {
+    const own = new Set(runs.filter((r) => r.name === name).map((r) => r.from));
+    const seen = [...(remotes.get(name) ?? [])];
+    assert.ok(seen.length > 0, `${name}: audited by an instance`);
+    for (const a of seen)
+      assert.ok(own.has(a), `${name}: audited from ${a}, one of its devices' ${[...own]}`);
+  }
   let storedNeverAnswered = 0;
   for (const name of table.keys()) if (!tokens.has(name)) storedNeverAnswered++;
   return {
@@ -155,7 +179,7 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
       console.warn(!postgresBin() ? POSTGRES_MISSING : HAPROXY_MISSING);
       this.skip();
     }
-    fleet = await startFleet({ instances: 3, repeatWindowS: 0 });
+    fleet = await startFleet({ instances: 3, repeatWindowS: 0, proxyProtocol: true });
   });
   after(async () => {
     await fleet?.stop();
@@ -185,7 +209,7 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
   });
 
   it("the same with the repeat window on: a retried request gets its credentials again, none is left unanswered", async () => {
-    await fleet.redeploy({ instances: 3, repeatWindowS: 120 });
+    await fleet.redeploy({ instances: 3, repeatWindowS: 120, proxyProtocol: true });
     const victim = fleet.instances[2]!;
     const runs = await storm(fleet, "window", async () => {
       const from = fleet.haproxyLog().length;

@@ -90,7 +90,19 @@ export function fleetFlows(pg: PgServer, opts: FleetOptions): unknown[] {
       closeAfter: 5,
       x: 300,
       y: 100,
-      wires: [[], []],
+      wires: [[], ["fleet-audit"]],
+    },
+    {
+      // One log line per audit event: who asked, from where, and what happened (no secret).
+      id: "fleet-audit",
+      type: "function",
+      z: "fleet-tab",
+      name: "audit to the log",
+      func: "const a = msg.payload || {};\nnode.log(`audit ${a.remote} ${a.deviceName} ${a.outcome}`);\nreturn null;",
+      outputs: 0,
+      x: 500,
+      y: 100,
+      wires: [],
     },
   ];
 }
