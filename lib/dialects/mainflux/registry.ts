@@ -314,15 +314,15 @@ export class ConfigRegistry {
    */
   private async replace(cfg: StoredConfig, conflictMessage: string): Promise<StoredConfig> {
     const addr = address(cfg.external_id);
-    let before: StoredConfig | undefined;
-    const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
-      before = await this.records.transact(addr, (cur) => {
-        if (cur) cfg.created_at = cur.created_at;
-        return { next: cfg, result: cur };
-      });
-      return { keep: true, result: cfg };
-    });
+    // The external id's record and the thing id's index entry in one step of the store.
+    const out = await this.records.claim(THING, [cfg.thing_id], addr, (cur) => ({
+      next: cur ? { ...cfg, created_at: cur.created_at } : cfg,
+      result: cur,
+    }));
     if (out.taken) throw conflict(conflictMessage);
+    const before = out.result;
+    if (before) cfg.created_at = before.created_at;
+    // The thing id given up: its entry names us but our record no longer holds it.
     if (before && before.thing_id !== cfg.thing_id)
       await this.records.release(THING, [before.thing_id], addr);
     this.remember(cfg);
@@ -346,10 +346,10 @@ export class ConfigRegistry {
     return this.serial(async () => {
       await this.load();
       const addr = address(cfg.external_id);
-      const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
-        const created = await this.records.create(addr, cfg);
-        return { keep: created, result: created };
-      });
+      // Two uniques in one step: the external id (create unless present) and the thing id.
+      const out = await this.records.claim(THING, [cfg.thing_id], addr, (cur) =>
+        cur ? { result: false } : { next: cfg, result: true },
+      );
       if (out.taken || !out.result)
         throw conflict("a configuration with this external id or thing id exists");
       this.remember(cfg);

@@ -351,36 +351,33 @@ export class TbProvisioningService {
       ids,
       owner,
       (dev, id) => dev.credentials !== undefined && credentialIds(dev.credentials).includes(id),
-      async () => {
-        const done = await this.registry.transact<Done>(profile.name, deviceName, (cur) => {
-          const refusal = this.stateRefusal(profile, cur, digest);
-          if (refusal) return { result: "repeat" in refusal ? refusal : { refusal } };
-          const issued = chosen(cur);
-          if (credentialIds(issued).join("\n") !== ids.join("\n")) {
-            // The device changed between the look and the write (added or revoked meanwhile).
-            return {
-              result: {
-                refusal: { status: "FAILURE", reason: "error", detail: "the device changed meanwhile" },
-              },
-            };
-          }
-          const reprovisioned = cur?.state === "provisioned";
-          const next: RegisteredDevice = {
-            name: deviceName,
-            profile: profile.name,
-            state: "provisioned",
-            credentials: issued,
-            createdAt: cur?.createdAt ?? now,
-            provisionedAt: now,
-            provisionings: (cur?.provisionings ?? 0) + 1,
+      (cur) => {
+        const refusal = this.stateRefusal(profile, cur, digest);
+        if (refusal) return { result: "repeat" in refusal ? refusal : { refusal } };
+        const issued = chosen(cur);
+        if (credentialIds(issued).join("\n") !== ids.join("\n")) {
+          // The device changed between the look and the write (added or revoked meanwhile).
+          return {
+            result: {
+              refusal: { status: "FAILURE", reason: "error", detail: "the device changed meanwhile" },
+            },
           };
-          if (digest) next.requestDigest = digest;
-          const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
-          if (req.gateway !== undefined) attrs.gateway = req.gateway;
-          if (Object.keys(attrs).length > 0) next.attributes = attrs;
-          return { next, result: { issued, reprovisioned, previous: cur?.credentials } };
-        });
-        return { keep: "issued" in done, result: done };
+        }
+        const reprovisioned = cur?.state === "provisioned";
+        const next: RegisteredDevice = {
+          name: deviceName,
+          profile: profile.name,
+          state: "provisioned",
+          credentials: issued,
+          createdAt: cur?.createdAt ?? now,
+          provisionedAt: now,
+          provisionings: (cur?.provisionings ?? 0) + 1,
+        };
+        if (digest) next.requestDigest = digest;
+        const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
+        if (req.gateway !== undefined) attrs.gateway = req.gateway;
+        if (Object.keys(attrs).length > 0) next.attributes = attrs;
+        return { next, result: { issued, reprovisioned, previous: cur?.credentials } };
       },
     );
     if (claimed.taken)
