@@ -224,10 +224,11 @@ function address(externalId: string): RecordAddress {
 
 export class ConfigRegistry {
   readonly records: Records<StoredConfig>;
-  /** External ids held, for `size`, from entry metadata. */
+  /**
+   * External ids held, for `size` (the node's status), from entry metadata: this
+   * instance's view; over a shared store another instance's additions show after a load.
+   */
   private readonly ids = new Set<string>();
-  /** External id -> owner, for the few configurations a dialog made (from metadata). */
-  private readonly owners = new Map<string, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private loaded: Promise<void> | undefined;
 
@@ -255,7 +256,6 @@ export class ConfigRegistry {
       await this.records.open();
       for (const r of await this.records.list(GROUP)) {
         this.ids.add(r.id);
-        if (r.kind?.startsWith(OWNED_KIND)) this.owners.set(r.id, r.kind.slice(OWNED_KIND.length));
       }
     })().catch((err) => {
       this.loaded = undefined;
@@ -296,14 +296,11 @@ export class ConfigRegistry {
 
   private remember(cfg: StoredConfig): void {
     this.ids.add(cfg.external_id);
-    if (cfg.owner === undefined) this.owners.delete(cfg.external_id);
-    else this.owners.set(cfg.external_id, cfg.owner);
   }
 
   private async erase(cfg: StoredConfig): Promise<boolean> {
     const gone = await this.records.remove(address(cfg.external_id));
     this.ids.delete(cfg.external_id);
-    this.owners.delete(cfg.external_id);
     return gone;
   }
 
@@ -329,10 +326,16 @@ export class ConfigRegistry {
     return cfg;
   }
 
-  /** Configurations `owner` made, except the one under `keep`. */
+  /**
+   * Configurations `owner` made, except the one under `keep`. Read from the store's
+   * metadata (a listing, no value), not from what this instance remembers: an instance
+   * over a shared store must see what the same node made at another instance.
+   */
   private async ownedBy(owner: string, keep?: string): Promise<StoredConfig[]> {
     const out: StoredConfig[] = [];
-    for (const [ext, o] of this.owners) {
+    for (const r of await this.records.list(GROUP)) {
+      const ext = r.id;
+      const o = r.kind?.startsWith(OWNED_KIND) ? r.kind.slice(OWNED_KIND.length) : undefined;
       if (o !== owner || ext === keep) continue;
       const c = await this.get(ext);
       if (c) out.push(c);
@@ -412,10 +415,21 @@ export class ConfigRegistry {
       return Promise.reject(invalid("an update must be an object"));
     return this.serial(async () => {
       const cur = await this.getByThing(thingId);
-      if (!cur) throw new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
-      const next = applyPatch(cur, patch as Record<string, unknown>, now);
-      // The thing id does not change here, so its claim stands.
-      await this.records.transact(address(next.external_id), () => ({ next, result: undefined }));
+      const missing = () => new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
+      if (!cur) throw missing();
+      // The patch applies to the record as it is in the store at the write (the backend's
+      // read-modify-write, checked and retried across instances on PostgreSQL), so a
+      // change another instance made meanwhile is kept. The thing id does not change
+      // here, so its claim stands.
+      const next = await this.records.transact(address(cur.external_id), (at) =>
+        at && at.thing_id === thingId
+          ? (() => {
+              const n = applyPatch(at, patch as Record<string, unknown>, now);
+              return { next: n, result: n };
+            })()
+          : { result: undefined },
+      );
+      if (!next) throw missing();
       this.remember(next);
       return next;
     });

@@ -262,6 +262,7 @@ export class TbProvisioningService {
     const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
     if (ctx.transport === "coap") subject.scope = "udp";
     const f = this.ctx.failures;
+    await f?.refresh(subject); // the budget shared with other instances (a shared store)
     const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
     let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);
     const delayedMs = verdict.action === "go" && verdict.delayMs > 0 ? verdict.delayMs : undefined;
@@ -269,7 +270,7 @@ export class TbProvisioningService {
     if (refusal) return this.refuse(byKey ? { ...audit, profile: byKey.name } : audit, refusal);
     const profile = byKey && this.secretMatches(byKey, req.provisionDeviceSecret) ? byKey : undefined;
     if (!profile) {
-      this.ctx.failures?.failed(subject);
+      await this.ctx.failures?.failed(subject);
       return this.refuse(
         { ...audit, delayedMs },
         {
