@@ -67,9 +67,10 @@ export function buildServiceContext(s: ServiceSettings): BuiltServiceContext {
   const pending = s.decide ? new PendingDecisions(s.decide.timeoutMs) : undefined;
   const ask = s.decide?.ask;
   const rate = s.rateLimit === undefined ? DEFAULT_RATE_LIMIT : s.rateLimit;
+  const store = s.store ?? new MemoryBackend();
   const ctx: ServiceContext = {
     dialect: s.dialect,
-    store: s.store ?? new MemoryBackend(),
+    store,
     decide:
       pending && ask
         ? (request) => {
@@ -83,8 +84,12 @@ export function buildServiceContext(s: ServiceSettings): BuiltServiceContext {
           }
         : undefined,
     limiter: rate === false ? undefined : new RateLimiter({ ...rate }, now),
-    failures: new FailureLimiter(s.failureLimit ?? {}, now, (lock) =>
-      audit(lockAuditEvent(s.dialect, lock, s.lockAccount, new Date(now()))),
+    // On a shared store (PostgreSQL) the instances over it keep one failure budget.
+    failures: new FailureLimiter(
+      s.failureLimit ?? {},
+      now,
+      (lock) => audit(lockAuditEvent(s.dialect, lock, s.lockAccount, new Date(now()))),
+      { backend: store, service: s.dialect },
     ),
     audit,
     now,

@@ -18,7 +18,24 @@
  * Memory is bounded: each map holds at most `maxEntries` subjects; the least recently
  * touched one is forgotten first (a Map iterates in insertion order, and every touch
  * re-inserts).
+ *
+ * N instances over one shared store (StoreBackend.shared: PostgreSQL) share one budget per
+ * address and per account: every failure is also one backend.count() of the subject's
+ * counter (a fixed window from its first failure), the failure that reaches `lockAfter`
+ * takes the subject's lock with backend.claimOnce(lock, lockMs) (one instance wins: one
+ * "locked" event across the fleet) and clears the counter, so the budget starts again
+ * after the lock, as here. refresh() reads the subject's counter and lock (two primary-key
+ * reads, four when the account is looked at) and merges them into this instance's
+ * counters, which check() reads synchronously as before. N wrong secrets spread over the
+ * instances so lock at the configured count, not N times it; only attempts already past
+ * their last check when the lock began are still evaluated (one per request in flight).
+ * A store that is not shared (one process) keeps the counts in memory only: exact there
+ * already, and a flood of wrong secrets does not become a flood of file writes.
  */
+import { createHash } from "node:crypto";
+import type { StoreBackend, StoredEntry } from "../stores/backend";
+import { isExpired } from "../stores/entry";
+import { liveCount } from "../stores/primitives";
 
 export interface FailureLimitOptions {
   /** Off: nothing is counted, delayed or refused. */
@@ -145,6 +162,14 @@ class BoundedCounters {
     return c;
   }
 
+  /** Raises the subject's counter to what the shared store says (never lowers it). */
+  merge(id: string, now: number, failures: number, lockedUntil: number): void {
+    if (failures <= 0 && lockedUntil <= now) return;
+    const c = this.touch(id, now);
+    if (lockedUntil > c.lockedUntil) c.lockedUntil = lockedUntil;
+    if (failures > c.failures) c.failures = failures;
+  }
+
   locked(now: number): number {
     let n = 0;
     for (const c of this.map.values()) if (c.lockedUntil > now) n++;
@@ -164,20 +189,83 @@ export interface LockEvent {
   untilMs: number;
 }
 
+/** Where N instances keep one budget: a shared store and the name of this service in it. */
+export interface SharedFailureStore {
+  backend: StoreBackend;
+  /** The service's name in keys ("thingsboard"): services keep apart budgets. */
+  service: string;
+}
+
+type Subject = "address" | "account";
+
 export class FailureLimiter {
   readonly opts: FailureLimitOptions;
   private readonly addresses: BoundedCounters;
   private readonly accounts: BoundedCounters;
+  private readonly shared?: SharedFailureStore;
 
   constructor(
     opts: Partial<FailureLimitOptions> = {},
     private readonly now: () => number = Date.now,
-    /** Called once when a subject becomes locked. */
+    /** Called once when a subject becomes locked (once across instances when shared). */
     private readonly onLock?: (e: LockEvent) => void,
+    /** Given (and its backend shared), the budget is shared with every instance over it. */
+    shared?: SharedFailureStore,
   ) {
     this.opts = { ...FAILURE_LIMIT_DEFAULTS, ...opts };
     this.addresses = new BoundedCounters(this.opts.maxEntries);
     this.accounts = new BoundedCounters(this.opts.maxEntries);
+    if (shared?.backend.shared) this.shared = shared;
+  }
+
+  /** True when the budget is kept in a store shared with other instances. */
+  get isShared(): boolean {
+    return this.shared !== undefined;
+  }
+
+  /**
+   * The store keys of one subject: the counter and the lock. Hashed: an address or an
+   * account id is not secret, but keys have a length limit and show in listings.
+   */
+  private keysOf(subject: Subject, id: string): { count: string; lock: string } {
+    const h = createHash("sha256").update(id, "utf8").digest("hex");
+    const head = `failure-limit/${(this.shared as SharedFailureStore).service}/${subject}/`;
+    return { count: `${head}${h}`, lock: `${head}${h}.lock` };
+  }
+
+  /** A subject's shared counter and lock: failures in the window, and the lock's end. */
+  private async readShared(subject: Subject, id: string, t: number): Promise<[number, number]> {
+    const { backend } = this.shared as SharedFailureStore;
+    const k = this.keysOf(subject, id);
+    const [count, lock] = await Promise.all([backend.get(k.count), backend.get(k.lock)]);
+    return [liveCount(count, t)?.n ?? 0, lockEnd(lock, t)];
+  }
+
+  /**
+   * Brings this instance's view of the subject up to the shared store's (a no-op when the
+   * store is not shared). Call it once per attempt, before the first check(); the account
+   * is read only when the address has failed (as check() applies it). A store that cannot
+   * be read leaves this instance's own counts: the guard still holds per instance.
+   */
+  async refresh(s: AttemptSubject): Promise<void> {
+    if (!this.opts.enabled || !this.shared) return;
+    const aid = addressId(s);
+    if (aid === undefined && s.account === undefined) return;
+    try {
+      const t = this.now();
+      let failed = 0;
+      if (aid !== undefined) {
+        const [n, until] = await this.readShared("address", aid, t);
+        this.addresses.merge(aid, t, n, until);
+        failed = this.addresses.peek(aid, t, this.opts)?.failures ?? 0;
+      }
+      if (s.account !== undefined && failed > 0) {
+        const [n, until] = await this.readShared("account", s.account, t);
+        this.accounts.merge(s.account, t, n, until);
+      }
+    } catch {
+      // Unreadable: this instance's counts decide alone.
+    }
   }
 
   /** Subjects locked right now (addresses + accounts), for the node's status. */
@@ -245,16 +333,49 @@ export class FailureLimiter {
     return !signal?.aborted;
   }
 
-  /** Records one failed attempt against the address and, when known, the account. */
-  failed(s: AttemptSubject): void {
-    if (!this.opts.enabled) return;
+  /**
+   * Records one failed attempt against the address and, when known, the account. The
+   * local count is taken at once (synchronously, so a check() after it sees it); with a
+   * shared store the promise resolves once the failure is counted there too: await it
+   * before answering, so the next attempt, at any instance, finds it.
+   */
+  failed(s: AttemptSubject): Promise<void> {
+    if (!this.opts.enabled) return Promise.resolve();
     const t = this.now();
     const aid = addressId(s);
-    if (aid !== undefined) this.count(this.addresses, "address", aid, t);
-    if (s.account !== undefined) this.count(this.accounts, "account", s.account, t);
+    const announce = !this.shared;
+    if (aid !== undefined) this.count(this.addresses, "address", aid, t, announce);
+    if (s.account !== undefined) this.count(this.accounts, "account", s.account, t, announce);
+    if (!this.shared) return Promise.resolve();
+    const writes: Promise<void>[] = [];
+    if (aid !== undefined) writes.push(this.countShared(this.addresses, "address", aid));
+    if (s.account !== undefined) writes.push(this.countShared(this.accounts, "account", s.account));
+    // A store that cannot be written leaves the local count: the guard holds per instance.
+    return Promise.all(writes).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
-  private count(map: BoundedCounters, subject: "address" | "account", id: string, t: number): void {
+  /** One failure in the shared counter; the one that reaches lockAfter takes the lock. */
+  private async countShared(map: BoundedCounters, subject: Subject, id: string): Promise<void> {
+    const { backend } = this.shared as SharedFailureStore;
+    const k = this.keysOf(subject, id);
+    const n = await backend.count(k.count, this.opts.windowMs);
+    const t = this.now();
+    map.merge(id, t, n, 0);
+    if (n < this.opts.lockAfter) return;
+    const until = t + this.opts.lockMs;
+    const won = await backend.claimOnce(k.lock, this.opts.lockMs);
+    if (won) {
+      // The budget starts again after the lock, as in memory (failures during a lock are not counted).
+      await backend.delete(k.count);
+      this.announce({ subject, id, failures: n, untilMs: until });
+    }
+    map.merge(id, t, 0, won ? until : lockEnd(await backend.get(k.lock), t));
+  }
+
+  private count(map: BoundedCounters, subject: Subject, id: string, t: number, announce: boolean): void {
     map.peek(id, t, this.opts); // expires an old window or lock first
     const c = map.touch(id, t);
     if (c.lockedUntil > t) return;
@@ -262,13 +383,23 @@ export class FailureLimiter {
     c.failures++;
     if (c.failures >= this.opts.lockAfter) {
       c.lockedUntil = t + this.opts.lockMs;
-      try {
-        this.onLock?.({ subject, id, failures: c.failures, untilMs: c.lockedUntil });
-      } catch {
-        // A consumer's bug must not change the answer.
-      }
+      if (announce) this.announce({ subject, id, failures: c.failures, untilMs: c.lockedUntil });
     }
   }
+
+  private announce(e: LockEvent): void {
+    try {
+      this.onLock?.(e);
+    } catch {
+      // A consumer's bug must not change the answer.
+    }
+  }
+}
+
+/** When a lock entry (claimOnce) ends; 0 when there is none or it ran out. */
+function lockEnd(e: StoredEntry | undefined, now: number): number {
+  if (!e || isExpired(e.meta, now) || e.meta.expiresAt === undefined) return 0;
+  return Date.parse(e.meta.expiresAt);
 }
 
 /** The dialog settings every serving node offers for the failure limit. */

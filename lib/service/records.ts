@@ -14,11 +14,21 @@
  *   A percent-encoded group never holds "#", so index entries and records never meet;
  * - listing reads entry metadata only (never a value, so never a secret).
  *
- * Claims of one index value are serialised across every Records over one backend (two
- * serving nodes, or a node redeployed while its old instance finishes), and follow the
- * order that keeps a crash harmless: the claim is written first, then the record is
- * committed; a claim whose owner does not hold the value (a crash in between, a record
- * changed since) is stale and taken over by the next claim.
+ * Exactly once, across every process over one store (N Node-RED instances on PostgreSQL,
+ * or two registries over one backend in a redeploy): create-unless-present is one
+ * backend.update() of the record's key, and a claim of index values is one
+ * backend.updateMany() over the record, the index entries and the records that hold them
+ * now, so the check "is the value held by a record that still holds it" and the writes of
+ * the claims and of the record are one step (one PostgreSQL transaction over rows locked
+ * in key order; the per-key locks of this process elsewhere). Two devices racing for one
+ * value: one commits, the other sees the value held and is refused (taken).
+ *
+ * The crash order on backends that write the changes of one updateMany() one after the
+ * other (the file backend, a file per key; the journal writes one batch, PostgreSQL one
+ * transaction): the claims are written first, then the record, then the claims given up.
+ * A crash in between leaves at worst an index entry whose owner does not hold the value:
+ * stale, no one's for lookup(), and taken over by the next claim, which checks the
+ * owner's record inside its own step. Never a record without its claims.
  *
  * Every failure is a ProvisioningError: INVALID (a malformed address or record),
  * CONFLICT (a value held by another record), NOT_FOUND, STORE (the backend failed).
@@ -28,6 +38,7 @@ import { createHash } from "node:crypto";
 import { ProvisioningError } from "../model/errors";
 import {
   StoreError,
+  type EntryChange,
   type EntryMeta,
   type EntryMetaInput,
   type JsonValue,
@@ -35,7 +46,6 @@ import {
   type StoredEntry,
 } from "../stores/backend";
 import { isWellFormed } from "../stores/entry";
-import { KeyLock } from "../stores/key-lock";
 
 export interface RecordAddress {
   group: string;
@@ -97,34 +107,6 @@ interface IndexOwner {
 
 const CONTROL = /[\u0000-\u001f\u007f]/; // eslint-disable-line no-control-regex
 
-/** One lock per backend for index claims, shared by every Records over it. */
-const claimLocks = new WeakMap<StoreBackend, KeyLock>();
-function claimLock(backend: StoreBackend): KeyLock {
-  let lock = claimLocks.get(backend);
-  if (!lock) claimLocks.set(backend, (lock = new KeyLock()));
-  return lock;
-}
-
-/**
- * A claim not written yet: a backend with updateWith() writes it with its owner's record,
- * ahead of it in one batch (claim first, as the crash order wants, and one fsync for both).
- */
-interface DeferredClaim {
-  key: string;
-  value: JsonValue;
-  meta: EntryMetaInput;
-  /** Set once a write of the owner's record carried it to the store. */
-  written: boolean;
-}
-
-/** Claims waiting for their owner's record, per backend and record key, shared by every Records over it. */
-const deferredClaims = new WeakMap<StoreBackend, Map<string, DeferredClaim[]>>();
-function deferredOf(backend: StoreBackend): Map<string, DeferredClaim[]> {
-  let m = deferredClaims.get(backend);
-  if (!m) deferredClaims.set(backend, (m = new Map()));
-  return m;
-}
-
 /**
  * One migration per backend and dialect at a time, and once per backend: two registries
  * opened over one store (a redeploy) must not move the same keys twice at once.
@@ -153,6 +135,25 @@ async function wrap<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw storeFailure(err);
   }
+}
+
+/** Lost races of one claim (the index changed between the read and the step) before STORE. */
+const MAX_INDEX_RACES = 16;
+
+function raced(): ProvisioningError {
+  return new ProvisioningError("STORE", "the registry's index kept changing: too many writers at once");
+}
+
+/** The owner an index entry names; undefined for none or a malformed one. */
+function ownerOf(e: StoredEntry | undefined): IndexOwner | undefined {
+  const o = e?.value as Partial<IndexOwner> | null | undefined;
+  return o && typeof o.group === "string" && typeof o.id === "string"
+    ? { group: o.group, id: o.id }
+    : undefined;
+}
+
+function sameOwner(a: IndexOwner | undefined, b: IndexOwner | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.group === b.group && a.id === b.id;
 }
 
 export class Records<R> {
@@ -277,20 +278,12 @@ export class Records<R> {
   private async indexRecord(addr: RecordAddress, rec: R): Promise<void> {
     for (const [index, valuesOf] of Object.entries(this.opts.indexes ?? {})) {
       if (!valuesOf) continue;
-      for (const v of new Set(valuesOf(rec))) {
-        const key = this.indexKey(index, v);
-        await claimLock(this.backend).run(key, async () => {
-          const owner = await this.ownerAt(key);
-          if (
-            owner &&
-            !(owner.group === addr.group && owner.id === addr.id) &&
-            (await this.holds(index, owner, v))
-          )
-            return; // the first record keeps it
-          if (!owner || owner.group !== addr.group || owner.id !== addr.id)
-            await this.backend.set(key, { group: addr.group, id: addr.id }, this.indexMeta(index));
-        });
-      }
+      // The first record keeps a value; a record that gave it up meanwhile keeps nothing.
+      await this.claimOpen(index, valuesOf(rec), addr, (cur) =>
+        cur !== undefined && JSON.stringify(cur) === JSON.stringify(rec)
+          ? { next: cur, result: undefined }
+          : { result: undefined },
+      );
     }
   }
 
@@ -330,26 +323,7 @@ export class Records<R> {
       decided = true;
       return out.next ? { value: out.next as unknown as JsonValue, meta: this.metaOf(out.next) } : undefined;
     };
-    const deferred = deferredOf(this.backend);
-    if (this.backend.updateWith && deferred.has(key)) {
-      // Claims made for this record go to the store with it, ahead of it.
-      let carried: DeferredClaim[] = [];
-      const take = () => {
-        carried = (deferred.get(key) ?? []).filter((c) => !c.written);
-        deferred.delete(key);
-        return carried.map((c) => ({ key: c.key, value: c.value, meta: c.meta }));
-      };
-      try {
-        await wrap(() =>
-          (this.backend.updateWith as NonNullable<StoreBackend["updateWith"]>)(key, update, take),
-        );
-      } catch (err) {
-        // Not written: they wait for the next write of this record (or their claim's end).
-        if (carried.length > 0) deferred.set(key, [...carried, ...(deferred.get(key) ?? [])]);
-        throw err;
-      }
-      for (const c of carried) c.written = true;
-    } else await wrap(() => this.backend.update(key, update));
+    await wrap(() => this.backend.update(key, update));
     if (!decided) throw new ProvisioningError("STORE", "the registry did not run the update");
     return result as T;
   }
@@ -359,16 +333,45 @@ export class Records<R> {
     return this.transact(addr, (cur) => (cur ? { result: false } : { next: record, result: true }));
   }
 
-  /** Removes a record and frees the index values it held; false when there was none. */
+  /**
+   * Removes a record and frees the index values it held, in one step: the record and its
+   * index entries are one updateMany() (the record first, then the claims: a crash in
+   * between leaves stale claims, which the next claim takes over). False when there was none.
+   */
   async remove(addr: RecordAddress): Promise<boolean> {
     const key = this.key(addr);
     await this.open();
-    const before = await wrap(() => this.read(key));
-    const gone = await wrap(() => this.backend.delete(key));
-    if (before !== undefined)
-      for (const [index, valuesOf] of Object.entries(this.opts.indexes ?? {}))
-        if (valuesOf) await this.release(index, valuesOf(before), addr);
-    return gone;
+    for (let race = 0; race < MAX_INDEX_RACES; race++) {
+      const before = await wrap(() => this.read(key));
+      const held = before === undefined ? [] : this.indexKeysOf(before);
+      let outcome: "gone" | "absent" | "changed" = "absent";
+      await wrap(() =>
+        this.backend.updateMany([key, ...held.map((h) => h.key)], (cur) => {
+          const e = cur.get(key);
+          if (!e) return ((outcome = "absent"), undefined);
+          const now = this.recordOf(e);
+          // The record changed since it was read: its index values may be others.
+          if (JSON.stringify(now) !== JSON.stringify(before)) return ((outcome = "changed"), undefined);
+          outcome = "gone";
+          const changes = new Map<string, EntryChange>([[key, null]]);
+          for (const h of held) if (sameOwner(ownerOf(cur.get(h.key)), addr)) changes.set(h.key, null);
+          return changes;
+        }),
+      );
+      const done = outcome as "gone" | "absent" | "changed";
+      if (done !== "changed") return done === "gone";
+    }
+    throw raced();
+  }
+
+  /** The index entries a record holds by its indexes' own rules (not the caller-kept ones). */
+  private indexKeysOf(rec: R): { index: string; value: string; key: string }[] {
+    const out: { index: string; value: string; key: string }[] = [];
+    for (const [index, valuesOf] of Object.entries(this.opts.indexes ?? {}))
+      if (valuesOf)
+        for (const value of new Set(valuesOf(rec)))
+          out.push({ index, value, key: this.indexKey(index, value) });
+    return out;
   }
 
   /** Lists records from entry metadata only: no value (and so no secret) is read. */
@@ -413,143 +416,143 @@ export class Records<R> {
   }
 
   private async ownerAt(key: string): Promise<IndexOwner | undefined> {
-    const e = await this.backend.get(key);
-    const o = e?.value as Partial<IndexOwner> | undefined;
-    return o && typeof o.group === "string" && typeof o.id === "string"
-      ? { group: o.group, id: o.id }
-      : undefined;
+    return ownerOf(await this.backend.get(key));
   }
 
-  private async holds(
+  /** Whether `rec` holds `value` in `index`: the caller's `holds`, else the index's own rule. */
+  private holdsValue(
     index: string,
-    owner: RecordAddress,
+    rec: R | undefined,
     value: string,
     holds?: (record: R, value: string) => boolean,
-  ): Promise<boolean> {
-    let rec: R | undefined;
-    try {
-      rec = await this.read(this.key(owner));
-    } catch {
-      rec = undefined; // an owner that cannot be read does not hold anything
-    }
-    if (rec === undefined) return false;
+  ): boolean {
+    if (rec === undefined) return false; // an owner that cannot be read holds nothing
     if (holds) return holds(rec, value);
     const valuesOf = this.indexOf(index);
     // With no way to tell, a readable owner keeps its claim.
     return valuesOf ? valuesOf(rec).includes(value) : true;
   }
 
+  /** The store key of an owner an index entry names; undefined when it cannot be one. */
+  private ownerKey(o: IndexOwner): string | undefined {
+    try {
+      return this.key(o);
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
-   * Runs `fn` holding the claims of `values` in `index` for the record at `owner`, so no
-   * two records hold one value. Claims of one value are serialised across every Records
-   * over this backend; each claim is written before `fn` commits the record; `fn` returns
-   * `keep: false` when it stored nothing, and the claims made for it are undone. Resolves
-   * `taken` (with the holder) when another record holds one of the values. `holds`
-   * overrides what the index says a record holds (ThingsBoard checks each credential kind).
+   * A read-modify-write of the record at `owner` (as transact()) that holds the values
+   * `values` in `index`, so no two records hold one value: one updateMany() over the
+   * record, the index entries and the records that hold them now. When another record
+   * holds one of the values (its index entry names it and its record still holds the
+   * value, by `holds` when given: ThingsBoard checks each credential kind) the answer is
+   * `taken`, with the holder, and `fn` is not called; otherwise `fn` sees the current
+   * record, and when it returns `next` the claims and the record are written together,
+   * claims first. `fn` may be called again after a lost race (PostgreSQL), so it must not
+   * act outside its answer.
    */
   async claim<T>(
     index: string,
     values: string[],
     owner: RecordAddress,
-    fn: () => Promise<{ keep: boolean; result: T }>,
+    fn: (current: R | undefined) => { next?: R; result: T },
     holds?: (record: R, value: string) => boolean,
   ): Promise<{ taken: true; holder: RecordAddress } | { taken: false; result: T }> {
     this.indexOf(index);
     this.key(owner);
     await this.open();
-    const unique = [...new Set(values)].sort();
-    const lock = claimLock(this.backend);
-    // With updateWith() the claims wait for the owner's record and are written with it,
-    // ahead of it (fn writes it through transact()); otherwise each is written first.
-    const ownerKey = this.key(owner);
-    const defer = this.backend.updateWith !== undefined;
-    const deferred = deferredOf(this.backend);
-    const mineDeferred: DeferredClaim[] = [];
-    const forget = (c: DeferredClaim) => {
-      const list = deferred.get(ownerKey);
-      const at = list ? list.indexOf(c) : -1;
-      if (!list || at < 0) return;
-      list.splice(at, 1);
-      if (list.length === 0) deferred.delete(ownerKey);
-    };
-    type Inner = { taken: true; holder: RecordAddress } | { taken: false; result: T; keep: boolean };
-    const run = async (i: number): Promise<Inner> => {
-      if (i === unique.length) {
-        const done = await fn();
-        // A record written some other way than transact(): its claims are written now.
-        if (done.keep)
-          for (const c of mineDeferred)
-            if (!c.written) {
-              forget(c);
-              await wrap(() => this.backend.set(c.key, c.value, c.meta));
-              c.written = true;
-            }
-        return { taken: false, ...done };
-      }
-      const key = this.indexKey(index, unique[i]);
-      return lock.run(key, async (): Promise<Inner> => {
-        const cur = await wrap(() => this.backend.get(key));
-        const o = cur ? await wrap(() => this.ownerAt(key)) : undefined;
-        const mine = o !== undefined && o.group === owner.group && o.id === owner.id;
-        if (o && !mine && (await this.holds(index, o, unique[i], holds))) return { taken: true, holder: o };
-        let later: DeferredClaim | undefined;
-        if (!mine) {
-          const value = { group: owner.group, id: owner.id };
-          if (defer) {
-            later = { key, value, meta: this.indexMeta(index), written: false };
-            mineDeferred.push(later);
-            const list = deferred.get(ownerKey);
-            if (list) list.push(later);
-            else deferred.set(ownerKey, [later]);
-          } else await wrap(() => this.backend.set(key, value, this.indexMeta(index)));
-        }
-        // Undone only once written: a claim still waiting is simply dropped.
-        const undo = async () => {
-          if (later && !later.written) forget(later);
-          else await this.undoClaim(index, key, cur);
-        };
-        let inner: Inner;
-        try {
-          inner = await run(i + 1);
-        } catch (err) {
-          if (!mine) await undo();
-          throw err;
-        }
-        if (!mine && (inner.taken || !inner.keep)) await undo();
-        return inner;
-      });
-    };
-    const out = await run(0);
-    return out.taken ? out : { taken: false, result: out.result };
+    return this.claimOpen(index, values, owner, fn, holds);
   }
 
-  /** Forgets claims of `values` that `owner` holds (a record that gave them up). */
+  /** claim() once the registry is open (the migration claims through it while opening). */
+  private async claimOpen<T>(
+    index: string,
+    values: string[],
+    owner: RecordAddress,
+    fn: (current: R | undefined) => { next?: R; result: T },
+    holds?: (record: R, value: string) => boolean,
+  ): Promise<{ taken: true; holder: RecordAddress } | { taken: false; result: T }> {
+    const recordKey = this.key(owner);
+    const claims = [...new Set(values)].sort().map((value) => ({ value, key: this.indexKey(index, value) }));
+    type Outcome =
+      { kind: "changed" } | { kind: "taken"; holder: RecordAddress } | { kind: "done"; result: T };
+    for (let race = 0; race < MAX_INDEX_RACES; race++) {
+      // Who holds each value now: their records are read in the same step as the claim.
+      const seen = new Map<string, IndexOwner | undefined>();
+      for (const c of claims) seen.set(c.key, await wrap(() => this.ownerAt(c.key)));
+      const holderKeys = new Set<string>();
+      for (const o of seen.values()) {
+        const k = o && !sameOwner(o, owner) ? this.ownerKey(o) : undefined;
+        if (k !== undefined && k !== recordKey) holderKeys.add(k);
+      }
+      let outcome: Outcome = { kind: "changed" };
+      await wrap(() =>
+        this.backend.updateMany([recordKey, ...claims.map((c) => c.key), ...holderKeys], (cur) => {
+          for (const c of claims)
+            if (!sameOwner(ownerOf(cur.get(c.key)), seen.get(c.key))) {
+              outcome = { kind: "changed" }; // claimed by another since it was read: again
+              return undefined;
+            }
+          for (const c of claims) {
+            const o = seen.get(c.key);
+            if (!o || sameOwner(o, owner)) continue;
+            const k = this.ownerKey(o);
+            const e = k === undefined ? undefined : cur.get(k);
+            if (this.holdsValue(index, e ? this.recordOf(e) : undefined, c.value, holds)) {
+              outcome = { kind: "taken", holder: { group: o.group, id: o.id } };
+              return undefined;
+            }
+          }
+          const e = cur.get(recordKey);
+          const out = fn(e ? this.recordOf(e) : undefined);
+          outcome = { kind: "done", result: out.result };
+          if (!out.next) return undefined;
+          // Claims first, then the record: the crash order (see the file comment).
+          const changes = new Map<string, EntryChange>();
+          for (const c of claims)
+            if (!sameOwner(seen.get(c.key), owner))
+              changes.set(c.key, {
+                value: { group: owner.group, id: owner.id },
+                meta: this.indexMeta(index),
+              });
+          changes.set(recordKey, { value: out.next as unknown as JsonValue, meta: this.metaOf(out.next) });
+          return changes;
+        }),
+      );
+      const done = outcome as Outcome;
+      if (done.kind === "taken") return { taken: true, holder: done.holder };
+      if (done.kind === "done") return { taken: false, result: done.result };
+    }
+    throw raced();
+  }
+
+  /**
+   * Forgets claims of `values` that `owner` holds (a record that gave them up): each
+   * index entry is deleted only if it names `owner` and, for an index with its own rule,
+   * only if the owner's record (read in the same step) no longer holds the value.
+   */
   async release(index: string, values: string[], owner: RecordAddress): Promise<void> {
-    this.indexOf(index);
+    const valuesOf = this.indexOf(index);
+    const recordKey = this.key(owner);
     await this.open();
-    const lock = claimLock(this.backend);
     for (const v of new Set(values)) {
       const key = this.indexKey(index, v);
-      await lock.run(key, async () => {
-        const o = await wrap(() => this.ownerAt(key));
-        if (o && o.group === owner.group && o.id === owner.id) await wrap(() => this.backend.delete(key));
-      });
+      await wrap(() =>
+        this.backend.updateMany([key, recordKey], (cur) => {
+          if (!sameOwner(ownerOf(cur.get(key)), owner)) return undefined;
+          const e = cur.get(recordKey);
+          const rec = e ? this.recordOf(e) : undefined;
+          if (valuesOf && rec !== undefined && valuesOf(rec).includes(v)) return undefined;
+          return new Map([[key, null]]);
+        }),
+      );
     }
   }
 
   private indexMeta(index: string): EntryMetaInput {
     return { kind: `index:${index}`, protocol: this.protocol };
-  }
-
-  private async undoClaim(
-    index: string,
-    key: string,
-    before: { value: JsonValue } | undefined,
-  ): Promise<void> {
-    await wrap(async () => {
-      if (before) await this.backend.set(key, before.value, this.indexMeta(index));
-      else await this.backend.delete(key);
-    }).catch(() => undefined);
   }
 
   private metaOf(record: R): EntryMetaInput {

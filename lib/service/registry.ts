@@ -66,6 +66,24 @@ export const TB_LEGACY_LAYOUT: LegacyLayout[] = [
 
 const CREDENTIALS = "credentials";
 
+/** The record of a device added before it asks (management's add). */
+export function preProvisioned(
+  profile: string,
+  device: { name: string; credentials?: Credentials; attributes?: Record<string, JsonValue> },
+  now = new Date(),
+): RegisteredDevice {
+  const next: RegisteredDevice = {
+    name: device.name,
+    profile,
+    state: "pre-provisioned",
+    createdAt: now.toISOString(),
+    provisionings: 0,
+  };
+  if (device.credentials) next.credentials = device.credentials;
+  if (device.attributes) next.attributes = device.attributes;
+  return next;
+}
+
 export class DeviceRegistry {
   readonly records: Records<RegisteredDevice>;
 
@@ -104,17 +122,19 @@ export class DeviceRegistry {
   }
 
   /**
-   * Runs `fn` holding the claim of the credential ids for one device, so that no two
-   * devices hold the same credentials (ThingsBoard keeps credentials_id unique): see
-   * Records.claim(). Resolves "taken" when another device holds one.
+   * A read-modify-write of one device (as transact()) that holds the credential ids
+   * `ids`, so that no two devices hold the same credentials (ThingsBoard keeps
+   * credentials_id unique): the claims and the device's write are one step of the store,
+   * across every instance over it (Records.claim()). Resolves "taken" when another device
+   * holds one, and `fn` is then not called.
    */
   async withCredentials<T>(
     ids: string[],
     owner: CredentialOwner,
     holds: (device: RegisteredDevice, id: string) => boolean,
-    fn: () => Promise<{ keep: boolean; result: T }>,
+    fn: (current: RegisteredDevice | undefined) => { next?: RegisteredDevice; result: T },
   ): Promise<{ taken: true } | { taken: false; result: T }> {
-    const out = await this.records.claim(
+    const out = await this.records.claim<T>(
       CREDENTIALS,
       ids,
       { group: owner.profile, id: owner.name },
@@ -151,16 +171,7 @@ export class DeviceRegistry {
     device: { name: string; credentials?: Credentials; attributes?: Record<string, JsonValue> },
     now = new Date(),
   ): Promise<boolean> {
-    const next: RegisteredDevice = {
-      name: device.name,
-      profile,
-      state: "pre-provisioned",
-      createdAt: now.toISOString(),
-      provisionings: 0,
-    };
-    if (device.credentials) next.credentials = device.credentials;
-    if (device.attributes) next.attributes = device.attributes;
-    return this.records.create({ group: profile, id: device.name }, next);
+    return this.records.create({ group: profile, id: device.name }, preProvisioned(profile, device, now));
   }
 
   /** Removes a device; its credential claims are freed by releaseCredentials(). */

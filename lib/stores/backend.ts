@@ -44,6 +44,14 @@ export interface EntrySummary {
 export interface StoreBackend {
   /** "memory", "file", "journal", "token-file", "context", "postgres". */
   readonly kind: string;
+  /**
+   * True when other processes write the same entries (PostgreSQL: N Node-RED instances
+   * over one table), so what this process holds in memory is not the whole truth; false
+   * for the backends whose exactly-once primitives hold only inside this process (memory,
+   * file, journal, token file, context). The service layer uses the primitives either way;
+   * it reads this only to decide what it may keep in memory (a lock, a count, a cache).
+   */
+  readonly shared: boolean;
   /** A human description without secrets, for status and errors ("file /data/creds"). */
   describe(): string;
   get(key: string): Promise<StoredEntry | undefined>;

@@ -84,6 +84,7 @@ function isRecord(v: unknown, key: string): v is ContextRecord {
 
 export class ContextBackend implements StoreBackend {
   readonly kind = "context";
+  readonly shared = false;
   private readonly ctx: ContextApi;
   private readonly store: string | undefined;
   private readonly prefix: string;

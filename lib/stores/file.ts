@@ -75,6 +75,7 @@ const aadFor = (key: string) => `entry:${key}`;
 
 export class FileBackend implements StoreBackend {
   readonly kind = "file";
+  readonly shared = false;
   private readonly dir: string;
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());

@@ -500,6 +500,7 @@ const openHere = new Set<string>();
 
 export class JournalBackend implements StoreBackend {
   readonly kind = "journal";
+  readonly shared = false;
   readonly counters: JournalCounters = { records: 0, syncs: 0, compactions: 0 };
   private readonly dir: string;
   private readonly lock = new KeyLock();

@@ -16,6 +16,7 @@ import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyU
 /** Keeps entries in this process only: for tests, and for stores that must not persist. */
 export class MemoryBackend implements StoreBackend {
   readonly kind = "memory";
+  readonly shared = false;
   private readonly entries = new Map<string, { value: JsonValue; meta: EntryMeta }>();
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());

@@ -96,6 +96,7 @@ class FromCaller {
 
 export class PostgresBackend implements StoreBackend {
   readonly kind = "postgres";
+  readonly shared = true;
   readonly namespace: string;
   private readonly conn: Connection;
   private readonly sql: StoreSql;

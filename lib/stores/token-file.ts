@@ -83,6 +83,7 @@ export function tokenFromValue(value: JsonValue): string {
 
 export class TokenFileBackend implements StoreBackend {
   readonly kind = "token-file";
+  readonly shared = false;
   readonly path: string;
   private readonly lock = new KeyLock();
   private readonly inFlight = new InFlight(() => this.describe());

@@ -138,7 +138,7 @@ async function journalFigures(
   await journal.close();
 
   // What a provisioning costs the registry: a record and its unique credential index entry
-  // (lib/service/records.ts claim + create), by 100 requests at once, over either store.
+  // (lib/service/records.ts claim: create unless present and the index entry in one updateMany), by 100 requests at once, over either store.
   const registry = async (label: string, b: StoreBackend): Promise<StormFigures> => {
     const records = new Records<{ name: string; token: string }>(b, {
       dialect: "thingsboard",
@@ -157,10 +157,9 @@ async function journalFigures(
           const addr = { group: "default", id: rec.name };
           // As a serving dialect registers a device: claim its credential, then create it.
           const register = () =>
-            records.claim("token", [rec.token], addr, async () => {
-              const created = await records.create(addr, rec);
-              return { keep: created, result: created };
-            });
+            records.claim("token", [rec.token], addr, (cur) =>
+              cur ? { result: false } : { next: rec, result: true },
+            );
           latenciesMs.push((await timed(register))[1]);
         }
       }),

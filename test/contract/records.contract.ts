@@ -128,13 +128,11 @@ export function recordsContract(under: RecordsBackendUnderTest): void {
       const { backend, gets } = counting(raw);
       const r = devices(backend);
       await r.create({ group: "fleet", id: "a" }, dev("a", "secret-token-a"));
-      await r.claim("token", ["secret-token-b"], { group: "fleet", id: "b" }, async () => ({
-        keep: await r.create(
-          { group: "fleet", id: "b" },
-          { ...dev("b", "secret-token-b"), state: "provisioned" },
-        ),
-        result: undefined,
-      }));
+      await r.claim("token", ["secret-token-b"], { group: "fleet", id: "b" }, (cur) =>
+        cur
+          ? { result: undefined }
+          : { next: { ...dev("b", "secret-token-b"), state: "provisioned" }, result: undefined },
+      );
       await devices(backend, "another").create({ group: "fleet", id: "c" }, dev("c"));
       await raw.set("test-dialect-lookalike/x/y", { v: 1 });
       const before = gets();
@@ -162,10 +160,9 @@ export function recordsContract(under: RecordsBackendUnderTest): void {
         Array.from({ length: 10 }, (_, i) => {
           const r = regs[i % 2];
           const addr = { group: "fleet", id: `dev-${i}` };
-          return r.claim("token", ["shared-token"], addr, async () => ({
-            keep: await r.create(addr, dev(addr.id, "shared-token")),
-            result: addr.id,
-          }));
+          return r.claim("token", ["shared-token"], addr, (cur) =>
+            cur ? { result: undefined } : { next: dev(addr.id, "shared-token"), result: addr.id },
+          );
         }),
       );
       const winners = outcomes.filter((o) => !o.taken);
@@ -189,28 +186,57 @@ export function recordsContract(under: RecordsBackendUnderTest): void {
       await b.set(r.indexKey("token", "tok-1"), { group: "fleet", id: "ghost" });
       assert.equal(await r.lookup("token", "tok-1"), undefined, "a stale claim is no one's");
       const addr = { group: "fleet", id: "real" };
-      const out = await r.claim("token", ["tok-1"], addr, async () => ({
-        keep: await r.create(addr, dev("real", "tok-1")),
-        result: "ok",
-      }));
+      const out = await r.claim("token", ["tok-1"], addr, (cur) =>
+        cur ? { result: undefined } : { next: dev("real", "tok-1"), result: "ok" },
+      );
       assert.deepEqual(out, { taken: false, result: "ok" });
       assert.equal((await r.lookup("token", "tok-1"))?.address.id, "real");
       await b.close();
     });
 
-    it("a claim is undone when nothing was stored, or when storing failed", async () => {
+    it("a claim writes nothing when no record is stored, or when the update throws", async () => {
       const b = await under.make();
       const r = devices(b);
       const addr = { group: "fleet", id: "d" };
-      await r.claim("token", ["t-1"], addr, async () => ({ keep: false, result: undefined }));
+      assert.deepEqual(await r.claim("token", ["t-1"], addr, () => ({ result: "none" })), {
+        taken: false,
+        result: "none",
+      });
       assert.equal(await b.get(r.indexKey("token", "t-1")), undefined);
       await assert.rejects(
-        r.claim("token", ["t-1"], addr, async () => {
+        r.claim("token", ["t-1"], addr, () => {
           throw new Error("commit failed");
         }),
         /commit failed/,
       );
       assert.equal(await b.get(r.indexKey("token", "t-1")), undefined);
+      assert.equal(await r.get(addr), undefined);
+      await b.close();
+    });
+
+    it("a taken value: the loser's update is not run and nothing of it is written", async () => {
+      const b = await under.make();
+      const r = devices(b);
+      const a = { group: "fleet", id: "a" };
+      const c = { group: "fleet", id: "c" };
+      await r.claim("token", ["tok"], a, () => ({ next: dev("a", "tok"), result: 0 }));
+      let ran = false;
+      const out = await r.claim("token", ["tok", "tok-2"], c, () => {
+        ran = true;
+        return { next: dev("c", "tok"), result: 1 };
+      });
+      assert.deepEqual(out, { taken: true, holder: a });
+      assert.equal(ran, false);
+      assert.equal(await r.get(c), undefined);
+      assert.equal(await b.get(r.indexKey("token", "tok-2")), undefined);
+      // A record that gives a value up by an update frees it for the next claim.
+      await r.transact(a, (cur) => ({ next: { ...(cur as Device), token: "other" }, result: 0 }));
+      assert.equal(await r.lookup("token", "tok"), undefined, "a claim its owner no longer holds is stale");
+      assert.equal(
+        (await r.claim("token", ["tok"], c, () => ({ next: dev("c", "tok"), result: 1 }))).taken,
+        false,
+      );
+      assert.equal((await r.lookup("token", "tok"))?.address.id, "c");
       await b.close();
     });
 
@@ -218,10 +244,9 @@ export function recordsContract(under: RecordsBackendUnderTest): void {
       const b = await under.make();
       const r = devices(b);
       const a = { group: "fleet", id: "a" };
-      await r.claim("token", ["tok-a"], a, async () => ({
-        keep: await r.create(a, dev("a", "tok-a")),
-        result: 0,
-      }));
+      await r.claim("token", ["tok-a"], a, (cur) =>
+        cur ? { result: undefined } : { next: dev("a", "tok-a"), result: 0 },
+      );
       await r.release("token", ["tok-a"], { group: "fleet", id: "someone-else" });
       assert.equal((await r.lookup("token", "tok-a"))?.address.id, "a");
       assert.equal(await r.remove(a), true);
@@ -229,10 +254,9 @@ export function recordsContract(under: RecordsBackendUnderTest): void {
       assert.equal(await r.get(a), undefined);
       assert.equal(await b.get(r.indexKey("token", "tok-a")), undefined);
       const c = { group: "fleet", id: "c" };
-      const out = await r.claim("token", ["tok-a"], c, async () => ({
-        keep: await r.create(c, dev("c", "tok-a")),
-        result: 1,
-      }));
+      const out = await r.claim("token", ["tok-a"], c, (cur) =>
+        cur ? { result: undefined } : { next: dev("c", "tok-a"), result: 1 },
+      );
       assert.equal(out.taken, false);
       await b.close();
     });

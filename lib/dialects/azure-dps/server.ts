@@ -212,6 +212,7 @@ export class AzureDpsService {
     const f = this.ctx.failures;
     let delayedMs: number | undefined;
     if (f) {
+      await f.refresh(subject); // the budget shared with other instances (a shared store)
       let v = f.check(subject);
       if (v.action === "go" && v.delayMs > 0) {
         const waited = await f.wait(subject, v.delayMs);
@@ -241,7 +242,7 @@ export class AzureDpsService {
         ? ({ ok: false, why: "unknown", detail: "another id scope" } as const)
         : this.prove(c, now);
     if (!v.ok) {
-      f?.failed(subject);
+      await f?.failed(subject);
       this.refuse(c, "refused", v.why === "unknown" ? "not-found" : "unauthorized", v.detail, { delayedMs });
       return { ok: false, answer: this.error(DPS_ERRORS.unauthorized) };
     }

@@ -279,6 +279,7 @@ export class KuraProvisioningService {
   private async gate(subject: AttemptSubject): Promise<Refusal | { delayedMs?: number }> {
     const f = this.ctx.failures;
     if (!f) return {};
+    await f.refresh(subject); // the budget shared with other instances (a shared store)
     const v = f.check(subject);
     if (v.action === "locked")
       return {
@@ -385,7 +386,7 @@ export class KuraProvisioningService {
     // The hash is compared whatever the user name, so the time taken does not tell which was wrong.
     const passOk = await verifySecret(password, rec.passwordHash);
     if (!userOk || !passOk) {
-      this.ctx.failures?.failed(subject);
+      await this.ctx.failures?.failed(subject);
       await this.countAttempt(c.clientId, true);
       this.refuse(
         { ...base, delayedMs: gate.delayedMs },
@@ -488,7 +489,7 @@ export class KuraProvisioningService {
         parsed.activationKey !== undefined &&
         (await verifySecret(parsed.activationKey, rec.activationKeyHash));
       if (!ok) {
-        this.ctx.failures?.failed(subject);
+        await this.ctx.failures?.failed(subject);
         await this.countAttempt(clientId, true);
         return refusal({
           code: RESPONSE_CODE.denied,

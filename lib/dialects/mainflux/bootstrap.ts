@@ -87,6 +87,8 @@ interface Attempt {
   remote?: string;
   transport: string;
   delayedMs?: number;
+  /** A failure being counted (in a shared store): the answer waits for it. */
+  counted?: Promise<void>;
 }
 
 /** A key opened from the request, and how the answer is sealed in that mode. */
@@ -94,6 +96,8 @@ interface OpenedKey {
   key: string;
   mode: "plain" | "secure" | "gcm";
   seal?: (plain: Buffer) => Answer;
+  /** The GCM request id, single use until its window has passed. */
+  replay?: { id: string; untilMs: number };
 }
 
 function refuse(
@@ -114,7 +118,7 @@ function refuse(
 
 /** A key that does not open or match: counted against the address and the id. */
 function wrongKey(a: Attempt, status: number, message: string, why: string, detail = why): Answer {
-  a.deps.settings.failures?.failed({ remote: a.remote, account: a.externalId });
+  a.counted = a.deps.settings.failures?.failed({ remote: a.remote, account: a.externalId });
   return refuse(a, status, message, why, "denied", detail);
 }
 
@@ -166,6 +170,7 @@ async function slowDown(a: Attempt, known: boolean): Promise<Answer | undefined>
   const f = a.deps.settings.failures;
   if (!f) return undefined;
   const subject = subjectOf(a, known);
+  await f.refresh(subject); // the budget shared with other instances (a shared store)
   const v = f.check(subject);
   if (v.action !== "go") return limited(a, v);
   if (v.delayMs <= 0) return undefined;
@@ -206,11 +211,12 @@ function openGcm(a: Attempt, presented: string): OpenedKey | Answer {
     const iat = opened.issuedAt * 1000;
     if (iat < now - window || iat > now + window)
       throw new KeyError("the request was issued outside the accepted time window");
-    if (!a.deps.replay.consume(`${keyId}|${opened.requestId}`, iat + window, now))
-      throw new KeyError("the request id was already used (replayed request)");
     return {
       key: opened.externalKey,
       mode: "gcm",
+      // Claimed once the key compared equal: a replay carries the right key, and the claim
+      // (a store write on a shared store) is then the one await past the comparison.
+      replay: { id: `${keyId}|${opened.requestId}`, untilMs: iat + window },
       seal: (plain) => ({
         status: 200,
         headers: { "content-type": "application/octet-stream", "x-bootstrap-key-id": keyId },
@@ -307,6 +313,19 @@ export async function answerBootstrap(
     remote,
     transport: secure ? "http+secure" : "http",
   };
+  const answer = await answerAttempt(a, externalId, authorization);
+  // A failure counted in a shared store is in before the answer goes out, so the next
+  // attempt, at any instance, finds it.
+  await a.counted;
+  return answer;
+}
+
+async function answerAttempt(
+  a: Attempt,
+  externalId: string | undefined,
+  authorization: string | undefined,
+): Promise<Answer> {
+  const { deps, secure, remote } = a;
   const s = deps.settings;
   if (!externalId) return refuse(a, 400, M.validation, M.missingId, "invalid", "no external id");
   const { gcm, presented } = presentedKey(secure, authorization);
@@ -321,6 +340,7 @@ export async function answerBootstrap(
       "plain disabled",
     );
   // A locked address is refused before anything is read.
+  await s.failures?.refresh({ remote });
   const early = s.failures?.check({ remote });
   if (early && early.action !== "go") return limited(a, early);
   let cfg: StoredConfig | undefined;
@@ -353,6 +373,21 @@ export async function answerBootstrap(
   if (!("key" in opened)) return opened;
   if (!secretsEqual(opened.key, cfg.external_key))
     return wrongKey(a, 403, secure ? M.externalKeySecure : M.externalKey, "", "external key mismatch");
+  if (opened.replay) {
+    let fresh: boolean;
+    try {
+      fresh = await deps.replay.claim(opened.replay.id, opened.replay.untilMs, deps.now());
+    } catch (err) {
+      deps.audit(
+        "error",
+        { reason: "store", detail: (err as Error).message, deviceName: externalId, remote },
+        a.transport,
+      );
+      return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+    }
+    if (!fresh)
+      return wrongKey(a, 403, M.externalKeySecure, "the request id was already used (replayed request)");
+  }
 
   const refused = await flowDecision(a, cfg);
   if (refused) return refused;

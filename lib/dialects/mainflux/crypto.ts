@@ -11,7 +11,8 @@
  * single-use request id, and the response bound to that request id. Format below and
  * in the node help.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import type { StoreBackend } from "../../stores/backend";
 import { parseJsonBounded } from "../../util/json-limits";
 
 /** A GCM request holds a version, an id, a time and a nonce: a few hundred bytes. */
@@ -217,11 +218,32 @@ export function gcmOpenResponse(
 /**
  * Remembers request ids until their window has passed, so a captured request cannot be
  * played again. Bounded: when full, ids that expired are dropped first, then the oldest.
+ * Over a store shared by several instances (StoreBackend.shared: PostgreSQL) an id is
+ * also claimed there, single use until its window has passed (backend.claimOnce), so a
+ * request captured at one instance and played to another is refused too; the memory
+ * here then only spares the store a write for a replay to the same instance.
  */
 export class ReplayGuard {
   private readonly seen = new Map<string, number>();
 
-  constructor(private readonly max = 100000) {}
+  constructor(
+    private readonly max = 100000,
+    private readonly store?: StoreBackend,
+  ) {}
+
+  /**
+   * True the first time an id is offered, across every instance over a shared store.
+   * A store that cannot be written refuses (STORE passes up as an error): accepting
+   * would let a replay through.
+   */
+  async claim(id: string, expiresAtMs: number, now: number = Date.now()): Promise<boolean> {
+    if (!this.consume(id, expiresAtMs, now)) return false;
+    if (!this.store?.shared) return true;
+    const ttl = Math.max(1, Math.ceil(expiresAtMs - now));
+    // Hashed: the key names no request id; "#" keeps it apart from records (lib/service/records.ts).
+    const key = `mainflux/#replay/${createHash("sha256").update(id, "utf8").digest("hex")}`;
+    return this.store.claimOnce(key, ttl);
+  }
 
   /** True the first time an id is offered (and remembers it until expiresAtMs). */
   consume(id: string, expiresAtMs: number, now: number = Date.now()): boolean {

@@ -224,10 +224,11 @@ function address(externalId: string): RecordAddress {
 
 export class ConfigRegistry {
   readonly records: Records<StoredConfig>;
-  /** External ids held, for `size`, from entry metadata. */
+  /**
+   * External ids held, for `size` (the node's status), from entry metadata: this
+   * instance's view; over a shared store another instance's additions show after a load.
+   */
   private readonly ids = new Set<string>();
-  /** External id -> owner, for the few configurations a dialog made (from metadata). */
-  private readonly owners = new Map<string, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private loaded: Promise<void> | undefined;
 
@@ -255,7 +256,6 @@ export class ConfigRegistry {
       await this.records.open();
       for (const r of await this.records.list(GROUP)) {
         this.ids.add(r.id);
-        if (r.kind?.startsWith(OWNED_KIND)) this.owners.set(r.id, r.kind.slice(OWNED_KIND.length));
       }
     })().catch((err) => {
       this.loaded = undefined;
@@ -296,14 +296,11 @@ export class ConfigRegistry {
 
   private remember(cfg: StoredConfig): void {
     this.ids.add(cfg.external_id);
-    if (cfg.owner === undefined) this.owners.delete(cfg.external_id);
-    else this.owners.set(cfg.external_id, cfg.owner);
   }
 
   private async erase(cfg: StoredConfig): Promise<boolean> {
     const gone = await this.records.remove(address(cfg.external_id));
     this.ids.delete(cfg.external_id);
-    this.owners.delete(cfg.external_id);
     return gone;
   }
 
@@ -314,25 +311,31 @@ export class ConfigRegistry {
    */
   private async replace(cfg: StoredConfig, conflictMessage: string): Promise<StoredConfig> {
     const addr = address(cfg.external_id);
-    let before: StoredConfig | undefined;
-    const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
-      before = await this.records.transact(addr, (cur) => {
-        if (cur) cfg.created_at = cur.created_at;
-        return { next: cfg, result: cur };
-      });
-      return { keep: true, result: cfg };
-    });
+    // The external id's record and the thing id's index entry in one step of the store.
+    const out = await this.records.claim(THING, [cfg.thing_id], addr, (cur) => ({
+      next: cur ? { ...cfg, created_at: cur.created_at } : cfg,
+      result: cur,
+    }));
     if (out.taken) throw conflict(conflictMessage);
+    const before = out.result;
+    if (before) cfg.created_at = before.created_at;
+    // The thing id given up: its entry names us but our record no longer holds it.
     if (before && before.thing_id !== cfg.thing_id)
       await this.records.release(THING, [before.thing_id], addr);
     this.remember(cfg);
     return cfg;
   }
 
-  /** Configurations `owner` made, except the one under `keep`. */
+  /**
+   * Configurations `owner` made, except the one under `keep`. Read from the store's
+   * metadata (a listing, no value), not from what this instance remembers: an instance
+   * over a shared store must see what the same node made at another instance.
+   */
   private async ownedBy(owner: string, keep?: string): Promise<StoredConfig[]> {
     const out: StoredConfig[] = [];
-    for (const [ext, o] of this.owners) {
+    for (const r of await this.records.list(GROUP)) {
+      const ext = r.id;
+      const o = r.kind?.startsWith(OWNED_KIND) ? r.kind.slice(OWNED_KIND.length) : undefined;
       if (o !== owner || ext === keep) continue;
       const c = await this.get(ext);
       if (c) out.push(c);
@@ -346,10 +349,10 @@ export class ConfigRegistry {
     return this.serial(async () => {
       await this.load();
       const addr = address(cfg.external_id);
-      const out = await this.records.claim(THING, [cfg.thing_id], addr, async () => {
-        const created = await this.records.create(addr, cfg);
-        return { keep: created, result: created };
-      });
+      // Two uniques in one step: the external id (create unless present) and the thing id.
+      const out = await this.records.claim(THING, [cfg.thing_id], addr, (cur) =>
+        cur ? { result: false } : { next: cfg, result: true },
+      );
       if (out.taken || !out.result)
         throw conflict("a configuration with this external id or thing id exists");
       this.remember(cfg);
@@ -412,10 +415,21 @@ export class ConfigRegistry {
       return Promise.reject(invalid("an update must be an object"));
     return this.serial(async () => {
       const cur = await this.getByThing(thingId);
-      if (!cur) throw new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
-      const next = applyPatch(cur, patch as Record<string, unknown>, now);
-      // The thing id does not change here, so its claim stands.
-      await this.records.transact(address(next.external_id), () => ({ next, result: undefined }));
+      const missing = () => new ProvisioningError("NOT_FOUND", "no configuration with this thing id");
+      if (!cur) throw missing();
+      // The patch applies to the record as it is in the store at the write (the backend's
+      // read-modify-write, checked and retried across instances on PostgreSQL), so a
+      // change another instance made meanwhile is kept. The thing id does not change
+      // here, so its claim stands.
+      const next = await this.records.transact(address(cur.external_id), (at) =>
+        at && at.thing_id === thingId
+          ? (() => {
+              const n = applyPatch(at, patch as Record<string, unknown>, now);
+              return { next: n, result: n };
+            })()
+          : { result: undefined },
+      );
+      if (!next) throw missing();
       this.remember(next);
       return next;
     });

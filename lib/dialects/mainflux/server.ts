@@ -37,7 +37,8 @@ export class MainfluxBootstrapService implements HttpServed, BootstrapDeps {
   private readonly clock: () => number;
 
   constructor(private readonly opts: BootstrapServiceOptions) {
-    this.replay = opts.replay ?? new ReplayGuard();
+    // Over a shared store, request ids are single use across the instances over it.
+    this.replay = opts.replay ?? new ReplayGuard(undefined, opts.registry.backend);
     this.clock = opts.now ?? Date.now;
   }
 

@@ -79,15 +79,13 @@ export class StoredDpsDevices implements DpsDevices {
       identifiedAt: new Date(this.now()).toISOString(),
     };
     if (group !== undefined) rec.group = group;
-    const out = await this.records.claim(INDEX, [fingerprint], addr, async () => {
-      // Create unless present: an id another certificate holds stays with it.
-      const outcome = await this.records.transact<IdentifyOutcome>(addr, (cur) =>
-        cur
-          ? { result: cur.fingerprint === fingerprint ? "identified" : "conflict" }
-          : { next: rec, result: "identified" },
-      );
-      return { keep: outcome === "identified", result: outcome };
-    });
+    // Create unless present, in one step with the certificate's claim: an id another
+    // certificate holds stays with it.
+    const out = await this.records.claim<IdentifyOutcome>(INDEX, [fingerprint], addr, (cur) =>
+      cur
+        ? { result: cur.fingerprint === fingerprint ? "identified" : "conflict" }
+        : { next: rec, result: "identified" },
+    );
     // Taken: the same certificate identified under another id at the same moment.
     if (out.taken)
       throw new ProvisioningError("CONFLICT", "the manufacturer certificate identified twice at once");

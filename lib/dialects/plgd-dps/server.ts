@@ -181,6 +181,7 @@ export class DpsService {
       );
     const subject = { remote: address };
     if (failures) {
+      await failures.refresh(subject); // the budget shared with other instances (a shared store)
       let verdict = failures.check(subject);
       if (verdict.action === "go" && verdict.delayMs > 0) {
         const waited = await failures.wait(subject, verdict.delayMs);
@@ -195,7 +196,7 @@ export class DpsService {
     }
     const match = this.matchOf(req);
     if (match.ok) return undefined;
-    failures?.failed(subject);
+    await failures?.failed(subject);
     return this.refusal(req, undefined, new Refusal(match.status, match.reason, "denied"), step, fingerprint);
   }
 

@@ -5,7 +5,7 @@
 
 import { finalError } from "../../model/errors";
 import type { Credentials } from "../../model/result";
-import type { DeviceSummary } from "../../service/registry";
+import { preProvisioned, type DeviceSummary } from "../../service/registry";
 import type { JsonValue } from "../../stores/backend";
 import type { TbProvisioningService } from "./server";
 import { completeCredentials, credentialIds } from "./server-credentials";
@@ -89,10 +89,11 @@ export async function manage(
     credentials ? credentialIds(credentials) : [],
     { profile, name },
     (dev, id) => dev.credentials !== undefined && credentialIds(dev.credentials).includes(id),
-    async () => {
-      const added = await service.registry.add(profile, { name, credentials, attributes });
-      return { keep: added, result: added };
-    },
+    // Create unless present, in the same step as the claims.
+    (cur) =>
+      cur
+        ? { result: false }
+        : { next: preProvisioned(profile, { name, credentials, attributes }), result: true },
   );
   if (claimed.taken)
     throw refusal("CONFLICT", "CREDENTIALS_TAKEN", "these credentials belong to another device");

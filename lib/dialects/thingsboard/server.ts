@@ -275,6 +275,7 @@ export class TbProvisioningService {
     const subject: AttemptSubject = { remote: ctx.remote, account: byKey?.name };
     if (ctx.transport === "coap") subject.scope = "udp";
     const f = this.ctx.failures;
+    await f?.refresh(subject); // the budget shared with other instances (a shared store)
     const verdict = f?.check(subject) ?? { action: "go", delayMs: 0 };
     let refusal = verdict.action === "go" ? undefined : this.limitRefusal(verdict);
     const delayedMs = verdict.action === "go" && verdict.delayMs > 0 ? verdict.delayMs : undefined;
@@ -282,7 +283,7 @@ export class TbProvisioningService {
     if (refusal) return this.refuse(byKey ? { ...audit, profile: byKey.name } : audit, refusal);
     const profile = byKey && this.secretMatches(byKey, req.provisionDeviceSecret) ? byKey : undefined;
     if (!profile) {
-      this.ctx.failures?.failed(subject);
+      await this.ctx.failures?.failed(subject);
       return this.refuse(
         { ...audit, delayedMs },
         {
@@ -364,36 +365,33 @@ export class TbProvisioningService {
       ids,
       owner,
       (dev, id) => dev.credentials !== undefined && credentialIds(dev.credentials).includes(id),
-      async () => {
-        const done = await this.registry.transact<Done>(profile.name, deviceName, (cur) => {
-          const refusal = this.stateRefusal(profile, cur, digest);
-          if (refusal) return { result: "repeat" in refusal ? refusal : { refusal } };
-          const issued = chosen(cur);
-          if (credentialIds(issued).join("\n") !== ids.join("\n")) {
-            // The device changed between the look and the write (added or revoked meanwhile).
-            return {
-              result: {
-                refusal: { status: "FAILURE", reason: "error", detail: "the device changed meanwhile" },
-              },
-            };
-          }
-          const reprovisioned = cur?.state === "provisioned";
-          const next: RegisteredDevice = {
-            name: deviceName,
-            profile: profile.name,
-            state: "provisioned",
-            credentials: issued,
-            createdAt: cur?.createdAt ?? now,
-            provisionedAt: now,
-            provisionings: (cur?.provisionings ?? 0) + 1,
+      (cur) => {
+        const refusal = this.stateRefusal(profile, cur, digest);
+        if (refusal) return { result: "repeat" in refusal ? refusal : { refusal } };
+        const issued = chosen(cur);
+        if (credentialIds(issued).join("\n") !== ids.join("\n")) {
+          // The device changed between the look and the write (added or revoked meanwhile).
+          return {
+            result: {
+              refusal: { status: "FAILURE", reason: "error", detail: "the device changed meanwhile" },
+            },
           };
-          if (digest) next.requestDigest = digest;
-          const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
-          if (req.gateway !== undefined) attrs.gateway = req.gateway;
-          if (Object.keys(attrs).length > 0) next.attributes = attrs;
-          return { next, result: { issued, reprovisioned, previous: cur?.credentials } };
-        });
-        return { keep: "issued" in done, result: done };
+        }
+        const reprovisioned = cur?.state === "provisioned";
+        const next: RegisteredDevice = {
+          name: deviceName,
+          profile: profile.name,
+          state: "provisioned",
+          credentials: issued,
+          createdAt: cur?.createdAt ?? now,
+          provisionedAt: now,
+          provisionings: (cur?.provisionings ?? 0) + 1,
+        };
+        if (digest) next.requestDigest = digest;
+        const attrs = { ...(cur?.attributes ?? {}), ...(attributes ?? {}) };
+        if (req.gateway !== undefined) attrs.gateway = req.gateway;
+        if (Object.keys(attrs).length > 0) next.attributes = attrs;
+        return { next, result: { issued, reprovisioned, previous: cur?.credentials } };
       },
     );
     if (claimed.taken)

@@ -84,6 +84,7 @@ describe("unit/service/records-migration", () => {
     };
     return {
       kind: inner.kind,
+      shared: inner.shared,
       describe: () => inner.describe(),
       get: async (k) => (alive(), inner.get(k)),
       list: async () => (alive(), inner.list()),
@@ -137,10 +138,7 @@ describe("unit/service/records-migration", () => {
       [credId("old-token-3")],
       { profile: "fleet", name: "newcomer" },
       holds,
-      async () => ({
-        keep: false,
-        result: "claimed",
-      }),
+      () => ({ result: "claimed" }),
     );
     assert.deepEqual(claim, { taken: true });
     assert.equal(mf.size, MF_CONFIGS);

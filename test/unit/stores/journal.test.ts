@@ -299,10 +299,9 @@ describe("unit/stores/journal", () => {
     type Rec = { name: string; ids: string[] };
     const records = new Records<Rec>(s, { dialect: "test", indexes: { cred: (r) => r.ids } });
     const add = (name: string, ids: string[]) =>
-      records.claim("cred", ids, { group: "g", id: name }, async () => {
-        const created = await records.create({ group: "g", id: name }, { name, ids });
-        return { keep: created, result: created };
-      });
+      records.claim("cred", ids, { group: "g", id: name }, (cur) =>
+        cur ? { result: false } : { next: { name, ids }, result: true },
+      );
     assert.deepEqual(await add("a", ["x", "y"]), { taken: false, result: true });
     assert.deepEqual(batches, [3], "two claims and the record in one fdatasync");
     // Present already: create writes nothing, and neither do its claims.
@@ -337,10 +336,9 @@ describe("unit/stores/journal", () => {
     const reread = new Records<Rec>(again, { dialect: "test", indexes: { cred: (r) => r.ids } });
     assert.equal(await reread.get({ group: "g", id: "a" }), undefined);
     assert.equal(await reread.lookup("cred", "x"), undefined);
-    const retried = await reread.claim("cred", ["x", "y"], { group: "g", id: "e" }, async () => ({
-      keep: await reread.create({ group: "g", id: "e" }, { name: "e", ids: ["x", "y"] }),
-      result: true,
-    }));
+    const retried = await reread.claim("cred", ["x", "y"], { group: "g", id: "e" }, (cur) =>
+      cur ? { result: false } : { next: { name: "e", ids: ["x", "y"] }, result: true },
+    );
     assert.equal(retried.taken, false);
     assert.equal((await reread.lookup("cred", "y"))?.address.id, "e");
     await again.close();

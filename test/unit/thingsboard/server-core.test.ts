@@ -303,6 +303,11 @@ describe("ThingsBoard provisioning service core", () => {
         if (broken) return Promise.reject(new StoreError("IO", "disk full"));
         return good.update(...args);
       },
+      // A device and its credential claims are written by one updateMany().
+      updateMany: (...args: Parameters<StoreBackend["updateMany"]>) => {
+        if (broken) return Promise.reject(new StoreError("IO", "disk full"));
+        return good.updateMany(...args);
+      },
     });
     const { service, audits } = makeService({ backend: flaky });
     assert.equal(await answer(service, request({ deviceName: "s" })), FAILURE);
