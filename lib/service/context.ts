@@ -83,6 +83,7 @@ export function buildServiceContext(s: ServiceSettings): BuiltServiceContext {
             return answer;
           }
         : undefined,
+    decideTimeoutMs: pending && ask ? s.decide?.timeoutMs : undefined,
     limiter: rate === false ? undefined : new RateLimiter({ ...rate }, now),
     // On a shared store (PostgreSQL) the instances over it keep one failure budget.
     failures: new FailureLimiter(

@@ -27,6 +27,8 @@ export interface ServiceContext {
    * dialect's own rules decide. No answer in time is a refusal.
    */
   readonly decide?: (request: ProvisioningRequest) => Promise<FlowAnswer>;
+  /** How long decide() waits for the flow at most (absent when the flow does not decide). */
+  readonly decideTimeoutMs?: number;
   /** Per-remote flood protection, shared by every transport of the node. */
   readonly limiter?: RateLimiter;
   /** Failed proofs per address and account: slowed, then locked. */

@@ -16,7 +16,7 @@
  */
 import { StoreError } from "./backend";
 import { quoteIdent } from "./postgres-config";
-import { CLAIM_KIND, COUNT_KIND } from "./primitives";
+import { COUNT_KIND, TRANSIENT_KINDS } from "./primitives";
 
 export const HEADER_KEY = "\u0001store-header";
 
@@ -124,7 +124,7 @@ export function storeSql(namespace: string): StoreSql {
     // Bounded, and never waits for a row another instance holds (SKIP LOCKED).
     prune: `DELETE FROM ${t} WHERE key IN (
       SELECT key FROM ${t} WHERE expires_at <= $1
-        AND meta->>'kind' IN ('${CLAIM_KIND}', '${COUNT_KIND}')
+        AND meta->>'kind' IN (${TRANSIENT_KINDS.map((k) => `'${k}'`).join(", ")})
       ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
   };
 }

@@ -20,10 +20,16 @@ import {
 import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
 import type { KeyLock } from "./key-lock";
 
-/** meta.kind of the entries claimOnce() and count() write; the pruner removes only these. */
+/**
+ * meta.kind of the entries claimOnce() and count() write, and of the entries a service
+ * writes only to share a short-lived state between instances (EPHEMERAL_KIND: an Azure
+ * DPS operation); the pruner removes only these, once expired. A credential whose
+ * expiresAt passed is kept: it is listed as expired.
+ */
 export const CLAIM_KIND = "store-claim";
 export const COUNT_KIND = "store-count";
-export const TRANSIENT_KINDS: readonly string[] = [CLAIM_KIND, COUNT_KIND];
+export const EPHEMERAL_KIND = "store-ephemeral";
+export const TRANSIENT_KINDS: readonly string[] = [CLAIM_KIND, COUNT_KIND, EPHEMERAL_KIND];
 
 /** At most this many keys in one updateMany(): a protocol needs two or three, not a table. */
 export const MAX_MANY_KEYS = 64;

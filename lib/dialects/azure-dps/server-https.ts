@@ -95,8 +95,8 @@ export async function startAzureHttpsServer(
     };
     const who = await service.attest(caller);
     if (!who.ok) return send(res, who.answer);
-    if (parsed.kind === "register") return send(res, service.register(who.who, caller, read.body));
-    if (parsed.kind === "status") return send(res, service.status(who.who, parsed.operationId));
+    if (parsed.kind === "register") return send(res, await service.register(who.who, caller, read.body));
+    if (parsed.kind === "status") return send(res, await service.status(who.who, parsed.operationId));
     return send(res, await service.lookup(who.who));
   };
   const server: Server = createServer(

@@ -183,7 +183,10 @@ export async function startAzureMqttServer(
             topic.kind === "register"
               ? service.register(session.who, session.caller, body)
               : service.status(session.who, topic.operationId);
-          void answer(client, session, topic.rid, a).then(() => broker.endRequest(client));
+          // Never rejects: register() and status() answer every failure.
+          void a
+            .then((done) => answer(client, session, topic.rid, done))
+            .then(() => broker.endRequest(client));
         },
         // Nothing published by any client reaches a DPS session: only its own answers.
         authorizeForward: (_client, packet) =>

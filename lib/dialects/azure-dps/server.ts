@@ -16,7 +16,7 @@
  * registration records show it: the proof is checked, then the operation ends with
  * status "disabled" (the SDKs raise it as an error).
  */
-import { randomBytes, randomUUID, type X509Certificate } from "node:crypto";
+import { randomUUID, type X509Certificate } from "node:crypto";
 import { finalError, ProvisioningError } from "../../model/errors";
 import type { ProvisioningRequest } from "../../model/service";
 import { auditEvent, type ServiceAuditEvent } from "../../service/audit";
@@ -25,6 +25,7 @@ import type { AttemptSubject } from "../../service/failure-limit";
 import type { Records } from "../../service/records";
 import { hashedHub, hubsOf, reprovision, webhookBody, type Placement } from "./server-allocate";
 import { checkAzureServiceSettings, Enrollments, type Attested } from "./server-enrollments";
+import { Operations, type Operation } from "./server-operations";
 import { PollLimit, RegistrationQuota } from "./server-quotas";
 import { azureRegistrations, stateOf, type AzureRegistrationRecord } from "./server-records";
 import type { AzureAllocation, AzureServiceSettings } from "./settings";
@@ -39,9 +40,6 @@ import {
 
 /** Largest registration request read: an id and a custom payload. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
-/** Operations kept in memory at most, and how long each is kept after it began. */
-const MAX_OPERATIONS = 10000;
-const OPERATION_TTL_MS = 10 * 60 * 1000;
 /**
  * A registration the allocation refused (the flow refused, named a hub not linked, or gave
  * no answer): Azure ends such an operation 200 with status "failed" and errorCode 400209,
@@ -71,13 +69,6 @@ export interface DpsAnswer {
 
 export type AttestResult = { ok: true; who: Attested } | { ok: false; answer: DpsAnswer };
 
-interface Operation {
-  id: string;
-  registrationId: string;
-  startedMs: number;
-  done?: DpsAnswer;
-}
-
 type Outcome = ServiceAuditEvent["outcome"];
 
 /** What watchers hear: a poll or lookup answered 429, a registration stored, an operation's end (any). */
@@ -88,7 +79,7 @@ export class AzureDpsService {
   readonly enrollments: Enrollments;
   readonly counts = { provisioned: 0, refused: 0 };
   readonly retryAfterS: number;
-  private readonly operations = new Map<string, Operation>();
+  private readonly operations: Operations;
   private readonly polls: PollLimit;
   private readonly quota: RegistrationQuota;
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -105,6 +96,7 @@ export class AzureDpsService {
       throw finalError("CONFIG", "custom allocation needs the flow's decision (turn decisions on)");
     this.enrollments = new Enrollments(settings.idScope, settings.enrollments);
     this.records = azureRegistrations(ctx.store);
+    this.operations = new Operations(ctx.store, ctx.now, ctx.decideTimeoutMs ?? 0);
     this.retryAfterS = settings.retryAfterS ?? DEFAULT_RETRY_AFTER_S;
     this.polls = new PollLimit(settings.pollLimit?.count ?? 5, settings.pollLimit?.windowMs ?? 10000);
     this.quota = new RegistrationQuota(settings.registrationsPerMinute ?? 1000, ctx.now());
@@ -262,7 +254,7 @@ export class AzureDpsService {
   }
 
   /** A registration request (body as sent): 202 with a new operation, or the refusal. Never rejects. */
-  register(who: Attested, c: DpsCaller, body: Buffer): DpsAnswer {
+  async register(who: Attested, c: DpsCaller, body: Buffer): Promise<DpsAnswer> {
     let parsed: { registrationId?: unknown; payload?: unknown };
     try {
       if (body.length > MAX_REQUEST_BYTES) {
@@ -292,20 +284,56 @@ export class AzureDpsService {
       this.refuse(c, "throttled", "throttled", "registrations per minute over the quota", { retryAfterS });
       return this.error(DPS_ERRORS.throttled, retryAfterS);
     }
-    const op = this.newOperation(who.registrationId.toLowerCase());
+    let op: Operation;
+    try {
+      // Over a shared store the operation is written before its id is answered, so a
+      // poll at any instance finds it.
+      op = await this.track(this.operations.begin(who.registrationId.toLowerCase()));
+    } catch (err) {
+      this.refuse(c, "error", "error", internalDetail(err));
+      return this.error(DPS_ERRORS.internal, this.retryAfterS);
+    }
     void this.track(this.complete(op, who, c, parsed.payload));
     const answer: OperationStatusBody = { operationId: op.id, status: "assigning" };
     return { status: 202, body: answer, retryAfterS: this.retryAfterS };
   }
 
   /** An operation status poll: 202 while it runs, then its end; 404 for another device's. */
-  status(who: Attested, operationId: string): DpsAnswer {
+  async status(who: Attested, operationId: string): Promise<DpsAnswer> {
     const throttled = this.pollThrottled(who.registrationId);
     if (throttled) return throttled;
-    const op = this.operations.get(operationId);
-    if (!op || op.registrationId !== who.registrationId.toLowerCase() || this.expired(op))
-      return this.error(DPS_ERRORS.operationNotFound);
+    let found;
+    try {
+      found = await this.track(this.operations.find(operationId, who.registrationId.toLowerCase()));
+    } catch {
+      return this.error(DPS_ERRORS.internal, this.retryAfterS);
+    }
+    if (!found) return this.error(DPS_ERRORS.operationNotFound);
+    if (found === "stale")
+      return this.ended(
+        { id: operationId },
+        who,
+        "failed",
+        DPS_ERRORS.internal.errorCode,
+        "The registration was not completed; register again.",
+      );
+    const op = found.op;
     if (op.done) return op.done;
+    if (found.elsewhere) {
+      // Run by another instance, perhaps killed after it stored the registration: the
+      // record written since the operation began is its answer.
+      const rec = await this.track(this.records.get(this.addressOf(who.registrationId))).catch(
+        () => undefined,
+      );
+      if (rec && Date.parse(rec.lastUpdatedDateTimeUtc) >= op.startedMs) {
+        const body: OperationStatusBody = {
+          operationId: op.id,
+          status: "assigned",
+          registrationState: stateOf(rec),
+        };
+        return { status: 200, body };
+      }
+    }
     const body: OperationStatusBody = { operationId: op.id, status: "assigning" };
     return { status: 202, body, retryAfterS: this.retryAfterS };
   }
@@ -326,32 +354,13 @@ export class AzureDpsService {
     }
   }
 
-  private expired(op: Operation): boolean {
-    return this.ctx.now() - op.startedMs > OPERATION_TTL_MS;
-  }
-
-  private newOperation(registrationId: string): Operation {
-    // Oldest first (insertion order): expired ones go, and the oldest when full.
-    for (const [id, op] of this.operations) {
-      if (this.operations.size < MAX_OPERATIONS && !this.expired(op)) break;
-      this.operations.delete(id);
-    }
-    // Azure's look ("4.<16 hex>.<uuid>"); random, so one device cannot guess another's.
-    const op: Operation = {
-      id: `4.${randomBytes(8).toString("hex")}.${randomUUID()}`,
-      registrationId,
-      startedMs: this.ctx.now(),
-    };
-    this.operations.set(op.id, op);
-    return op;
-  }
-
   private async complete(op: Operation, who: Attested, c: DpsCaller, payload: unknown): Promise<void> {
+    let done: DpsAnswer;
     try {
-      op.done = await this.assign(op, who, c, payload);
+      done = await this.assign(op, who, c, payload);
     } catch (err) {
       this.refuse(c, "error", "error", internalDetail(err));
-      op.done = this.ended(
+      done = this.ended(
         op,
         who,
         "failed",
@@ -359,11 +368,12 @@ export class AzureDpsService {
         "The registration could not be stored.",
       );
     }
+    await this.operations.end(op, done);
     this.tell("ended", who.registrationId);
   }
 
   private ended(
-    op: Operation,
+    op: Pick<Operation, "id">,
     who: Attested,
     status: "failed" | "disabled",
     errorCode?: number,

@@ -71,7 +71,7 @@ async function registerNow(service: AzureDpsService, id: string): Promise<DpsAns
       }
     });
   });
-  const first = service.register(v.who, caller, Buffer.from(JSON.stringify({ registrationId: id })));
+  const first = await service.register(v.who, caller, Buffer.from(JSON.stringify({ registrationId: id })));
   if (first.status !== 202) return first;
   await ended;
   return service.status(v.who, (first.body as { operationId: string }).operationId);
