@@ -419,8 +419,12 @@ export class PostgresBackend implements StoreBackend {
     if (!pool) throw this.inFlight.refusal();
     let what = "cannot create the store table";
     let client: PoolClient | undefined;
+    let broken: unknown;
+    const onError = (err: unknown) => {
+      broken = err;
+    };
     try {
-      client = await pool.connect();
+      client = await checkOut(pool, onError);
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
         `node-red-contrib-provisioning:${this.namespace}`,
@@ -434,9 +438,13 @@ export class PostgresBackend implements StoreBackend {
       // Belt and braces: should another program create the same table without the lock,
       // the catalogue's "already there" means the table exists, which is all open needs.
       const code = (err as { code?: unknown }).code;
-      if (code !== "23505" && code !== "42P07" && code !== "42710") throw this.failure(err, what);
+      if (code !== "23505" && code !== "42P07" && code !== "42710") {
+        broken ??= err;
+        throw this.failure(err, what);
+      }
     } finally {
-      client?.release();
+      client?.off("error", onError);
+      client?.release(broken instanceof Error ? broken : broken !== undefined);
     }
   }
 
@@ -469,17 +477,16 @@ export class PostgresBackend implements StoreBackend {
   private async transaction<T>(work: (c: PoolClient) => Promise<T>): Promise<T> {
     const pool = this.pool;
     if (!pool) throw this.inFlight.refusal();
-    let client: PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      throw this.failure(err, "cannot connect");
-    }
     let broken: unknown;
     const onError = (err: unknown) => {
       broken = err;
     };
-    client.on("error", onError);
+    let client: PoolClient;
+    try {
+      client = await checkOut(pool, onError);
+    } catch (err) {
+      throw this.failure(err, "cannot connect");
+    }
     try {
       await client.query("BEGIN");
       try {
@@ -549,4 +556,24 @@ export class PostgresBackend implements StoreBackend {
       if (this.pruning === p) this.pruning = undefined;
     });
   }
+}
+
+/**
+ * A client from the pool with `onError` listening from the moment it is ours. pg-pool
+ * takes its own listener off before it hands a client out, and its promise form resolves
+ * a microtask later: an ErrorMessage parsed from the same chunk as the ReadyForQuery that
+ * completed the connection (a server shutting down sends "terminating connection due to
+ * unexpected postmaster exit" right behind it) is emitted in between, on a client nobody
+ * listens to, and an "error" event without a listener throws out of the socket's handler.
+ * The callback form runs synchronously inside that same handler, so the listener is there
+ * first (pool.query() attaches its own the same way).
+ */
+function checkOut(pool: Pool, onError: (err: unknown) => void): Promise<PoolClient> {
+  return new Promise((resolve, reject) => {
+    pool.connect((err, client) => {
+      if (err || !client) return reject(err ?? new Error("no client"));
+      client.on("error", onError);
+      resolve(client);
+    });
+  });
 }
