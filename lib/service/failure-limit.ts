@@ -24,8 +24,8 @@
  * counter (a fixed window from its first failure), the failure that reaches `lockAfter`
  * takes the subject's lock with backend.claimOnce(lock, lockMs) (one instance wins: one
  * "locked" event across the fleet) and clears the counter, so the budget starts again
- * after the lock, as here. refresh() reads the subject's counter and lock (two primary-key
- * reads, four when the account is looked at) and merges them into this instance's
+ * after the lock, as here. refresh() reads the subject's counter and lock (one statement on
+ * PostgreSQL, two when the account is looked at) and merges them into this instance's
  * counters, which check() reads synchronously as before. N wrong secrets spread over the
  * instances so lock at the configured count, not N times it; only attempts already past
  * their last check when the lock began are still evaluated (one per request in flight).
@@ -35,7 +35,7 @@
 import { createHash } from "node:crypto";
 import type { StoreBackend, StoredEntry } from "../stores/backend";
 import { isExpired } from "../stores/entry";
-import { liveCount } from "../stores/primitives";
+import { getEntries, liveCount } from "../stores/primitives";
 
 export interface FailureLimitOptions {
   /** Off: nothing is counted, delayed or refused. */
@@ -237,7 +237,10 @@ export class FailureLimiter {
   private async readShared(subject: Subject, id: string, t: number): Promise<[number, number]> {
     const { backend } = this.shared as SharedFailureStore;
     const k = this.keysOf(subject, id);
-    const [count, lock] = await Promise.all([backend.get(k.count), backend.get(k.lock)]);
+    // One statement on PostgreSQL: this runs before every attempt.
+    const got = await getEntries(backend, [k.count, k.lock]);
+    const count = got.get(k.count);
+    const lock = got.get(k.lock);
     return [liveCount(count, t)?.n ?? 0, lockEnd(lock, t)];
   }
 

@@ -108,6 +108,12 @@ export interface StoreBackend {
     fn: ManyUpdate,
   ): Promise<Map<string, StoredEntry | undefined> | undefined>;
   /**
+   * Optional: several keys read in one step (one statement on PostgreSQL), for a caller
+   * that reads a few keys on every request; getEntries() (primitives.ts) falls back to
+   * get() per key. Absent keys map to undefined. At most MAX_MANY_KEYS keys.
+   */
+  getMany?(keys: readonly string[]): Promise<Map<string, StoredEntry | undefined>>;
+  /**
    * Single use: true when this caller took `key` (it was absent, or an earlier claim's
    * `ttlMs` had run out), false while an earlier claim holds it. The entry (value
    * `{ claimedAt }`, meta.kind "store-claim") expires after `ttlMs` and is pruned later.

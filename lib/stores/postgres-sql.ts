@@ -63,6 +63,7 @@ export interface StoreSql {
   delete: string;
   list: string;
   lockMany: string;
+  getMany: string;
   claim: string;
   count: string;
   prune: string;
@@ -101,6 +102,7 @@ export function storeSql(namespace: string): StoreSql {
     list: `SELECT key, meta FROM ${t} WHERE key LIKE $1 AND key <> $2 ORDER BY key`,
     lockMany: `SELECT key, value, sealed, meta, version FROM ${t} WHERE key = ANY($1::text[])
       ORDER BY key FOR UPDATE`,
+    getMany: `SELECT key, value, sealed, meta, version FROM ${t} WHERE key = ANY($1::text[])`,
     // $6 now: a claim whose expiry has passed is taken over, a live one is left alone.
     claim: `INSERT INTO ${t} AS t (${COLS}) VALUES ($1, $2, $3, $4, 1, $5)
       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, sealed = EXCLUDED.sealed,

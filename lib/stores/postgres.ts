@@ -154,6 +154,21 @@ export class PostgresBackend implements StoreBackend {
     });
   }
 
+  async getMany(keys: readonly string[]): Promise<Map<string, StoredEntry | undefined>> {
+    const sorted = checkKeys(keys);
+    return this.inFlight.run(async () => {
+      await this.ready();
+      const r = await this.q(this.sql.getMany, [sorted], "cannot read entries");
+      const rows = new Map((r.rows as (Row & { key: string })[]).map((row) => [row.key, row]));
+      return new Map(
+        sorted.map((k) => {
+          const row = rows.get(k);
+          return [k, row && this.entryOf(k, row)] as const;
+        }),
+      );
+    });
+  }
+
   async set(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<StoredEntry> {
     checkKey(key);
     const v = checkValue(value);

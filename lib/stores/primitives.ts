@@ -48,11 +48,22 @@ export function checkTtl(name: string, ms: unknown): number {
 /** The keys of an updateMany(), checked, without repeats, in key order. */
 export function checkKeys(keys: unknown): string[] {
   if (!Array.isArray(keys) || keys.length === 0)
-    throw new StoreError("INVALID_KEY", "updateMany needs a list of keys");
+    throw new StoreError("INVALID_KEY", "updateMany and getMany need a list of keys");
   if (keys.length > MAX_MANY_KEYS)
-    throw new StoreError("INVALID_KEY", `updateMany takes at most ${MAX_MANY_KEYS} keys`);
+    throw new StoreError("INVALID_KEY", `updateMany and getMany take at most ${MAX_MANY_KEYS} keys`);
   const out = [...new Set(keys.map((k) => checkKey(k)))];
   return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Several keys read at once: the backend's getMany() where it has one, else get() per key. */
+export async function getEntries(
+  b: StoreBackend,
+  keys: readonly string[],
+): Promise<Map<string, StoredEntry | undefined>> {
+  if (b.getMany) return b.getMany(keys);
+  const sorted = checkKeys(keys);
+  const got = await Promise.all(sorted.map((k) => b.get(k)));
+  return new Map(sorted.map((k, i) => [k, got[i]]));
 }
 
 /** A change checked and given its meta, ready to be written (null deletes). */

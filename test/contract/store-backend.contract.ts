@@ -8,6 +8,7 @@
 import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { StoreError, type JsonValue, type StoreBackend } from "../../lib/stores/backend";
+import { getEntries } from "../../lib/stores/primitives";
 
 export interface BackendUnderTest {
   name: string;
@@ -353,6 +354,27 @@ export function storeBackendContract(under: BackendUnderTest): void {
         for (const bad of [0, -1, 1.5, Number.NaN, "60" as unknown as number])
           await assert.rejects(b.claimOnce("contract/c/req-3", bad), coded("INVALID_VALUE"));
         assert.equal(await b.get("contract/c/req-3"), undefined);
+        await b.close();
+      });
+
+      it("getEntries (getMany where the backend has it): what get() reads, key by key", async function () {
+        if (under.singleEntry) this.skip();
+        const b = await under.make();
+        await b.set("contract/m/a", { v: 1 }, { kind: "k" });
+        await b.set("contract/m/c", { v: 3 });
+        await b.claimOnce("contract/m/lock", 60000);
+        const keys = ["contract/m/c", "contract/m/a", "contract/m/absent", "contract/m/lock", "contract/m/a"];
+        const got = await getEntries(b, keys);
+        assert.deepEqual([...got.keys()].sort(), [
+          "contract/m/a",
+          "contract/m/absent",
+          "contract/m/c",
+          "contract/m/lock",
+        ]);
+        for (const k of got.keys()) assert.deepEqual(got.get(k), await b.get(k), k);
+        assert.equal(got.get("contract/m/absent"), undefined);
+        await assert.rejects(getEntries(b, []), coded("INVALID_KEY"));
+        await assert.rejects(getEntries(b, ["tab\there"]), coded("INVALID_KEY"));
         await b.close();
       });
 
