@@ -7,6 +7,8 @@
  * answered is counted (and is none once the repeat window is on).
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect } from "node:net";
 import { after, before, describe, it } from "mocha";
 import {
   FLEET_KEY,
@@ -240,6 +242,23 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
       const at = lines.findIndex((l) => /Unhandled|uncaught/i.test(l));
       // The line and the stack after it, to say where it came from.
       assert.deepEqual(at < 0 ? [] : lines.slice(at, at + 25), [], "no unhandled error in an instance's log");
+      // HAProxy checked every instance every 200 ms for the whole run, each check a
+      // connection with a PROXY v2 LOCAL header: accepted, so never a refusal in the log.
+      assert.deepEqual(
+        lines.filter((l) => /PROXY protocol header/i.test(l)),
+        [],
+        "health checks are not refusals",
+      );
     }
+  });
+
+  it("control: a connection straight to an instance, without the PROXY header, is refused and logged", async () => {
+    const inst = fleet.instances[0]!;
+    const seen = inst.logged(/no valid PROXY protocol header/);
+    const sock = connect(inst.mqttPort, "127.0.0.1");
+    sock.on("error", () => undefined);
+    // An MQTT CONNECT where the header must come first.
+    sock.write(Buffer.from([0x10, 0x10, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c]));
+    await Promise.all([once(sock, "close"), seen]);
   });
 });

@@ -118,6 +118,8 @@ export interface FleetInstance {
   start(): Promise<void>;
   /** Everything this instance printed, across its restarts. */
   log(): string;
+  /** Resolves once the running process prints a line matching `re` from now on. */
+  logged(re: RegExp, ms?: number): Promise<void>;
 }
 
 export interface Fleet {
@@ -187,6 +189,10 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
         mqttPort,
         userDir,
         log: () => past + (inst.nr?.output() ?? ""),
+        logged: (re, ms = 30000) => {
+          const nr = inst.nr!;
+          return waitFor(nr.output, nr.output().length, re, nr.child, ms);
+        },
         kill: async () => {
           const nr = inst.nr;
           if (!nr || nr.child.exitCode !== null || nr.child.signalCode !== null) return;
