@@ -9,6 +9,7 @@ import dpsEnrollmentGroupNode from "../../nodes/dps-enrollment-group";
 import dpsServiceNode from "../../nodes/dps-service";
 import { GROUP_ID, makeDpsFixture } from "../support/dps-fixtures";
 import { within } from "../support/events";
+import { HAPROXY_MISSING, haproxyPresent, startHaproxy } from "../support/haproxy";
 import { freeTcpPort } from "../support/ports";
 import {
   fakeStoreConfigModule,
@@ -245,5 +246,49 @@ describe("nodes/dps-nodes", () => {
     const r = (await result.wait(() => true, "the result")).payload as unknown as ProvisioningResult;
     const rec = await store.get(`plgd-dps/devices/${r.device.id}`);
     assert.equal((rec?.value as { deviceId?: string } | undefined)?.deviceId, r.device.id);
+  });
+
+  describe("behind HAProxy send-proxy-v2", () => {
+    before(function () {
+      if (!haproxyPresent()) {
+        console.warn(HAPROXY_MISSING);
+        this.skip();
+      }
+    });
+
+    it("with the PROXY protocol ticked, dps-client provisions through HAProxy", async () => {
+      store = new MemoryBackend();
+      const backend = await freeTcpPort();
+      const proxy = await startHaproxy([{ backendPort: backend }]);
+      try {
+        // The client dials HAProxy; the service listens behind it and expects its header.
+        const { result, audit } = await load(proxy.ports[0]!, fx.device, true, {
+          port: backend,
+          proxyProtocol: true,
+        });
+        const r = (await result.wait(() => true, "the result through HAProxy"))
+          .payload as unknown as ProvisioningResult;
+        assert.equal(r.credentials.type, "IDENTITY_CERTIFICATE");
+        const ev = await audit.wait((m) => m.payload.outcome === "provisioned", "the audit event");
+        // The device's own address and port, from the header (on loopback both are 127.0.0.1).
+        assert.match(String(ev.payload.remote), /^127\.0\.0\.1:\d+$/);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it("unticked (a flow saved before the option), HAProxy's header breaks TLS: the client reports the failure", async () => {
+      store = new MemoryBackend();
+      const backend = await freeTcpPort();
+      const proxy = await startHaproxy([{ backendPort: backend }]);
+      try {
+        const { status, result } = await load(proxy.ports[0]!, fx.device, true, { port: backend });
+        const failed = await status.wait((m) => m.payload.error !== undefined, "a failed attempt");
+        assert.ok(failed.payload.error);
+        assert.equal(result.got.length, 0, "nothing provisioned");
+      } finally {
+        await proxy.stop();
+      }
+    });
   });
 });
