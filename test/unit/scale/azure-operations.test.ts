@@ -6,7 +6,7 @@
  * control: the other instance does not know the operation (404).
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "mocha";
+import { describe, it } from "mocha";
 import { AzureDpsService, type DpsAnswer, type DpsCaller } from "../../../lib/dialects/azure-dps/server";
 import { OPERATION_STALE_MARGIN_MS } from "../../../lib/dialects/azure-dps/server-operations";
 import { dpsResource, signSas } from "../../../lib/dialects/azure-dps/sas";
@@ -14,9 +14,8 @@ import type { AzureEnrollment } from "../../../lib/dialects/azure-dps/settings";
 import { buildServiceContext } from "../../../lib/service/context";
 import type { StoreBackend } from "../../../lib/stores/backend";
 import { MemoryBackend } from "../../../lib/stores/memory";
-import { PostgresBackend } from "../../../lib/stores/postgres";
 import { HUB_A, HUB_B, ID_SCOPE, key } from "../../support/azure-dps-service";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../../support/postgres";
+import { pgInstances } from "../../support/pg-instances";
 
 const K = key();
 const DECIDE_MS = 30_000;
@@ -97,36 +96,8 @@ async function poll(at: AzureDpsService, id: string, opId: string): Promise<DpsA
 const statusOf = (a: DpsAnswer) => (a.body as { status?: string }).status;
 
 describe("unit/scale/azure-operations", () => {
-  let pg: PgServer | undefined;
-  const open: StoreBackend[] = [];
-  let n = 0;
-  before(async function () {
-    if (!postgresBin()) {
-      console.warn(POSTGRES_MISSING);
-      this.skip();
-    }
-    pg = await startPostgres();
-  });
-  after(async () => {
-    for (const b of open) await b.close();
-    await pg?.remove();
-  });
-  const twoStores = async (): Promise<[StoreBackend, StoreBackend]> => {
-    const s = pg as PgServer;
-    const opts = {
-      host: s.host,
-      port: s.port,
-      database: s.database,
-      user: s.user,
-      password: s.password,
-      namespace: `azure_ops_${++n}`,
-    };
-    const a = new PostgresBackend(opts);
-    const b = new PostgresBackend({ ...opts });
-    open.push(a, b);
-    await Promise.all([a.open(), b.open()]);
-    return [a, b];
-  };
+  const pg = pgInstances();
+  const twoStores = () => pg.over("azure_ops");
 
   it("a device registered at one instance polls its operation at another: the same assignment", async () => {
     const ids = Array.from({ length: 20 }, (_, i) => `dev-${i}`);

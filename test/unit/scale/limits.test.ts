@@ -5,14 +5,13 @@
  * store that is not shared keeps per-instance counts: the control that shows the tests
  * can fail.
  */
-import { after, before, describe, it } from "mocha";
+import { describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { FailureLimiter, type LockEvent } from "../../../lib/service/failure-limit";
 import { ReplayGuard } from "../../../lib/dialects/mainflux/crypto";
 import type { StoreBackend } from "../../../lib/stores/backend";
 import { MemoryBackend } from "../../../lib/stores/memory";
-import { PostgresBackend } from "../../../lib/stores/postgres";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../../support/postgres";
+import { pgInstances } from "../../support/pg-instances";
 
 const LOCK_AFTER = 7;
 
@@ -38,36 +37,8 @@ async function attempt(f: FailureLimiter, subject: { remote: string; account?: s
 }
 
 describe("unit/scale/limits", () => {
-  let pg: PgServer | undefined;
-  const open: StoreBackend[] = [];
-  let n = 0;
-  before(async function () {
-    if (!postgresBin()) {
-      console.warn(POSTGRES_MISSING);
-      this.skip();
-    }
-    pg = await startPostgres();
-  });
-  after(async () => {
-    for (const b of open) await b.close();
-    await pg?.remove();
-  });
-  const twoInstances = async () => {
-    const s = pg as PgServer;
-    const opts = {
-      host: s.host,
-      port: s.port,
-      database: s.database,
-      user: s.user,
-      password: s.password,
-      namespace: `limits_${++n}`,
-    };
-    const a = new PostgresBackend(opts);
-    const b = new PostgresBackend({ ...opts });
-    open.push(a, b);
-    await Promise.all([a.open(), b.open()]);
-    return [a, b] as const;
-  };
+  const pg = pgInstances();
+  const twoInstances = () => pg.over("limits");
 
   it("wrong secrets split across two instances lock the address at the configured count, once", async () => {
     const locks: LockEvent[] = [];

@@ -5,7 +5,7 @@
  * private server (test/support/postgres.ts). The same races run over one file backend
  * within one process, where two registries over it are two serving nodes (a redeploy).
  */
-import { after, before, describe, it } from "mocha";
+import { after, describe, it } from "mocha";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,8 +17,7 @@ import { ConfigRegistry } from "../../../lib/dialects/mainflux/registry";
 import { StoredDpsDevices } from "../../../lib/dialects/plgd-dps/devices";
 import type { StoreBackend } from "../../../lib/stores/backend";
 import { FileBackend } from "../../../lib/stores/file";
-import { PostgresBackend } from "../../../lib/stores/postgres";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../../support/postgres";
+import { pgInstances } from "../../support/pg-instances";
 
 const DEVICES = 200;
 
@@ -162,34 +161,9 @@ function races(name: string, pair: () => Promise<readonly [StoreBackend, StoreBa
 
 describe("unit/scale/registries", () => {
   describe("over PostgreSQL, two instances", () => {
-    let pg: PgServer | undefined;
-    const open: StoreBackend[] = [];
-    let n = 0;
-    before(async function () {
-      if (!postgresBin()) {
-        console.warn(POSTGRES_MISSING);
-        this.skip();
-      }
-      pg = await startPostgres();
-    });
-    after(async () => {
-      for (const b of open) await b.close();
-      await pg?.remove();
-    });
+    const pg = pgInstances();
     races("races", async () => {
-      const s = pg as PgServer;
-      const opts = {
-        host: s.host,
-        port: s.port,
-        database: s.database,
-        user: s.user,
-        password: s.password,
-        namespace: `scale_${++n}`,
-      };
-      const a = new PostgresBackend(opts);
-      const b = new PostgresBackend({ ...opts });
-      open.push(a, b);
-      await Promise.all([a.open(), b.open()]);
+      const [a, b] = await pg.over("scale");
       assert.equal(a.shared, true);
       return [a, b] as const;
     });
