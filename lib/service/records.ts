@@ -156,6 +156,9 @@ function sameOwner(a: IndexOwner | undefined, b: IndexOwner | undefined): boolea
   return a === undefined || b === undefined ? a === b : a.group === b.group && a.id === b.id;
 }
 
+/** What claim() answers: a value held by another record (its holder), or fn's result. */
+export type ClaimOutcome<T> = { taken: true; holder: RecordAddress } | { taken: false; result: T };
+
 export class Records<R> {
   readonly dialect: string;
   private readonly protocol: string;
@@ -459,7 +462,7 @@ export class Records<R> {
     owner: RecordAddress,
     fn: (current: R | undefined) => { next?: R; result: T },
     holds?: (record: R, value: string) => boolean,
-  ): Promise<{ taken: true; holder: RecordAddress } | { taken: false; result: T }> {
+  ): Promise<ClaimOutcome<T>> {
     this.indexOf(index);
     this.key(owner);
     await this.open();
@@ -473,7 +476,7 @@ export class Records<R> {
     owner: RecordAddress,
     fn: (current: R | undefined) => { next?: R; result: T },
     holds?: (record: R, value: string) => boolean,
-  ): Promise<{ taken: true; holder: RecordAddress } | { taken: false; result: T }> {
+  ): Promise<ClaimOutcome<T>> {
     const recordKey = this.key(owner);
     const claims = [...new Set(values)].sort().map((value) => ({ value, key: this.indexKey(index, value) }));
     type Outcome =

@@ -11,14 +11,13 @@
  *
  *   BENCH_FLEET_DEVICES (quick 2000, full 20000)  BENCH_FLEET_CONCURRENCY (quick 100, full 300)
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { performance } from "node:perf_hooks";
-import { accepting, haproxyBin } from "../support/fleet";
+import { accepting } from "../support/fleet";
+import { balancedConfig, haproxyPresent, runHaproxy } from "../support/haproxy";
 import { freeTcpPort } from "../support/ports";
 import { postgresBin, startPostgres, type PgServer } from "../support/postgres";
-import { startProcess } from "../support/process";
 import {
   measure,
   printRow,
@@ -68,7 +67,7 @@ function pgStore(pg: PgServer, table: string) {
 }
 
 export async function run(): Promise<void> {
-  if (!postgresBin() || !haproxyBin()) {
+  if (!postgresBin() || !haproxyPresent()) {
     process.stdout.write(
       "(skipped: needs Debian's postgresql and haproxy; scripts/ensure-peers.sh installs them)\n",
     );
@@ -124,31 +123,14 @@ export async function run(): Promise<void> {
 
     // 3. Three instances on one table behind HAProxy.
     const three = await Promise.all([1, 2, 3].map((i) => one(`Node-RED ${i}/3`, pgStore(pg, "bench_fleet"))));
-    const dir = mkdtempSync(join(tmpdir(), "bench-haproxy-"));
     const front = await freeTcpPort();
-    writeFileSync(
-      join(dir, "haproxy.cfg"),
-      [
-        "global",
-        `  maxconn ${4 * concurrency + 1000}`,
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 60s",
-        "  timeout server 60s",
-        "frontend mqtt",
-        `  bind 127.0.0.1:${front}`,
-        "  default_backend nodered",
-        "backend nodered",
-        "  balance roundrobin",
-        ...three.map((t, i) => `  server nr${i + 1} 127.0.0.1:${t.mqttPort} check inter 1s`),
-        "",
-      ].join("\n"),
-    );
-    const haproxy = await startProcess(
-      haproxyBin()!,
-      ["-db", "-V", "-f", join(dir, "haproxy.cfg")],
-      /Using \w+\(\) as the polling mechanism/,
+    const haproxy = await runHaproxy(
+      balancedConfig({
+        frontendPort: front,
+        serverPorts: three.map((t) => t.mqttPort),
+        serverOptions: "check inter 1s",
+        maxconn: 4 * concurrency + 1000,
+      }),
     );
     try {
       const job = { ...device, host: "127.0.0.1", port: front };
@@ -180,7 +162,6 @@ export async function run(): Promise<void> {
       );
     } finally {
       await haproxy.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   } finally {
     for (const nr of started) await nr.stop();

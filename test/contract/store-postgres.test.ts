@@ -6,7 +6,7 @@
 import { after, before, describe } from "mocha";
 import type { StoreBackend } from "../../lib/stores/backend";
 import { PostgresBackend, type PostgresBackendOptions } from "../../lib/stores/postgres";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../support/postgres";
+import { POSTGRES_MISSING, postgresBin, roleOf, startPostgres, type PgServer } from "../support/postgres";
 import { storeBackendContract, type BackendUnderTest } from "./store-backend.contract";
 import { recordsContract } from "./records.contract";
 
@@ -26,13 +26,8 @@ describe("contract/store-postgres", () => {
 
   let n = 0;
   const options = (namespace: string, passphrase?: string): PostgresBackendOptions => {
-    const server = pg as PgServer;
     return {
-      host: server.host,
-      port: server.port,
-      database: server.database,
-      user: server.user,
-      password: server.password,
+      ...roleOf(pg as PgServer),
       namespace,
       passphrase,
       scryptN: passphrase ? 1 << 12 : undefined,

@@ -12,14 +12,14 @@ import { connect } from "node:net";
 import { after, before, describe, it } from "mocha";
 import {
   FLEET_KEY,
-  haproxyBin,
-  HAPROXY_MISSING,
   FLEET_PROFILE,
   FLEET_SECRET,
   FLEET_TABLE,
   startFleet,
   type Fleet,
+  type FleetInstance,
 } from "../support/fleet";
+import { HAPROXY_MISSING, haproxyPresent } from "../support/haproxy";
 import { postgresBin, POSTGRES_MISSING } from "../support/postgres";
 import { tbMqtt, type TbAnswer } from "../support/soak-devices";
 
@@ -177,7 +177,7 @@ async function check(fleet: Fleet, prefix: string, runs: DeviceRun[]): Promise<V
 describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in front", function () {
   let fleet: Fleet;
   before(async function () {
-    if (!postgresBin() || !haproxyBin()) {
+    if (!postgresBin() || !haproxyPresent()) {
       console.warn(!postgresBin() ? POSTGRES_MISSING : HAPROXY_MISSING);
       this.skip();
     }
@@ -187,6 +187,16 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
     await fleet?.stop();
   });
 
+  /** SIGKILL, HAProxy sees it DOWN, started again, HAProxy sees it UP. */
+  const killAndRestart = async (victim: FleetInstance) => {
+    const from = fleet.haproxyLog().length;
+    await victim.kill();
+    await fleet.serverState(victim.index, "DOWN", from);
+    const back = fleet.haproxyLog().length;
+    await victim.start();
+    await fleet.serverState(victim.index, "UP", back);
+  };
+
   const report = (what: string, v: Verdict) =>
     console.log(
       `      ${what}: ${v.successes} SUCCESS, ${v.failures} FAILURE (already provisioned), ` +
@@ -195,14 +205,7 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
 
   it("an instance killed with SIGKILL mid-storm and started again: one credential per name, nobody gave up", async () => {
     const victim = fleet.instances[1]!;
-    const runs = await storm(fleet, "kill", async () => {
-      const from = fleet.haproxyLog().length;
-      await victim.kill();
-      await fleet.serverState(victim.index, "DOWN", from);
-      const back = fleet.haproxyLog().length;
-      await victim.start();
-      await fleet.serverState(victim.index, "UP", back);
-    });
+    const runs = await storm(fleet, "kill", () => killAndRestart(victim));
     const v = await check(fleet, "kill", runs);
     report("repeat window off", v);
     // Without the window the pair's second device is told "already provisioned"; an answer
@@ -213,14 +216,7 @@ describe("scale: three Node-RED instances, one PostgreSQL registry, HAProxy in f
   it("the same with the repeat window on: a retried request gets its credentials again, none is left unanswered", async () => {
     await fleet.redeploy({ instances: 3, repeatWindowS: 120, proxyProtocol: true });
     const victim = fleet.instances[2]!;
-    const runs = await storm(fleet, "window", async () => {
-      const from = fleet.haproxyLog().length;
-      await victim.kill();
-      await fleet.serverState(victim.index, "DOWN", from);
-      const back = fleet.haproxyLog().length;
-      await victim.start();
-      await fleet.serverState(victim.index, "UP", back);
-    });
+    const runs = await storm(fleet, "window", () => killAndRestart(victim));
     const v = await check(fleet, "window", runs);
     report("repeat window on", v);
     assert.equal(v.storedNeverAnswered, 0);

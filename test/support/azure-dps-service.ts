@@ -4,6 +4,8 @@
  * test decide() (the flow) when asked for, on a store the test may keep across restarts.
  */
 import { randomBytes } from "node:crypto";
+import { dpsResource, signSas } from "../../lib/dialects/azure-dps/sas";
+import type { DpsCaller } from "../../lib/dialects/azure-dps/server";
 import { azureDpsServing, type AzureRunningService } from "../../lib/dialects/azure-dps/serving";
 import type { AzureServeSettings } from "../../lib/dialects/azure-dps/settings";
 import type { ProvisioningRequest } from "../../lib/model/service";
@@ -21,6 +23,16 @@ export const ID_SCOPE = "0ne00AB12CD";
 export const HUB_A = "hub-a.azure-devices.net";
 export const HUB_B = "hub-b.azure-devices.net";
 export const key = () => randomBytes(32).toString("base64");
+
+/** A device of ID_SCOPE calling over HTTPS with a SAS token signed by `deviceKey` (valid 10 minutes). */
+export function sasCaller(registrationId: string, deviceKey: string): DpsCaller {
+  return {
+    transport: "https",
+    idScope: ID_SCOPE,
+    registrationId,
+    token: signSas(dpsResource(ID_SCOPE, registrationId), deviceKey, Date.now() / 1000 + 600),
+  };
+}
 
 /** Keys made once per test run: the enrollments' secrets, none of which may reach an audit event. */
 export const KEYS = {

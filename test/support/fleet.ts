@@ -7,25 +7,19 @@
  */
 import { once } from "node:events";
 import { createConnection } from "node:net";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deploy, runtimes, startNodeRed, type RunningNodeRed } from "./node-red";
 import { freeTcpPort } from "./ports";
 import { startPostgres, type PgServer } from "./postgres";
-import { startProcess, type Started } from "./process";
+import { balancedConfig, runHaproxy } from "./haproxy";
+import { type Started } from "./process";
 
 export const FLEET_KEY = "fleet-provision-key-2b7c";
 export const FLEET_SECRET = "fleet-provision-secret-e41d09";
 export const FLEET_PROFILE = "fleet";
 export const FLEET_TABLE = "fleet_registry";
-
-/** Debian's haproxy, when installed (scripts/ensure-peers.sh installs it). */
-export function haproxyBin(): string | undefined {
-  return ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
-}
-export const HAPROXY_MISSING =
-  "haproxy is not installed (apt-get install haproxy): the fleet test is skipped";
 
 export interface FleetOptions {
   instances: number;
@@ -217,34 +211,12 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     await Promise.all(instances.map((i) => accepting(i.mqttPort)));
 
     const port = await freeTcpPort();
-    const cfg = join(dir, "haproxy.cfg");
-    const send = opts.proxyProtocol ? " send-proxy-v2" : "";
-    writeFileSync(
-      cfg,
-      [
-        "global",
-        "  maxconn 4000",
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 60s",
-        "  timeout server 60s",
-        "frontend mqtt",
-        `  bind 127.0.0.1:${port}`,
-        "  default_backend nodered",
-        "backend nodered",
-        "  balance roundrobin",
-        ...instances.map(
-          (inst) =>
-            `  server nr${inst.index + 1} 127.0.0.1:${inst.mqttPort}${send} check inter 200ms fall 1 rise 1`,
-        ),
-        "",
-      ].join("\n"),
-    );
-    const haproxy = await startProcess(
-      haproxyBin() ?? "haproxy",
-      ["-db", "-V", "-f", cfg],
-      /Using \w+\(\) as the polling mechanism/,
+    const haproxy = await runHaproxy(
+      balancedConfig({
+        frontendPort: port,
+        serverPorts: instances.map((inst) => inst.mqttPort),
+        serverOptions: `${opts.proxyProtocol ? "send-proxy-v2 " : ""}check inter 200ms fall 1 rise 1`,
+      }),
     );
     return {
       pg,

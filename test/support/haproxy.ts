@@ -89,11 +89,18 @@ function accepting(port: number, attempts = 200): Promise<void> {
   });
 }
 
-export async function startHaproxy(routes: HaproxyRoute[]): Promise<Haproxy> {
+/** A running haproxy (-db -V) on a configuration of its own in a temp directory. */
+export interface RunningHaproxy {
+  /** What it printed (-V: servers going UP and DOWN). */
+  output(): string;
+  child: Started["child"];
+  pid(): number | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts haproxy on `config`; resolves once it has loaded it and bound its frontends. */
+export async function runHaproxy(config: string): Promise<RunningHaproxy> {
   const dir = mkdtempSync(join(tmpdir(), "haproxy-"));
-  const withPorts = [];
-  for (const r of routes) withPorts.push({ ...r, frontendPort: await freeTcpPort() });
-  const config = haproxyConfig(withPorts);
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, config);
   let proc: Started;
@@ -104,18 +111,60 @@ export async function startHaproxy(routes: HaproxyRoute[]): Promise<Haproxy> {
       ["-db", "-V", "-f", file],
       /Using \w+\(\) as the polling mechanism/,
     );
-    for (const r of withPorts) await accepting(r.frontendPort);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
-    ports: withPorts.map((r) => r.frontendPort),
-    config,
+    output: proc.output,
+    child: proc.child,
     pid: () => proc.child.pid,
     stop: async () => {
       await proc.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One TCP frontend on 127.0.0.1:`frontendPort` balanced round robin over servers on
+ * 127.0.0.1 named nr1, nr2, ... in backend "nodered", each with `serverOptions` after its
+ * address ("send-proxy-v2 check inter 200ms fall 1 rise 1").
+ */
+export function balancedConfig(o: {
+  frontendPort: number;
+  serverPorts: number[];
+  serverOptions: string;
+  maxconn?: number;
+}): string {
+  return [
+    "global",
+    `  maxconn ${o.maxconn ?? 4000}`,
+    "defaults",
+    "  mode tcp",
+    "  timeout connect 2s",
+    "  timeout client 60s",
+    "  timeout server 60s",
+    "frontend mqtt",
+    `  bind 127.0.0.1:${o.frontendPort}`,
+    "  default_backend nodered",
+    "backend nodered",
+    "  balance roundrobin",
+    ...o.serverPorts.map((port, i) => `  server nr${i + 1} 127.0.0.1:${port} ${o.serverOptions}`),
+    "",
+  ].join("\n");
+}
+
+export async function startHaproxy(routes: HaproxyRoute[]): Promise<Haproxy> {
+  const withPorts = [];
+  for (const r of routes) withPorts.push({ ...r, frontendPort: await freeTcpPort() });
+  const config = haproxyConfig(withPorts);
+  const proc = await runHaproxy(config);
+  try {
+    for (const r of withPorts) await accepting(r.frontendPort);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { ports: withPorts.map((r) => r.frontendPort), config, pid: proc.pid, stop: proc.stop };
 }

@@ -6,7 +6,7 @@
  */
 import { after, before } from "mocha";
 import { PostgresBackend } from "../../lib/stores/postgres";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "./postgres";
+import { POSTGRES_MISSING, postgresBin, roleOf, startPostgres, type PgServer } from "./postgres";
 
 export interface PgInstances {
   /** Two backends (two instances) over one new table named `<prefix>_<n>`, open. */
@@ -30,15 +30,7 @@ export function pgInstances(): PgInstances {
   });
   return {
     over: async (prefix) => {
-      const s = pg as PgServer;
-      const opts = {
-        host: s.host,
-        port: s.port,
-        database: s.database,
-        user: s.user,
-        password: s.password,
-        namespace: `${prefix}_${++n}`,
-      };
+      const opts = { ...roleOf(pg as PgServer), namespace: `${prefix}_${++n}` };
       const a = new PostgresBackend(opts);
       const b = new PostgresBackend({ ...opts });
       open.push(a, b);

@@ -120,6 +120,17 @@ function signalServer(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** How a store reaches `pg` as its plain role: what PostgresBackendOptions takes besides a namespace. */
+export function roleOf(pg: PgServer): {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: string;
+} {
+  return { host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: pg.password };
+}
+
 export interface PgServerOptions {
   /** PEM server certificate and key: the server then offers TLS (ssl=on) beside plain TCP. */
   tls?: { cert: string; key: string };

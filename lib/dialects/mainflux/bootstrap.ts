@@ -116,6 +116,16 @@ function refuse(
   return json(status, errorJson(message, error));
 }
 
+/** The store could not be read or written: 503, audited with the store's message (never a secret). */
+function storeUnavailable(a: Attempt, externalId: string, err: unknown): Answer {
+  a.deps.audit(
+    "error",
+    { reason: "store", detail: (err as Error).message, deviceName: externalId, remote: a.remote },
+    a.transport,
+  );
+  return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+}
+
 /** A key that does not open or match: counted against the address and the id. */
 function wrongKey(a: Attempt, status: number, message: string, why: string, detail = why): Answer {
   a.counted = a.deps.settings.failures?.failed({ remote: a.remote, account: a.externalId });
@@ -347,12 +357,7 @@ async function answerAttempt(
   try {
     cfg = await s.registry.get(externalId);
   } catch (err) {
-    deps.audit(
-      "error",
-      { reason: "store", detail: (err as Error).message, deviceName: externalId, remote },
-      a.transport,
-    );
-    return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+    return storeUnavailable(a, externalId, err);
   }
   const held = await slowDown(a, cfg !== undefined);
   if (held) return held;
@@ -378,12 +383,7 @@ async function answerAttempt(
     try {
       fresh = await deps.replay.claim(opened.replay.id, opened.replay.untilMs, deps.now());
     } catch (err) {
-      deps.audit(
-        "error",
-        { reason: "store", detail: (err as Error).message, deviceName: externalId, remote },
-        a.transport,
-      );
-      return json(503, errorJson(M.readConfig, "the configuration store is unavailable"));
+      return storeUnavailable(a, externalId, err);
     }
     if (!fresh)
       return wrongKey(a, 403, M.externalKeySecure, "the request id was already used (replayed request)");

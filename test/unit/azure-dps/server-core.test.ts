@@ -22,7 +22,7 @@ import type { ServiceAuditEvent } from "../../../lib/service/audit";
 import { buildServiceContext } from "../../../lib/service/context";
 import { parseFlowAnswer } from "../../../lib/service/pending";
 import { makeAzurePki } from "../../support/azure-dps-fixtures";
-import { HUB_A, HUB_B, ID_SCOPE, key } from "../../support/azure-dps-service";
+import { HUB_A, HUB_B, ID_SCOPE, key, sasCaller } from "../../support/azure-dps-service";
 
 const K = key();
 const individual = (id: string, over: Partial<AzureEnrollment> = {}): AzureEnrollment => ({
@@ -55,12 +55,7 @@ function core(settings: Partial<AzureServiceSettings>, flow?: (r: unknown) => un
 
 /** Registers `id` with key K and resolves the operation's end (waits for the service's "ended", no polling loop). */
 async function registerNow(service: AzureDpsService, id: string): Promise<DpsAnswer> {
-  const caller: DpsCaller = {
-    transport: "https",
-    idScope: ID_SCOPE,
-    registrationId: id,
-    token: signSas(dpsResource(ID_SCOPE, id), K, Date.now() / 1000 + 600),
-  };
+  const caller = sasCaller(id, K);
   const v = await service.attest(caller);
   if (!v.ok) return v.answer;
   const ended = new Promise<void>((resolve) => {

@@ -7,14 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "mocha";
-import { AzureDpsService, type DpsAnswer, type DpsCaller } from "../../../lib/dialects/azure-dps/server";
+import { AzureDpsService, type DpsAnswer } from "../../../lib/dialects/azure-dps/server";
 import { OPERATION_STALE_MARGIN_MS } from "../../../lib/dialects/azure-dps/server-operations";
-import { dpsResource, signSas } from "../../../lib/dialects/azure-dps/sas";
 import type { AzureEnrollment } from "../../../lib/dialects/azure-dps/settings";
 import { buildServiceContext } from "../../../lib/service/context";
 import type { StoreBackend } from "../../../lib/stores/backend";
 import { MemoryBackend } from "../../../lib/stores/memory";
-import { HUB_A, HUB_B, ID_SCOPE, key } from "../../support/azure-dps-service";
+import { HUB_A, HUB_B, ID_SCOPE, key, sasCaller } from "../../support/azure-dps-service";
 import { pgInstances } from "../../support/pg-instances";
 
 const K = key();
@@ -61,12 +60,7 @@ function instance(store: StoreBackend, ids: string[], flow?: "hang"): Instance {
 }
 
 async function attested(service: AzureDpsService, id: string) {
-  const caller: DpsCaller = {
-    transport: "https",
-    idScope: ID_SCOPE,
-    registrationId: id,
-    token: signSas(dpsResource(ID_SCOPE, id), K, Date.now() / 1000 + 600),
-  };
+  const caller = sasCaller(id, K);
   const v = await service.attest(caller);
   assert.ok(v.ok, "the device proves itself");
   return { who: v.who, caller };

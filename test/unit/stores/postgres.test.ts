@@ -11,7 +11,7 @@ import { StoreError, type EntryChange, type JsonValue } from "../../../lib/store
 import { PostgresBackend, type PostgresBackendOptions } from "../../../lib/stores/postgres";
 import { PROJECT_ROOT } from "../../support/node-red";
 import { run } from "../../support/process";
-import { POSTGRES_MISSING, postgresBin, startPostgres, type PgServer } from "../../support/postgres";
+import { POSTGRES_MISSING, postgresBin, roleOf, startPostgres, type PgServer } from "../../support/postgres";
 
 function coded(code: StoreError["code"]) {
   return (err: unknown) => {
@@ -38,11 +38,7 @@ describe("unit/stores/postgres", () => {
 
   let n = 0;
   const options = (extra: Partial<PostgresBackendOptions> = {}): PostgresBackendOptions => ({
-    host: pg.host,
-    port: pg.port,
-    database: pg.database,
-    user: pg.user,
-    password: pg.password,
+    ...roleOf(pg),
     namespace: `t_${++n}`,
     ...extra,
   });
