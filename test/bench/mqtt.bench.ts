@@ -9,6 +9,8 @@
  *
  *   BENCH_DEVICES=1000,20000 BENCH_CONCURRENCY=100,1000  sizes (quick: 1000 at 100 and 1000)
  *   BENCH_GC_EVERY=10000      a forced GC and a heap reading every so many provisionings
+ *   BENCH_WARMUP=200          devices provisioned on each server before the rows (not counted)
+ *   BENCH_TLS=0 | 1           plain MQTT only | TLS only (default both)
  *   BENCH_TARGET=mqtt://host:port  storm that server instead (no baseline, no server figures),
  *                             with its profile's BENCH_KEY and BENCH_SECRET (new device names
  *                             storm-<time>-<i>: a profile that allows creating devices)
@@ -37,6 +39,7 @@ export async function run(): Promise<void> {
   const devices = sizes("DEVICES", [1000], [1000, 20000]);
   const concurrencies = sizes("CONCURRENCY", [100, 1000], [100, 1000]);
   const gcEvery = size("GC_EVERY", 10000, 10000);
+  const warmUp = size("WARMUP", 200, 200);
   const clients = await StormClients.start();
   const device = { kind: "mqtt" as const, key: TB_KEY, secret: TB_SECRET, sourceAddresses: true };
   try {
@@ -71,7 +74,9 @@ export async function run(): Promise<void> {
     }
     const pki = makeTestPki("Bench");
     try {
-      for (const tls of [false, true]) {
+      const tlsModes =
+        process.env.BENCH_TLS === "0" ? [false] : process.env.BENCH_TLS === "1" ? [true] : [false, true];
+      for (const tls of tlsModes) {
         const kind = tls ? "MQTT over TLS" : "MQTT";
         const bare = await startBare(tls ? "mqtts" : "mqtt", {
           BENCH_TLS_CERT: pki.serverCertPath,
@@ -89,23 +94,26 @@ export async function run(): Promise<void> {
         const toNr = { ...device, host: "127.0.0.1", port: mqttPort, tlsCa };
         try {
           // Warm-up, not counted: the JIT and the registry's first writes.
-          await clients.run({ ...toBare, prefix: "warm" }, 0, 200, 50);
-          await clients.run({ ...toNr, prefix: "warm" }, 0, 200, 50);
+          await clients.run({ ...toBare, prefix: "warm" }, 0, warmUp, 50);
+          await clients.run({ ...toNr, prefix: "warm" }, 0, warmUp, 50);
+          let round = 0;
           for (const n of devices)
             for (const c of concurrencies) {
               const o = { count: n, concurrency: c, gcEvery };
+              // Each round its own device names: a size given twice must not meet its own devices.
+              const tag = `${n}-${c}-${round++}`;
               const base = await measure(
                 `bare aedes, ${kind}, ${n} devices at ${c}`,
                 bare,
                 clients,
-                { ...toBare, prefix: `b${n}-${c}` },
+                { ...toBare, prefix: `b${tag}` },
                 o,
               );
               const row: Row = await measure(
                 `provision-response, ${kind}, ${n} at ${c}`,
                 nr,
                 clients,
-                { ...toNr, prefix: `d${n}-${c}` },
+                { ...toNr, prefix: `d${tag}` },
                 o,
               );
               printRow(base);
