@@ -27,7 +27,6 @@ import {
   type Server,
   type Socket,
 } from "node:net";
-import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { serverTlsOptions } from "./tls-policy";
 import { acceptProxyProtocol, proxyProtocolOptions, type ProxyProtocolSetting } from "./proxy-listener";
@@ -159,79 +158,66 @@ const REFUSAL_HEADROOM = 512;
 /** How long an ended socket may still drain the peer's bytes before it is destroyed. */
 const LINGER_MS = 2000;
 
-/**
- * Counts what the peer sends and cuts the connection once it passes its budget. Destroying
- * it ends the socket after what was written is flushed, and reads (discarding) until the
- * peer closes: closing with unread bytes would make the kernel send a reset, which can
- * drop answers the peer has not read yet (RFC 9293 section 3.6, RFC 1122 4.2.2.13).
- */
-class MeteredConnection extends Duplex {
-  private received = 0;
-  private hard = false;
-
-  constructor(
-    /** The peer's socket (a TLSSocket under TLS): its certificate, for dialects that check one. */
-    readonly socket: Socket,
-    private readonly budget: number,
-  ) {
-    super({ allowHalfOpen: false });
-    socket.on("data", (chunk: Buffer) => {
-      if (this.destroyed) return;
-      this.received += chunk.length;
-      if (this.budget > 0 && this.received > this.budget) {
-        this.cut(new Error("the connection sent more than its byte budget"));
-        return;
-      }
-      if (!this.push(chunk)) socket.pause();
-    });
-    socket.on("end", () => this.push(null));
-    socket.on("error", (err) => this.cut(err));
-    socket.on("close", () => this.destroy());
-  }
-
+/** What the broker keeps of a socket it handed to aedes. */
+interface Meter {
   /** Destroys the socket at once, unflushed writes and all (hostile or evicted peers). */
-  cut(err?: Error): void {
-    this.hard = true;
-    this.destroy(err);
-  }
+  cut(err?: Error): void;
+}
 
-  override _read(): void {
-    this.socket.resume();
-  }
+type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
+type Destroy = (err?: Error) => Socket;
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.socket.write(chunk)) cb();
-    else this.socket.once("drain", () => cb());
-  }
-
-  /**
-   * mqtt-packet corks the stream it writes a packet to and writes the packet in pieces
-   * (writeToStream.js: fixed header, topic, payload...), so the pieces arrive here together:
-   * they go to the socket as one write (one syscall, one TCP segment) instead of one each.
-   */
-  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this._write(data, "binary", cb);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.socket.end();
-    cb();
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const s = this.socket;
-    if (this.hard || s.destroyed || !s.writable) {
-      s.destroy();
-    } else {
-      const linger = setTimeout(() => s.destroy(), LINGER_MS);
-      linger.unref();
-      s.once("close", () => clearTimeout(linger));
-      s.end();
-      s.resume();
+/**
+ * aedes is handed the peer's socket itself (a TLSSocket under TLS), metered in place, so a
+ * session costs one stream, not two: a wrapping Duplex doubled the stream work of every
+ * session (its construction, finished(), a premature-close error at every destroy).
+ * - Bytes are counted where the socket hands them to its readable side (`push`, which
+ *   Node's stream_base_commons onStreamRead calls for every chunk read, TLS decrypted
+ *   ones included), before any consumer sees them; past the budget the socket is cut.
+ * - `destroy()` without an error (aedes calls it at DISCONNECT, on close, and when a
+ *   session is refused or evicted) closes in order: it ends the socket after what was
+ *   written is flushed, and reads (discarding) until the peer closes, for at most
+ *   LINGER_MS. Closing with unread bytes would make the kernel send a reset, which can
+ *   drop answers the peer has not read yet (RFC 9293 section 3.6, RFC 1122 4.2.2.13).
+ *   With an error, or once both directions are done, it is Node's own destroy.
+ * `onClosing` is told once, when the socket stops being a session (closed or lingering).
+ */
+function meterSocket(socket: Socket, budget: number, onClosing: () => void): Meter {
+  const push = socket.push as Push;
+  const destroy = socket.destroy as Destroy;
+  let received = 0;
+  let lingering = false;
+  const cut = (err?: Error) => {
+    onClosing();
+    destroy.call(socket, err);
+  };
+  socket.push = function meteredPush(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (budget > 0 && chunk !== null) {
+      received += (chunk as Buffer).length;
+      if (received > budget) {
+        cut(new Error("the connection sent more than its byte budget"));
+        return false;
+      }
     }
-    cb(err);
-  }
+    return push.call(socket, chunk, encoding);
+  };
+  socket.destroy = function orderlyDestroy(err?: Error): Socket {
+    const done = socket.readableEnded && socket.writableFinished;
+    if (err || socket.destroyed || done || (!lingering && !socket.writable)) {
+      cut(err);
+      return socket;
+    }
+    if (lingering) return socket; // already closing in order: the linger timer ends it
+    lingering = true;
+    onClosing();
+    const linger = setTimeout(() => destroy.call(socket), LINGER_MS);
+    linger.unref();
+    socket.once("close", () => clearTimeout(linger));
+    socket.end();
+    socket.resume();
+    return socket;
+  };
+  return { cut };
 }
 
 /**
@@ -267,8 +253,9 @@ type SlotState = "opening" | "idle" | "working" | "answered";
 interface Slot {
   /** The TCP socket; a TLS connection has its slot from the TCP connection on, handshake included. */
   raw: Socket;
-  /** What aedes reads: set once the connection (TLS: the handshake) is ready. */
-  conn?: MeteredConnection;
+  /** What aedes reads (TLS: the TLSSocket): set once the connection (the handshake) is ready. */
+  conn?: Socket;
+  meter?: Meter;
   remote: string | undefined;
   key: string;
   state: SlotState;
@@ -292,9 +279,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     Object.entries(opts.hooks).filter(([, v]) => v !== undefined),
   ) as BrokerHooks;
   const slots = new Map<Socket, Slot>();
-  const byConn = new WeakMap<MeteredConnection, Slot>();
+  const byConn = new WeakMap<Socket, Slot>();
   // Kept apart from the slots: a session's remote is still wanted after its slot is gone.
-  const remotes = new WeakMap<MeteredConnection, string>();
+  const remotes = new WeakMap<Socket, string>();
   const perRemote = new Map<string, number>();
   let held = 0;
   let refusing = 0;
@@ -353,7 +340,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     // An answered session may still have its answer on the way: close it in order, after
     // the answer is flushed. A silent one is cut.
     if (victim.conn && victim.state === "answered") victim.conn.destroy();
-    else if (victim.conn) victim.conn.cut();
+    else if (victim.meter) victim.meter.cut();
     else victim.raw.destroy();
     return true;
   };
@@ -367,7 +354,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     // 2^31-1 ms, beyond which Node fires it every millisecond.
     heartbeatInterval: HEARTBEAT_MS,
     preConnect: (client, packet, cb) => {
-      const slot = byConn.get(client.conn as unknown as MeteredConnection);
+      const slot = byConn.get(client.conn as unknown as Socket);
       if (!slot?.conn) {
         cb(null, false);
         return;
@@ -388,7 +375,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       timer(slot, limits.firstRequestMs, () => {
         if (slot.state !== "idle") return;
         cutFor("first-request deadline", slot.remote);
-        slot.conn?.cut();
+        slot.meter?.cut();
       });
       if (hooks.preConnect) hooks.preConnect(client, packet, cb);
       else cb(null, true);
@@ -397,7 +384,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // A persistence error is emitted as "error"; without a listener it would end the process.
   (aedes as unknown as NodeJS.EventEmitter).on("error", () => undefined);
 
-  const slotOf = (client: Client) => byConn.get(client.conn as unknown as MeteredConnection);
+  const slotOf = (client: Client) => byConn.get(client.conn as unknown as Socket);
   const sockets = new Set<Socket>();
   /** TLS: slots waiting for their handshake, by the peer's address and port (the TCP 4-tuple). */
   const handshaking = new Map<string, Slot>();
@@ -445,16 +432,15 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     return slot;
   };
 
-  /** The connection is ready for MQTT (TLS: handshake done): aedes reads it through its meter. */
+  /** The connection is ready for MQTT (TLS: handshake done): aedes reads it, metered. */
   const serve = (slot: Slot, socket: Socket) => {
     socket.setNoDelay(true);
-    const conn = new MeteredConnection(socket, opts.maxConnectionBytes ?? 0);
-    conn.on("error", () => undefined);
-    slot.conn = conn;
-    byConn.set(conn, slot);
-    if (slot.remote !== undefined) remotes.set(conn, slot.remote);
-    conn.once("close", () => release(slot));
-    aedes.handle(conn as unknown as Connection);
+    socket.on("error", () => undefined);
+    slot.conn = socket;
+    slot.meter = meterSocket(socket, opts.maxConnectionBytes ?? 0, () => release(slot));
+    byConn.set(socket, slot);
+    if (slot.remote !== undefined) remotes.set(socket, slot.remote);
+    aedes.handle(socket as unknown as Connection);
   };
 
   let server: Server;
@@ -521,11 +507,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     host: opts.host,
     port,
     tls: opts.tls !== undefined,
-    remoteOf: (client) => remotes.get(client.conn as unknown as MeteredConnection),
-    socketOf: (client) => {
-      const conn = client.conn as unknown;
-      return conn instanceof MeteredConnection ? conn.socket : undefined;
-    },
+    remoteOf: (client) => remotes.get(client.conn as unknown as Socket),
+    socketOf: (client) => slotOf(client)?.conn,
     beginRequest: (client) => {
       const slot = slotOf(client);
       if (!slot) return;
