@@ -34,7 +34,6 @@
  * CONFLICT (a value held by another record), NOT_FOUND, STORE (the backend failed).
  */
 
-import { createHash } from "node:crypto";
 import { ProvisioningError } from "../model/errors";
 import {
   StoreError,
@@ -46,6 +45,7 @@ import {
   type StoredEntry,
 } from "../stores/backend";
 import { isWellFormed } from "../stores/entry";
+import { sha256Hex } from "../util/sha256";
 
 export interface RecordAddress {
   group: string;
@@ -213,7 +213,7 @@ export class Records<R> {
   }
 
   indexKey(index: string, value: string): string {
-    return `${this.dialect}/#${index}/${createHash("sha256").update(value, "utf8").digest("hex")}`;
+    return `${this.dialect}/#${index}/${sha256Hex(value)}`;
   }
 
   /**

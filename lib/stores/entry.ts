@@ -31,8 +31,11 @@ export function checkKey(key: unknown): string {
   return key;
 }
 
-/** Values must survive JSON: objects (or strings), no functions, cycles, Buffers or NaN. */
-export function checkValue(value: unknown): JsonValue {
+/**
+ * A value as the JSON text a backend writes; values must survive JSON: objects (or
+ * strings), no functions, cycles, Buffers or NaN.
+ */
+export function valueText(value: unknown): string {
   if (value === undefined) throw new StoreError("INVALID_VALUE", "no value to store");
   let text: string;
   try {
@@ -42,14 +45,18 @@ export function checkValue(value: unknown): JsonValue {
   }
   if (text === undefined)
     throw new StoreError("INVALID_VALUE", "the value cannot be stored (a function or symbol)");
-  return JSON.parse(text) as JsonValue;
+  return text;
 }
 
-export function makeMeta(input: EntryMetaInput | undefined, now = new Date()): EntryMeta {
-  const meta: EntryMeta = {
-    obtainedAt: input?.obtainedAt ?? now.toISOString(),
-    updatedAt: now.toISOString(),
-  };
+/** A storable copy of a value, detached from the caller's object (see valueText). */
+export function checkValue(value: unknown): JsonValue {
+  return JSON.parse(valueText(value)) as JsonValue;
+}
+
+/** An entry's meta for a write at `now` (a Date, or its ISO text when several writes share it). */
+export function makeMeta(input: EntryMetaInput | undefined, now: Date | string = new Date()): EntryMeta {
+  const at = typeof now === "string" ? now : now.toISOString();
+  const meta: EntryMeta = { obtainedAt: input?.obtainedAt ?? at, updatedAt: at };
   if (input?.protocol !== undefined) meta.protocol = String(input.protocol);
   if (input?.endpoint !== undefined) meta.endpoint = String(input.endpoint);
   if (input?.kind !== undefined) meta.kind = String(input.kind);

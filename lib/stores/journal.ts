@@ -48,7 +48,7 @@ import {
   type StoreBackend,
   type StoredEntry,
 } from "./backend";
-import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { checkKey, isExpired, makeMeta, toEntry, valueText } from "./entry";
 import { InFlight } from "./in-flight";
 import { KeyLock } from "./key-lock";
 import { TransientPruner, claimOnceVia, countVia, createIfAbsentVia, updateManyUnder } from "./primitives";
@@ -533,6 +533,8 @@ export class JournalBackend implements StoreBackend {
   private listWaiters: (() => void)[] = [];
   private closing = false;
   private locked = false;
+  /** The log was read into the index (set once doOpen succeeded). */
+  private loaded = false;
 
   constructor(private readonly opts: JournalBackendOptions) {
     if (!opts.directory) throw new StoreError("IO", "the journal store needs a directory");
@@ -590,6 +592,12 @@ export class JournalBackend implements StoreBackend {
 
   async get(key: string): Promise<StoredEntry | undefined> {
     checkKey(key);
+    // Open, and no record of the key (a device asking for the first time): the answer is
+    // in the index, with nothing to read and nothing for close() to wait for.
+    if (this.loaded && !this.inFlight.closed && !this.closing) {
+      const kb = Buffer.from(key, "utf8");
+      if (this.index.find(hash1(kb), hash2(kb)) < 0) return undefined;
+    }
     return this.inFlight.run(async () => {
       await this.ready();
       const rec = await this.readRecord(key);
@@ -599,7 +607,7 @@ export class JournalBackend implements StoreBackend {
 
   async set(key: string, value: JsonValue, meta?: EntryMetaInput): Promise<StoredEntry> {
     checkKey(key);
-    const v = checkValue(value);
+    const text = valueText(value);
     const m = makeMeta(meta);
     return this.inFlight.run(() =>
       this.lock.run(key, async () => {
@@ -608,8 +616,8 @@ export class JournalBackend implements StoreBackend {
         // As the file backend: an entry we cannot read (damaged, or sealed under a key we
         // do not have) is not replaced.
         await this.readRecord(key);
-        await this.append(TYPE_PUT, key, this.payloadFor(key, v, m));
-        return toEntry(key, v, { ...m });
+        await this.append(TYPE_PUT, key, this.payloadOfText(key, text, m));
+        return toEntry(key, JSON.parse(text) as JsonValue, { ...m });
       }),
     );
   }
@@ -650,19 +658,23 @@ export class JournalBackend implements StoreBackend {
         const cur = await this.readRecord(key);
         const next = fn(cur && toEntry(key, cur.value, { ...cur.meta }));
         if (!next) return undefined;
-        const v = checkValue(next.value);
+        const text = valueText(next.value);
         const m = makeMeta(next.meta);
         const frames: { type: number; key: string; payload: Buffer }[] = [];
         for (const e of before?.() ?? []) {
           checkKey(e.key);
-          const ev = checkValue(e.value);
+          const et = valueText(e.value);
           // As set(): an entry we cannot read is not replaced.
           await this.readRecord(e.key);
-          frames.push({ type: TYPE_PUT, key: e.key, payload: this.payloadFor(e.key, ev, makeMeta(e.meta)) });
+          frames.push({
+            type: TYPE_PUT,
+            key: e.key,
+            payload: this.payloadOfText(e.key, et, makeMeta(e.meta)),
+          });
         }
-        frames.push({ type: TYPE_PUT, key, payload: this.payloadFor(key, v, m) });
+        frames.push({ type: TYPE_PUT, key, payload: this.payloadOfText(key, text, m) });
         await this.appendAll(frames);
-        return toEntry(key, v, { ...m });
+        return toEntry(key, JSON.parse(text) as JsonValue, { ...m });
       }),
     );
   }
@@ -703,7 +715,7 @@ export class JournalBackend implements StoreBackend {
           const frames: { type: number; key: string; payload?: Buffer }[] = [];
           for (const [key, c] of changes) {
             if (c !== null)
-              frames.push({ type: TYPE_PUT, key, payload: this.payloadFor(key, c.value, c.meta) });
+              frames.push({ type: TYPE_PUT, key, payload: this.payloadOfText(key, c.text, c.meta) });
             else {
               const kb = Buffer.from(key, "utf8");
               if (this.index.find(hash1(kb), hash2(kb)) >= 0) frames.push({ type: TYPE_DELETE, key });
@@ -848,11 +860,16 @@ export class JournalBackend implements StoreBackend {
     if (this.failed) throw this.failed;
   }
 
-  private payloadFor(key: string, value: JsonValue, meta: EntryMeta): Buffer {
-    const p: DiskPayload = { m: meta };
-    if (this.cryptoKey) p.s = seal(this.cryptoKey, Buffer.from(JSON.stringify(value)), aadFor(key));
-    else p.v = value;
-    return Buffer.from(JSON.stringify(p), "utf8");
+  /**
+   * A record's payload from its value's JSON text (valueText): the same bytes as
+   * JSON.stringify of { m, v }, with the value turned into JSON once per write.
+   */
+  private payloadOfText(key: string, text: string, meta: EntryMeta): Buffer {
+    if (this.cryptoKey) {
+      const p: DiskPayload = { m: meta, s: seal(this.cryptoKey, Buffer.from(text), aadFor(key)) };
+      return Buffer.from(JSON.stringify(p), "utf8");
+    }
+    return Buffer.from(`{"m":${JSON.stringify(meta)},"v":${text}}`, "utf8");
   }
 
   /** Queues one record; resolves once an fdatasync that covers it has returned. */
@@ -1143,6 +1160,7 @@ export class JournalBackend implements StoreBackend {
       await this.releaseAll();
       throw err;
     }
+    this.loaded = true;
   }
 
   /** One writer per directory: in this process by a set, across processes by a pid file. */

@@ -103,7 +103,7 @@ export class MemoryBackend implements StoreBackend {
         commit: async (changes) => {
           for (const [key, c] of changes) {
             if (c === null) this.entries.delete(key);
-            else this.entries.set(key, { value: structuredClone(c.value), meta: { ...c.meta } });
+            else this.entries.set(key, { value: c.fresh(), meta: { ...c.meta } });
           }
         },
       }),

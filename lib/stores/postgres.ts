@@ -413,10 +413,15 @@ export class PostgresBackend implements StoreBackend {
 
   /** $1 key, $2 value (or its SealedBox) as JSON text, $3 sealed, $4 meta, $5 expires_at. */
   private params(key: string, value: JsonValue, meta: EntryMeta): unknown[] {
+    return this.paramsOfText(key, JSON.stringify(value), meta);
+  }
+
+  /** params() from the value's JSON text (updateMany's prepared changes carry it). */
+  private paramsOfText(key: string, text: string, meta: EntryMeta): unknown[] {
     const sealed = this.cryptoKey !== undefined;
     const stored = sealed
-      ? JSON.stringify(seal(this.cryptoKey as Buffer, Buffer.from(JSON.stringify(value)), aadFor(key)))
-      : JSON.stringify(value);
+      ? JSON.stringify(seal(this.cryptoKey as Buffer, Buffer.from(text), aadFor(key)))
+      : text;
     return [key, stored, sealed, JSON.stringify(meta), meta.expiresAt ?? null];
   }
 
@@ -552,7 +557,7 @@ export class PostgresBackend implements StoreBackend {
       // fail (23505), and the transaction runs again and sees that row.
       await c.query(
         rows.has(key) ? this.sql.updateByKey : this.sql.insertStrict,
-        this.params(key, change.value, change.meta),
+        this.paramsOfText(key, change.text, change.meta),
       );
     }
     return entriesAfter(current, changes);

@@ -17,7 +17,7 @@ import {
   type StoreBackend,
   type StoredEntry,
 } from "./backend";
-import { checkKey, checkValue, isExpired, makeMeta, toEntry } from "./entry";
+import { checkKey, checkValue, isExpired, makeMeta, toEntry, valueText } from "./entry";
 import type { KeyLock } from "./key-lock";
 
 /**
@@ -66,8 +66,31 @@ export async function getEntries(
   return new Map(sorted.map((k, i) => [k, got[i]]));
 }
 
+/**
+ * A value checked and given its meta, ready to be written: its JSON `text` is what a
+ * backend that writes text (the journal) writes, so the value is turned into JSON once per
+ * write; `value` is a copy made from the text when a backend asks for one.
+ */
+export class PreparedValue {
+  private parsed?: JsonValue;
+
+  constructor(
+    readonly text: string,
+    readonly meta: EntryMeta,
+  ) {}
+
+  get value(): JsonValue {
+    return (this.parsed ??= JSON.parse(this.text) as JsonValue);
+  }
+
+  /** A copy of the value of its own, for a caller that may change it. */
+  fresh(): JsonValue {
+    return JSON.parse(this.text) as JsonValue;
+  }
+}
+
 /** A change checked and given its meta, ready to be written (null deletes). */
-export type PreparedChange = { value: JsonValue; meta: EntryMeta } | null;
+export type PreparedChange = PreparedValue | null;
 
 /** Checks what `fn` of updateMany() answered: only locked keys, storable values. */
 export function prepareChanges(
@@ -78,12 +101,13 @@ export function prepareChanges(
   if (!(changes instanceof Map))
     throw new StoreError("INVALID_VALUE", "updateMany's function must answer a Map of changes, or undefined");
   const out = new Map<string, PreparedChange>();
+  const at = now.toISOString();
   for (const [key, change] of changes) {
     if (!keys.includes(key))
       throw new StoreError("INVALID_KEY", "updateMany may change only the keys it was given");
     out.set(
       key,
-      change === null ? null : { value: checkValue(change.value), meta: makeMeta(change.meta, now) },
+      change === null ? null : new PreparedValue(valueText(change.value), makeMeta(change.meta, at)),
     );
   }
   return out;
@@ -99,7 +123,7 @@ export function entriesAfter(
     if (!changes.has(key)) out.set(key, entry);
     else {
       const c = changes.get(key) as PreparedChange;
-      out.set(key, c === null ? undefined : toEntry(key, structuredClone(c.value), { ...c.meta }));
+      out.set(key, c === null ? undefined : toEntry(key, c.fresh(), { ...c.meta }));
     }
   }
   return out;

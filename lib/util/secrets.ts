@@ -1,15 +1,14 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { sha256 } from "./sha256";
 
 /** Constant-time comparison of two secrets of any lengths (compares SHA-256 digests). */
 export function secretsEqual(a: string | Buffer, b: string | Buffer): boolean {
-  const da = createHash("sha256").update(a).digest();
-  const db = createHash("sha256").update(b).digest();
-  return timingSafeEqual(da, db);
+  return timingSafeEqual(sha256(a), sha256(b));
 }
 
 /** SHA-256 of a secret: a value that secretsEqual() would hash at every request, hashed once. */
 export function secretDigest(s: string | Buffer): Buffer {
-  return createHash("sha256").update(s).digest();
+  return sha256(s);
 }
 
 /** secretsEqual(a, b) where `digest` is secretDigest(a). */
