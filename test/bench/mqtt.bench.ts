@@ -9,7 +9,7 @@
  *
  *   BENCH_DEVICES=1000,20000 BENCH_CONCURRENCY=100,1000  sizes (quick: 1000 at 100 and 1000)
  *   BENCH_GC_EVERY=10000      a forced GC and a heap reading every so many provisionings
- *   BENCH_WARMUP=200          devices provisioned on each server before the rows (not counted)
+ *   BENCH_WARMUP=2000         devices provisioned on each server before the rows (not counted)
  *   BENCH_TLS=0 | 1           plain MQTT only | TLS only (default both)
  *   BENCH_TARGET=mqtt://host:port  storm that server instead (no baseline, no server figures),
  *                             with its profile's BENCH_KEY and BENCH_SECRET (new device names
@@ -39,7 +39,8 @@ export async function run(): Promise<void> {
   const devices = sizes("DEVICES", [1000], [1000, 20000]);
   const concurrencies = sizes("CONCURRENCY", [100, 1000], [100, 1000]);
   const gcEvery = size("GC_EVERY", 10000, 10000);
-  const warmUp = size("WARMUP", 200, 200);
+  // Both servers warm up alike before any row: the rows compare steady states, not JIT warm-up.
+  const warmUp = size("WARMUP", 2000, 2000);
   const clients = await StormClients.start();
   const device = { kind: "mqtt" as const, key: TB_KEY, secret: TB_SECRET, sourceAddresses: true };
   try {
