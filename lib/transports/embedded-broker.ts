@@ -179,10 +179,20 @@ type Destroy = (err?: Error) => Socket;
  *   written is flushed, and reads (discarding) until the peer closes, for at most
  *   LINGER_MS. Closing with unread bytes would make the kernel send a reset, which can
  *   drop answers the peer has not read yet (RFC 9293 section 3.6, RFC 1122 4.2.2.13).
- *   With an error, or once both directions are done, it is Node's own destroy.
+ *   With an error, or once both directions are done, it is Node's own destroy; and so it
+ *   is after the peer's own DISCONNECT (`saidGoodbye`) with nothing left to write: the
+ *   peer sends nothing after it (MQTT 3.1.1 section 3.14.4, MQTT 5 section 3.14.4) and
+ *   waits for nothing, so the orderly end's shutdown, extra read and timer (5 to 10 %
+ *   of a provisioning's server time) buy nothing, and a peer that keeps its end open after
+ *   DISCONNECT holds no descriptor for LINGER_MS.
  * `onClosing` is told once, when the socket stops being a session (closed or lingering).
  */
-function meterSocket(socket: Socket, budget: number, onClosing: () => void): Meter {
+function meterSocket(
+  socket: Socket,
+  budget: number,
+  onClosing: () => void,
+  saidGoodbye: () => boolean,
+): Meter {
   const push = socket.push as Push;
   const destroy = socket.destroy as Destroy;
   let received = 0;
@@ -202,7 +212,8 @@ function meterSocket(socket: Socket, budget: number, onClosing: () => void): Met
     return push.call(socket, chunk, encoding);
   };
   socket.destroy = function orderlyDestroy(err?: Error): Socket {
-    const done = socket.readableEnded && socket.writableFinished;
+    const done =
+      (socket.readableEnded && socket.writableFinished) || (saidGoodbye() && !socket.writableLength);
     if (err || socket.destroyed || done || (!lingering && !socket.writable)) {
       cut(err);
       return socket;
@@ -218,6 +229,15 @@ function meterSocket(socket: Socket, budget: number, onClosing: () => void): Met
     return socket;
   };
   return { cut };
+}
+
+/**
+ * Whether the peer ended its session with a DISCONNECT packet. aedes sets `_disconnected`
+ * on that packet just before it destroys the connection (lib/handlers/index.js, where it
+ * also decides not to publish the will) and exposes no other sign of it.
+ */
+function sentDisconnect(client: Client | undefined): boolean {
+  return (client as { _disconnected?: unknown } | undefined)?._disconnected === true;
 }
 
 /**
@@ -264,6 +284,8 @@ interface Slot {
   inFlight: number;
   /** Let in only to be answered "server unavailable" at CONNECT. */
   refuse: boolean;
+  /** aedes' session on this connection, from its CONNECT on. */
+  client?: Client;
   timers: NodeJS.Timeout[];
   released: boolean;
 }
@@ -370,6 +392,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         cb(null, false);
         return;
       }
+      slot.client = client;
       slot.state = "idle";
       slot.since = Date.now();
       timer(slot, limits.firstRequestMs, () => {
@@ -437,7 +460,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     socket.setNoDelay(true);
     socket.on("error", () => undefined);
     slot.conn = socket;
-    slot.meter = meterSocket(socket, opts.maxConnectionBytes ?? 0, () => release(slot));
+    slot.meter = meterSocket(
+      socket,
+      opts.maxConnectionBytes ?? 0,
+      () => release(slot),
+      () => sentDisconnect(slot.client),
+    );
     byConn.set(socket, slot);
     if (slot.remote !== undefined) remotes.set(socket, slot.remote);
     aedes.handle(socket as unknown as Connection);

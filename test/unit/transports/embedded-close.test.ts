@@ -10,9 +10,14 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { connect as tcpConnect, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { after, before, describe, it } from "mocha";
-import { startEmbeddedBroker, type EmbeddedBroker } from "../../../lib/transports/embedded-broker";
+import type { Client } from "aedes";
+import {
+  startEmbeddedBroker,
+  type BrokerHooks,
+  type EmbeddedBroker,
+} from "../../../lib/transports/embedded-broker";
 import { PROJECT_ROOT } from "../../support/node-red";
 import { makeTestPki, type TestPki } from "../../support/pki";
 import { run } from "../../support/process";
@@ -21,10 +26,16 @@ import { run } from "../../support/process";
 const CONNECT = Buffer.from([
   0x10, 0x0e, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 0x63, 0x31,
 ]);
-// PINGREQ (section 3.12).
+// PINGREQ (section 3.12) and DISCONNECT (section 3.14).
 const PINGREQ = Buffer.from([0xc0, 0x00]);
+const DISCONNECT = Buffer.from([0xe0, 0x00]);
 
 const PUSHY_PEER = join(PROJECT_ROOT, "test", "support", "pushy-peer.py");
+
+/** Node's TLS connect takes allowHalfOpen (lib/_tls_wrap.js hands it to the TLSSocket); its types do not say so. */
+function halfOpenTls(o: ConnectionOptions): ConnectionOptions {
+  return { ...o, allowHalfOpen: true } as ConnectionOptions;
+}
 
 /** What the peer read before the connection closed. */
 function readUntilClosed(s: Socket): Promise<Buffer> {
@@ -47,7 +58,7 @@ describe("unit/transports/embedded-close", () => {
         ? tlsConnect({ host: "127.0.0.1", port: b.port, ca: pki.caCert, servername: "localhost" })
         : tcpConnect({ host: "127.0.0.1", port: b.port });
     const ready = tls ? "secureConnect" : "connect";
-    const start = (o: { admit?: () => boolean; maxConnectionBytes?: number }) =>
+    const start = (o: { admit?: () => boolean; maxConnectionBytes?: number; hooks?: BrokerHooks }) =>
       startEmbeddedBroker({
         host: "127.0.0.1",
         port: 0,
@@ -71,6 +82,41 @@ describe("unit/transports/embedded-close", () => {
           assert.equal(seen.head, "20020003", "CONNACK server unavailable");
           assert.equal(seen.ended, "eof", "the peer sees the broker's orderly end");
           assert.equal(b.connections(), 0, "the refused connection holds no slot");
+        } finally {
+          await b.close();
+        }
+      });
+
+      // After its DISCONNECT a peer sends nothing more (MQTT 3.1.1 section 3.14.4), so the
+      // broker closes at once instead of lingering; this case fails when it ends in order
+      // (its socket would still be open, reading, when the peer sees the end).
+      it("after the peer's DISCONNECT the broker's socket is closed at once, even with the peer's end still open", async () => {
+        let session: Client | undefined;
+        const b = await start({
+          hooks: {
+            preConnect: (client, _packet, cb) => {
+              session = client;
+              cb(null, true);
+            },
+          },
+        });
+        try {
+          const s = tls
+            ? tlsConnect(
+                halfOpenTls({ host: "127.0.0.1", port: b.port, ca: pki.caCert, servername: "localhost" }),
+              )
+            : tcpConnect({ host: "127.0.0.1", port: b.port, allowHalfOpen: true });
+          s.on("error", () => undefined);
+          const acked = new Promise<Buffer>((resolve) => s.once("data", resolve));
+          s.once(ready, () => s.write(CONNECT));
+          assert.deepEqual([...(await acked).subarray(0, 4)], [0x20, 0x02, 0x00, 0x00], "CONNACK accepted");
+          const server = session?.conn as unknown as Socket;
+          const ended = new Promise<void>((resolve) => s.once("end", resolve));
+          s.write(DISCONNECT);
+          await ended;
+          assert.equal(server.destroyed, true, "the broker's socket is closed, not waiting for the peer");
+          assert.equal(b.connections(), 0, "the session holds no slot");
+          s.destroy();
         } finally {
           await b.close();
         }
