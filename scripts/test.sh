@@ -10,4 +10,9 @@ bash scripts/ensure-nr5.sh
 # mocha (.mocharc.json: 180 s per test and hook, spec reporter), every file in one process,
 # one file after another in this order, no --exit: the run ends when nothing is left open.
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
-exec node node_modules/mocha/bin/mocha.js "${files[@]}"
+# Every temporary file of the run (test keys and certificates, Node-RED user directories,
+# brokers' and databases' files) goes under one directory of its own, removed when the run
+# ends, passed or failed: hundreds of them, private keys among them, were left in /tmp.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/nr-provisioning-test.XXXXXX")
+trap 'rm -rf "$run_tmp"' EXIT
+TMPDIR="$run_tmp" node node_modules/mocha/bin/mocha.js "${files[@]}"
