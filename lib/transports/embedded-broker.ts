@@ -182,7 +182,7 @@ type Destroy = (err?: Error) => Socket;
  *   With an error, or once both directions are done, it is Node's own destroy; and so it
  *   is after the peer's own DISCONNECT (`saidGoodbye`) with nothing left to write: the
  *   peer sends nothing after it (MQTT 3.1.1 section 3.14.4, MQTT 5 section 3.14.4) and
- *   waits for nothing, so the orderly end's shutdown, extra read and timer (5 to 10 %
+ *   waits for nothing, so the orderly end's shutdown, extra read and timer (4 to 10 %
  *   of a provisioning's server time) buy nothing, and a peer that keeps its end open after
  *   DISCONNECT holds no descriptor for LINGER_MS.
  * `onClosing` is told once, when the socket stops being a session (closed or lingering).
