@@ -5,7 +5,8 @@
  * topic, which every client subscribed to it can read.
  */
 
-import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
+import { mqttConnect } from "./mqtt-connect";
 
 export interface AttachedOptions {
   /** mqtt://host:1883 or mqtts://host:8883. */
@@ -36,7 +37,7 @@ export function attachToBroker(
   onState?: (state: AttachedState, detail?: string) => void,
 ): AttachedServer {
   const qos = opts.qos ?? 1;
-  const client = connect(opts.url, {
+  const client = mqttConnect(opts.url, {
     protocolVersion: 5,
     reconnectPeriod: 5000,
     connectTimeout: 10000,

@@ -6,7 +6,6 @@
  * refuses too deep nesting, too many items and truncated input first; only then is the
  * body handed to the decoder.
  */
-import { decodeAllSync } from "cbor";
 
 export interface CborLimits {
   /** Largest body in bytes. */
@@ -138,6 +137,10 @@ export function decodeCborBounded(buf: Buffer, limits: CborLimits): CborDecode {
   const error = cborLimitError(buf, limits);
   if (error) return { ok: false, error };
   try {
+    // Loaded at first use, not at the top: Node-RED loads every node file when it starts,
+    // and only plgd's DPS speaks CBOR.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { decodeAllSync } = require("cbor") as typeof import("cbor");
     return { ok: true, items: decodeAllSync(buf) as unknown[] };
   } catch {
     return { ok: false, error: "body is not CBOR" };

@@ -9,7 +9,8 @@
  * `$rid` is that id (others are ignored, as the SDK does).
  */
 import { randomUUID } from "node:crypto";
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { mqttConnect } from "../../transports/mqtt-connect";
 import { finalError, transientError, type ProvisioningError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
 import { guardIncomingPackets } from "../../transports/mqtt-packet-guard";
@@ -92,7 +93,7 @@ export function openMqttSession(p: AzurePrepared, o: SessionOptions): DpsSession
 
   if (!failure) {
     try {
-      client = connect(options);
+      client = mqttConnect(options);
     } catch (err) {
       fail(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }

@@ -8,7 +8,8 @@
 import { randomBytes, X509Certificate } from "node:crypto";
 import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
 import type { ConnectionOptions } from "node:tls";
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { mqttConnect } from "../../transports/mqtt-connect";
 import { finalError, ProvisioningError, transientError } from "../../model/errors";
 import type { Configuration, Credentials, Device } from "../../model/result";
 import { verifyChain } from "../../pki/verify";
@@ -336,7 +337,7 @@ export function provisionKuraDevice(
     };
 
     try {
-      client = connect(options);
+      client = mqttConnect(options);
     } catch (err) {
       return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }

@@ -13,7 +13,8 @@
  * serves one request topic and one response topic; this exchange needs a reply topic per
  * device and request, so the client is its own.)
  */
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { mqttConnect } from "../../transports/mqtt-connect";
 import type { AttachedState } from "../../transports/mqtt-attached";
 import { matchTopic } from "./namespace";
 import type { KuraProvisioningService } from "./server";
@@ -46,7 +47,7 @@ export function startKuraMqttAttached(
   const filters = [service.topics.request, service.topics.completed].map((t) =>
     filterOf(t, service.account, service.appId),
   );
-  const client = connect(opts.url, {
+  const client = mqttConnect(opts.url, {
     protocolVersion: 4,
     reconnectPeriod: 5000,
     connectTimeout: 10000,

@@ -3,7 +3,6 @@
  * that say which field is wrong. Field names follow plgd-dev/device's schema package and
  * iotivity-lite's api/plgd client.
  */
-import { encode } from "cbor";
 import { decodeCborBounded } from "../../util/cbor-limits";
 import { parseJsonBounded } from "../../util/json-limits";
 
@@ -65,6 +64,10 @@ export function encodeBody(value: object, contentFormat: number = CF_OCF_CBOR): 
       JSON.stringify(value, (_k, v: unknown) => (bytes(v) ? Buffer.from(v.data).toString("base64") : v)),
     );
   }
+  // Loaded at first use, not at the top: Node-RED loads every node file when it starts,
+  // and only plgd's DPS speaks CBOR.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { encode } = require("cbor") as typeof import("cbor");
   return encode(stripUndefined(value));
 }
 

@@ -1,5 +1,5 @@
 import { isIPv6 } from "node:net";
-import { Agent, type IncomingMessage } from "coap";
+import type { IncomingMessage } from "coap";
 import { finalError, transientError, type ProvisioningError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
 import { classifyNetworkFailure } from "../../transports/network-failure";
@@ -31,6 +31,10 @@ export const coapExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     const where = describeUri(uri);
     if (opts.signal?.aborted) return reject(new AbortedError());
     const host = uri.hostname.replace(/^\[|\]$/g, "");
+    // Loaded here, not at the top: Node-RED loads every node file when it starts, and
+    // node-coap (several MiB once loaded) is wanted only by a flow that speaks CoAP.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Agent } = require("coap") as typeof import("coap");
     const agent = new Agent({ type: isIPv6(host) ? "udp6" : "udp4" });
     let settled = false;
     const finish = (err: Error | undefined, answer?: Buffer) => {

@@ -1,4 +1,5 @@
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { mqttConnect } from "../../transports/mqtt-connect";
 import { randomAlphanumeric } from "../../util/secrets";
 import { finalError, transientError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
@@ -64,7 +65,7 @@ export const mqttExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
       opts.timeoutMs,
     );
     try {
-      client = connect(options);
+      client = mqttConnect(options);
     } catch (err) {
       return finish(finalError("CONFIG", `cannot connect to ${where}: ${(err as Error).message}`));
     }
