@@ -60,7 +60,12 @@ if (!args.includes("--no-build")) {
   if (b.status !== 0) process.exit(b.status ?? 1);
 }
 
-const results = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "soak-results-")), "rows.jsonl");
+// Every temporary file of the parts (keys, user directories, brokers' files) and the rows
+// they report go under one directory of this run, removed at the end, as npm test does.
+const runTmp = fs.mkdtempSync(path.join(os.tmpdir(), "nr-provisioning-soak-"));
+// Peers run as other users (PostgreSQL as postgres) pass through it by name, without listing it.
+fs.chmodSync(runTmp, 0o711);
+const results = path.join(runTmp, "rows.jsonl");
 const failed = [];
 const started = Date.now();
 for (const [name, part] of Object.entries(PARTS)) {
@@ -77,6 +82,7 @@ for (const [name, part] of Object.entries(PARTS)) {
         ...process.env,
         ...part.env,
         SOAK_RESULTS: results,
+        TMPDIR: runTmp,
         ...(args.includes("--nr5") ? { SOAK_NODE_RED: "5" } : {}),
       },
     },
@@ -91,4 +97,5 @@ process.stdout.write(
     "\n\n" +
     (failed.length ? `parts with failures: ${failed.join(", ")}\n` : "every part passed\n"),
 );
+fs.rmSync(runTmp, { recursive: true, force: true });
 process.exit(failed.length ? 1 : 0);

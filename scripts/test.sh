@@ -14,5 +14,8 @@ mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 # brokers' and databases' files) goes under one directory of its own, removed when the run
 # ends, passed or failed: hundreds of them, private keys among them, were left in /tmp.
 run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/nr-provisioning-test.XXXXXX")
+# Some tests run a peer as another user (PostgreSQL's initdb as postgres, a file store as
+# nobody) in a directory of its own under this one: they may pass through by name, not list.
+chmod 711 "$run_tmp"
 trap 'rm -rf "$run_tmp"' EXIT
 TMPDIR="$run_tmp" node node_modules/mocha/bin/mocha.js "${files[@]}"
