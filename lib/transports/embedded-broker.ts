@@ -507,6 +507,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   }
   // A backstop only: ended sockets still draining (LINGER_MS) hold no slot.
   server.maxConnections = 2 * limits.maxConnections + REFUSAL_HEADROOM;
+  // The kernel's queue of connections not yet accepted holds as many: a fleet coming back
+  // after an outage connects all at once, and with Node's default of 511 Linux drops the
+  // SYNs past it (tcp_conn_request, ListenOverflows), each device then waiting out SYN
+  // retransmission (1, 3, 7, 15 s). The kernel caps it at net.core.somaxconn.
+  const backlog = server.maxConnections;
   // Before any slot is taken: the slot belongs to the client's address, not the proxy's.
   const proxied = proxyProtocolOptions(opts.proxyProtocol);
   const gate = proxied
@@ -516,7 +521,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(opts.port, opts.host, () => {
+      server.listen({ port: opts.port, host: opts.host, backlog }, () => {
         server.off("error", reject);
         resolve();
       });

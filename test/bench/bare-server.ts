@@ -23,8 +23,17 @@ const SUCCESS = Buffer.from(
   '{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":"bench-token"}',
 );
 
+/**
+ * The accept queue as deep as Linux allows by default (net.core.somaxconn, 4096): at least
+ * what provision-response's embedded broker asks for, so neither server drops the SYNs of a
+ * storm that Node's default of 511 would.
+ */
+const BACKLOG = 4096;
+
 async function listenTcp(server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) =>
+    server.listen({ port: 0, host: "127.0.0.1", backlog: BACKLOG }, resolve),
+  );
   return (server.address() as AddressInfo).port;
 }
 
