@@ -30,6 +30,7 @@ import {
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { serverTlsOptions } from "./tls-policy";
 import { acceptProxyProtocol, proxyProtocolOptions, type ProxyProtocolSetting } from "./proxy-listener";
+import { acceptQueueFor } from "./accept-queue";
 import { pathToFileURL } from "node:url";
 
 // aedes 1.x is an ES module; TypeScript's CommonJS output would turn import() into
@@ -507,11 +508,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   }
   // A backstop only: ended sockets still draining (LINGER_MS) hold no slot.
   server.maxConnections = 2 * limits.maxConnections + REFUSAL_HEADROOM;
-  // The kernel's queue of connections not yet accepted holds as many: a fleet coming back
-  // after an outage connects all at once, and with Node's default of 511 Linux drops the
-  // SYNs past it (tcp_conn_request, ListenOverflows), each device then waiting out SYN
-  // retransmission (1, 3, 7, 15 s). The kernel caps it at net.core.somaxconn.
-  const backlog = server.maxConnections;
+  // And the kernel may queue as many not yet accepted (a fleet connecting all at once).
+  const backlog = acceptQueueFor(server.maxConnections);
   // Before any slot is taken: the slot belongs to the client's address, not the proxy's.
   const proxied = proxyProtocolOptions(opts.proxyProtocol);
   const gate = proxied

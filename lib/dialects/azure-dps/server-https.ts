@@ -19,6 +19,7 @@ import { acceptProxyProtocol } from "../../transports/proxy-listener";
 import { MAX_REQUEST_BYTES, type AzureDpsService, type DpsAnswer, type DpsCaller } from "./server";
 import { clientCertificateTls, peerChain } from "./server-x509";
 import { DPS_ERRORS, errorBody, parseHttpRequest } from "./wire";
+import { acceptQueueFor } from "../../transports/accept-queue";
 
 export interface AzureHttpsOptions {
   host: string;
@@ -129,10 +130,14 @@ export async function startAzureHttpsServer(
     : undefined;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
+    // The kernel may queue as many connections as the server takes (a fleet all at once).
+    server.listen(
+      { port: opts.port, host: opts.host, backlog: acceptQueueFor(server.maxConnections) },
+      () => {
+        server.off("error", reject);
+        resolve();
+      },
+    );
   });
   server.on("error", () => undefined);
   let closing: Promise<void> | undefined;

@@ -10,6 +10,7 @@ import { ServerSession, type SessionCounters, type TlsPeer } from "./server-sess
 import type { CoapTcpServerOptions } from "./types";
 import { serverTlsOptions } from "../tls-policy";
 import { acceptProxyProtocol, proxyProtocolOptions, type ProxyProtocolGate } from "../proxy-listener";
+import { acceptQueueFor } from "../accept-queue";
 
 const DEFAULT_INACTIVITY_MS = 20000;
 /** A message that has begun must be complete within this long (slow-frame peers). */
@@ -141,7 +142,8 @@ export class CoapTcpServer extends EventEmitter {
           new CoapTcpError("COAP_CONNECT", `cannot listen on ${host ?? "*"}:${port}: ${errorText(err)}`),
         );
       this.server.once("error", onError);
-      this.server.listen(port, host, () => {
+      // The kernel may queue as many connections as the server takes (a fleet all at once).
+      this.server.listen({ port, host, backlog: acceptQueueFor(this.maxConnections) }, () => {
         this.server.off("error", onError);
         resolve();
       });
