@@ -6,6 +6,7 @@
  * refuses too deep nesting, too many items and truncated input first; only then is the
  * body handed to the decoder.
  */
+import { cborLib } from "./protocol-libs";
 
 export interface CborLimits {
   /** Largest body in bytes. */
@@ -136,11 +137,8 @@ export function cborLimitError(buf: Uint8Array, limits: CborLimits): string | un
 export function decodeCborBounded(buf: Buffer, limits: CborLimits): CborDecode {
   const error = cborLimitError(buf, limits);
   if (error) return { ok: false, error };
+  const { decodeAllSync } = cborLib();
   try {
-    // Loaded at first use, not at the top: Node-RED loads every node file when it starts,
-    // and only plgd's DPS speaks CBOR.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { decodeAllSync } = require("cbor") as typeof import("cbor");
     return { ok: true, items: decodeAllSync(buf) as unknown[] };
   } catch {
     return { ok: false, error: "body is not CBOR" };

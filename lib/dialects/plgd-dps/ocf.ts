@@ -4,6 +4,7 @@
  * iotivity-lite's api/plgd client.
  */
 import { decodeCborBounded } from "../../util/cbor-limits";
+import { cborLib } from "../../util/protocol-libs";
 import { parseJsonBounded } from "../../util/json-limits";
 
 export const CF_TEXT = 0;
@@ -64,11 +65,7 @@ export function encodeBody(value: object, contentFormat: number = CF_OCF_CBOR): 
       JSON.stringify(value, (_k, v: unknown) => (bytes(v) ? Buffer.from(v.data).toString("base64") : v)),
     );
   }
-  // Loaded at first use, not at the top: Node-RED loads every node file when it starts,
-  // and only plgd's DPS speaks CBOR.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { encode } = require("cbor") as typeof import("cbor");
-  return encode(stripUndefined(value));
+  return cborLib().encode(stripUndefined(value));
 }
 
 /**

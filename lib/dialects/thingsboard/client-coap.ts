@@ -1,5 +1,6 @@
 import { isIPv6 } from "node:net";
 import type { IncomingMessage } from "coap";
+import { coapLib } from "../../util/protocol-libs";
 import { finalError, transientError, type ProvisioningError } from "../../model/errors";
 import { AbortedError } from "../../retry/run";
 import { classifyNetworkFailure } from "../../transports/network-failure";
@@ -31,11 +32,7 @@ export const coapExchange: TbExchange = (uri: URL, body: string, opts: TbExchang
     const where = describeUri(uri);
     if (opts.signal?.aborted) return reject(new AbortedError());
     const host = uri.hostname.replace(/^\[|\]$/g, "");
-    // Loaded here, not at the top: Node-RED loads every node file when it starts, and
-    // node-coap (several MiB once loaded) is wanted only by a flow that speaks CoAP.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Agent } = require("coap") as typeof import("coap");
-    const agent = new Agent({ type: isIPv6(host) ? "udp6" : "udp4" });
+    const agent = new (coapLib().Agent)({ type: isIPv6(host) ? "udp6" : "udp4" });
     let settled = false;
     const finish = (err: Error | undefined, answer?: Buffer) => {
       if (settled) return;

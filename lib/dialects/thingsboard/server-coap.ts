@@ -6,6 +6,7 @@
 
 import type { Socket } from "node:dgram";
 import type { IncomingMessage, OutgoingMessage, Server } from "coap";
+import { coapLib } from "../../util/protocol-libs";
 import { UNAVAILABLE_RETRY_S, type TbProvisioningService } from "./server";
 import { COAP_PATH, encodeResponse, MAX_REQUEST_BYTES } from "./wire";
 
@@ -112,11 +113,7 @@ export async function startTbCoapServer(
   // an answer that comes after close is not sent.
   const open = new Set<OutgoingMessage>();
   let closed = false;
-  // Loaded here, not at the top: Node-RED loads every node file when it starts, and
-  // node-coap (several MiB once loaded) is wanted only by a flow that speaks CoAP.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createServer } = require("coap") as typeof import("coap");
-  const server: Server = createServer({
+  const server: Server = coapLib().createServer({
     type: opts.type ?? (host.includes(":") ? "udp6" : "udp4"),
     cacheSize: COAP_CACHE_BYTES,
   });
